@@ -1,0 +1,264 @@
+"""The `vaekit` command: one thin function per verb (parse, call the API, print)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import Config, load_yaml
+from .errors import VaekitError
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by ',' or 'x', got '{text}'") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return values
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not v >= 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got '{text}'")
+    return v
+
+
+# flag -> (section, key)
+TRAIN_FLAGS = {
+    "data": ("data", "source"), "binarize": ("data", "binarize"), "shape": ("data", "shape"),
+    "image_size": ("data", "image_size"),
+    "net": ("model", "net"), "latent": ("model", "latent"), "hidden": ("model", "hidden"),
+    "channels": ("model", "channels"), "activation": ("model", "activation"),
+    "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"),
+    "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
+    "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
+    "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
+    "beta": ("train", "beta"), "warmup": ("train", "warmup_epochs"), "free_bits": ("train", "free_bits"),
+    "seed": ("train", "seed"), "device": ("train", "device"), "weight_decay": ("train", "weight_decay"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vaekit", description="Variational autoencoders: train, sample, evaluate.")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    t = sub.add_parser("train", help="train a VAE and write a run directory",
+                       description="Train a VAE. With no arguments: the embedded digits data set.")
+    g = t.add_argument_group("data")
+    g.add_argument("--data", help="digits (default), fashion-mnist, or a path: IDX file, .npz/.npy, "
+                                  "folder of train/valid/test arrays or IDX files, folder of PNG/JPEG")
+    g.add_argument("--binarize", choices=["none", "threshold", "static", "dynamic"])
+    g.add_argument("--shape", type=_ints, help="image shape for flat (N, D) arrays: HxW or CxHxW")
+    g.add_argument("--image-size", type=_ints, help="resize images in a folder to H or HxW")
+    g = t.add_argument_group("model")
+    g.add_argument("--net", choices=["mlp", "conv"])
+    g.add_argument("--latent", type=_positive_int, help="latent dimensions (default 16)")
+    g.add_argument("--hidden", type=_ints, help="MLP hidden sizes, e.g. 512,256")
+    g.add_argument("--channels", type=_ints, help="conv channels per block, e.g. 32,64")
+    g.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
+    g.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "logistic"])
+    g.add_argument("--gaussian-std", type=float, help="fixed std of the Gaussian likelihood (default: learned)")
+    g = t.add_argument_group("training")
+    g.add_argument("--epochs", type=_positive_int)
+    g.add_argument("--batch-size", type=_positive_int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--lr-schedule", choices=["none", "cosine", "plateau"])
+    g.add_argument("--weight-decay", type=_nonneg_float)
+    g.add_argument("--clip-grad", type=_nonneg_float, help="clip the gradient norm (0: off)")
+    g.add_argument("--patience", type=int, help="early stopping on valid ELBO after this many epochs (0: off)")
+    g.add_argument("--objective", choices=["elbo", "iwae"])
+    g.add_argument("--k", type=_positive_int, help="importance samples for --objective iwae")
+    g.add_argument("--beta", type=_nonneg_float, help="KL weight (beta-VAE)")
+    g.add_argument("--warmup", type=_nonneg_float, help="KL warm-up epochs")
+    g.add_argument("--free-bits", type=_nonneg_float, help="minimum KL per latent dimension, in nats")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    t.add_argument("--config", type=Path, help="YAML config; flags override it")
+    t.add_argument("--out", type=Path, help="run directory (default runs/<data>-<time>)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or log")
+    t.set_defaults(func=cmd_train)
+
+    def run_parser(name, help_text, func):
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("run", type=Path, help="run directory")
+        q.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+        q.set_defaults(func=func)
+        return q
+
+    s = run_parser("sample", "decode samples from the prior into a PNG grid", cmd_sample)
+    s.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
+    s.add_argument("--nrow", type=_positive_int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--random", action="store_true", help="draw x ~ p(x|z) instead of showing its mean")
+    s.add_argument("--out", type=Path, help="PNG file (default <run>/samples/samples-seed<seed>.png)")
+
+    r = run_parser("reconstruct", "test images above their reconstructions", cmd_reconstruct)
+    r.add_argument("-n", type=_positive_int, default=32)
+    r.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    r.add_argument("--out", type=Path)
+
+    i = run_parser("interpolate", "decode straight paths between pairs of test images", cmd_interpolate)
+    i.add_argument("--pairs", type=_positive_int, default=8, help="random pairs (default 8)")
+    i.add_argument("--between", type=int, nargs=2, metavar=("A", "B"), help="two test-set indices")
+    i.add_argument("--steps", type=_positive_int, default=10)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", type=Path)
+
+    e = run_parser("evaluate", "test ELBO, importance-sampled NLL, bits/dim, KL per dimension, active units",
+                   cmd_evaluate)
+    e.add_argument("--k", type=_positive_int, default=5000, help="importance samples (default 5000)")
+    e.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    e.add_argument("--batch-rows", type=_positive_int, help="decoder rows per pass (default 32768)")
+    e.add_argument("--json", type=Path, help="also write the result here (always: <run>/evaluation.json)")
+    e.add_argument("--quiet", action="store_true")
+
+    n = run_parser("info", "what a run is: data, model, training, results", cmd_info)
+    del n
+    return p
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    base = {}
+    if args.config:
+        base = load_yaml(args.config)
+        base.pop("data_info", None)
+        base.pop("vaekit", None)
+    config = Config.from_dict(base, origin=str(args.config) if args.config else "config")
+    for flag, (section, key) in TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(getattr(config, section), key, value)
+    if config.data.source not in ("digits", "fashion-mnist") and Path(config.data.source).exists():
+        config.data.source = str(Path(config.data.source).resolve())
+    run = train(config, out=args.out, quiet=args.quiet)
+    if args.quiet:
+        print(run.path)
+    else:
+        print(f"done: {run.path}  (vaekit sample|evaluate|info {run.path})")
+    return 0
+
+
+def _run(args):
+    from .run import Run
+
+    return Run.load(args.run, device=args.device)
+
+
+def cmd_sample(args) -> int:
+    from .generate import samples_png
+
+    run = _run(args)
+    out = args.out or run.path / "samples" / f"samples-seed{args.seed}.png"
+    print(samples_png(run.model, out, n=args.n, nrow=args.nrow, seed=args.seed, mean=not args.random))
+    return 0
+
+
+def cmd_reconstruct(args) -> int:
+    from .generate import reconstructions_png
+
+    run = _run(args)
+    x = run.data.split(args.split)[: args.n]
+    out = args.out or run.path / "samples" / f"reconstructions-{args.split}.png"
+    print(reconstructions_png(run.model, x, out))
+    return 0
+
+
+def cmd_interpolate(args) -> int:
+    import torch
+
+    from .generate import interpolations_png, pick_pairs
+
+    run = _run(args)
+    test = run.data.test
+    if args.between:
+        for j in args.between:
+            if not 0 <= j < test.shape[0]:
+                raise VaekitError(f"--between index {j} is outside the test set (0..{test.shape[0] - 1}).")
+        a, b = torch.tensor([args.between[0]]), torch.tensor([args.between[1]])
+    else:
+        a, b = pick_pairs(test.shape[0], args.pairs, args.seed)
+    out = args.out or run.path / "samples" / "interpolations.png"
+    print(interpolations_png(run.model, test[a.to(test.device)], test[b.to(test.device)], out, args.steps))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    run = _run(args)
+    r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
+    print(f"{r['data']} {r['split']} set, {r['n']:,} examples, k = {r['k']}:")
+    print(f"  NLL (importance sampled)  {r['nll_nats']:.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
+    print(f"  ELBO                      {r['elbo_nats']:.3f} nats   (reconstruction {r['rec_nats']:.3f}, "
+          f"KL {r['kl_nats']:.3f})")
+    print(f"  active units              {r['active_units']} of {r['latent']} (posterior-mean variance > "
+          f"{r['active_threshold']})")
+    if r["kl_per_dim"] is not None:
+        kls = sorted(r["kl_per_dim"], reverse=True)
+        print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls))
+    print(f"  took {r['seconds']:.1f} s; written to {run.path / 'evaluation.json'}")
+    return 0
+
+
+def cmd_info(args) -> int:
+    run = _run(args)
+    c, info = run.config, run.info
+    params = sum(p.numel() for p in run.model.parameters())
+    sizes = ", ".join(f"{k} {v:,}" for k, v in info["sizes"].items())
+    print(f"run      {run.path}")
+    print(f"data     {c.data.source}: {'x'.join(map(str, info['shape']))}, {info['value']}; {sizes}")
+    arch = f"hidden {c.model.hidden}" if c.model.net == "mlp" else f"channels {c.model.channels}"
+    print(f"model    {c.model.net} ({arch}), latent {c.model.latent}, {c.model.likelihood} likelihood, "
+          f"{c.model.prior} prior, {params:,} parameters")
+    t = c.train
+    obj = f"IWAE k={t.k}" if t.objective == "iwae" else f"ELBO, beta {t.beta}, warm-up {t.warmup_epochs}, " \
+                                                          f"free bits {t.free_bits}"
+    print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}), batch {t.batch_size}, seed {t.seed}")
+    m = run.metrics
+    if m:
+        best = max(m, key=lambda r: r["valid_elbo"])
+        secs = sum(r["seconds"] for r in m)
+        print(f"epochs   {len(m)} in {secs:.0f} s; best valid ELBO {best['valid_elbo']:.3f} at epoch "
+              f"{int(best['epoch'])}")
+    ev = run.evaluation
+    if ev:
+        print(f"evaluate {ev['split']}: NLL {ev['nll_nats']:.3f} nats (k={ev['k']}), ELBO {ev['elbo_nats']:.3f}, "
+              f"{ev['bits_per_dim']:.4f} bits/dim, {ev['active_units']} active units")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except VaekitError as e:
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+"""Configuration as plain dataclasses: data, model and training, saved as YAML in a run.
+
+A run's ``config.yaml`` holds everything needed to rebuild the model (and, with the
+data still on disk, the data pipeline). Values are plain Python types so the YAML is
+readable and editable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import VaekitError
+
+
+@dataclass
+class DataConfig:
+    """Where the data come from and how values are treated.
+
+    source: ``digits`` (embedded), ``fashion-mnist`` (Debian package), or a path to an
+        IDX file, a ``.npz``/``.npy`` array, a directory of train/valid/test arrays or IDX
+        files, or a folder of PNG/JPEG images.
+    binarize: ``none`` | ``threshold`` (x > 0.5) | ``static`` (one fixed random draw) |
+        ``dynamic`` (a new draw of the training images every batch).
+    shape: ``[C, H, W]`` or ``[H, W]`` for flat ``(N, D)`` arrays; inferred when omitted.
+    image_size: ``[H, W]`` images in a folder are resized to (default: first image's size).
+    valid_fraction, test_fraction: used only when the source has no such split.
+    """
+
+    source: str = "digits"
+    binarize: str = "none"
+    shape: list[int] | None = None
+    image_size: list[int] | None = None
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    split_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """The parts of the VAE.
+
+    net: ``mlp`` or ``conv``. hidden: MLP hidden sizes (decoder mirrors them).
+    channels: conv channels per block (each block halves the spatial size).
+    likelihood: ``auto`` | ``bernoulli`` | ``gaussian`` | ``logistic`` (discretized).
+    gaussian_std: fixed std for ``gaussian``; ``null`` learns one per dimension.
+    """
+
+    net: str = "mlp"
+    latent: int = 16
+    hidden: list[int] = field(default_factory=lambda: [512, 256])
+    channels: list[int] = field(default_factory=lambda: [32, 64])
+    activation: str = "relu"
+    likelihood: str = "auto"
+    gaussian_std: float | None = None
+    prior: str = "normal"
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and objective.
+
+    objective: ``elbo`` or ``iwae`` (with ``k`` importance samples).
+    beta: weight of the KL term (beta-VAE); warmup_epochs: beta ramps linearly from 0.
+    free_bits: minimum KL in nats per latent dimension (averaged over the batch).
+    lr_schedule: ``none`` | ``cosine`` | ``plateau`` (halve LR when valid ELBO stalls).
+    patience: stop when the valid ELBO has not improved for this many epochs (0: never).
+    """
+
+    epochs: int = 60
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_schedule: str = "none"
+    min_lr: float = 1e-5
+    weight_decay: float = 0.0
+    clip_grad: float = 0.0
+    patience: int = 0
+    objective: str = "elbo"
+    k: int = 1
+    beta: float = 1.0
+    warmup_epochs: int = 0
+    free_bits: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], origin: str = "config") -> "Config":
+        d = dict(d or {})
+        parts = {}
+        for name, klass in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            sub = d.pop(name, None) or {}
+            if not isinstance(sub, dict):
+                raise VaekitError(f"{origin}: section '{name}' must be a mapping.")
+            known = {f.name for f in dataclasses.fields(klass)}
+            unknown = sorted(set(sub) - known)
+            if unknown:
+                raise VaekitError(f"{origin}: unknown key(s) {', '.join(unknown)} in section '{name}'.")
+            parts[name] = klass(**sub)
+        cfg = cls(**parts)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        """Reject values that cannot work, with one sentence each."""
+        m, t, d = self.model, self.train, self.data
+        choices = {
+            "data.binarize": (d.binarize, {"none", "threshold", "static", "dynamic"}),
+            "model.net": (m.net, {"mlp", "conv"}),
+            "model.likelihood": (m.likelihood, {"auto", "bernoulli", "gaussian", "logistic"}),
+            "model.activation": (m.activation, {"relu", "tanh", "elu", "gelu"}),
+            "model.prior": (m.prior, {"normal"}),
+            "train.objective": (t.objective, {"elbo", "iwae"}),
+            "train.lr_schedule": (t.lr_schedule, {"none", "cosine", "plateau"}),
+            "train.device": (t.device, {"auto", "cpu", "cuda"}),
+        }
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise VaekitError(f"{key} is '{value}', expected one of: {', '.join(sorted(allowed))}.")
+        positive = {
+            "model.latent": m.latent, "train.epochs": t.epochs, "train.batch_size": t.batch_size,
+            "train.k": t.k, "train.lr": t.lr,
+        }
+        for key, value in positive.items():
+            if not value > 0:
+                raise VaekitError(f"{key} must be positive, got {value}.")
+        for key, sizes in (("model.hidden", m.hidden), ("model.channels", m.channels)):
+            if not sizes or any(int(s) <= 0 for s in sizes):
+                raise VaekitError(f"{key} must be a non-empty list of positive sizes, got {sizes}.")
+        nonneg = {"train.beta": t.beta, "train.free_bits": t.free_bits, "train.warmup_epochs": t.warmup_epochs,
+                  "train.clip_grad": t.clip_grad, "train.patience": t.patience, "train.weight_decay": t.weight_decay}
+        for key, value in nonneg.items():
+            if value < 0:
+                raise VaekitError(f"{key} must not be negative, got {value}.")
+        if m.gaussian_std is not None and m.gaussian_std <= 0:
+            raise VaekitError(f"model.gaussian_std must be positive, got {m.gaussian_std}.")
+        for key, frac in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):
+            if not 0 < frac < 0.5:
+                raise VaekitError(f"{key} must be between 0 and 0.5, got {frac}.")
+        for key, dims in (("data.shape", d.shape), ("data.image_size", d.image_size)):
+            if dims is not None and any(int(s) <= 0 for s in dims):
+                raise VaekitError(f"{key} must hold positive sizes, got {dims}.")
+
+
+def save_yaml(obj: dict, path: Path) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(yaml.safe_dump(obj, sort_keys=False))
+    tmp.replace(path)
+
+
+def load_yaml(path: Path) -> dict:
+    path = Path(path)
+    try:
+        obj = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise VaekitError(f"{path}: file not found.") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise VaekitError(f"{path}: not valid YAML ({str(e).splitlines()[0]}).") from None
+    if not isinstance(obj, dict):
+        raise VaekitError(f"{path}: expected a YAML mapping at the top level.")
+    return obj

@@ -1,0 +1,351 @@
+"""Image sources: sklearn digits, IDX (MNIST / Fashion-MNIST), arrays, folders of images.
+
+Every loader returns numpy arrays; :func:`load_images` turns them into a :class:`Bundle`
+with values in [0, 1], a deterministic split, and the chosen binarisation.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import VaekitError
+from .bundle import Bundle
+
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+ARRAY_SUFFIXES = {".npz", ".npy"}
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                  "Sneaker", "Bag", "Ankle boot"]
+
+
+# ----------------------------------------------------------------------------- readers
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (plain or gzip), the format of MNIST and Fashion-MNIST.
+
+    No library on our dependency list reads IDX, and the format is a 4-byte header
+    (two zero bytes, a type code, the number of dimensions), big-endian sizes, then data.
+    """
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        raise VaekitError(f"{path}: file not found.") from None
+    except (OSError, EOFError) as e:
+        raise VaekitError(f"{path}: cannot read the file ({e}).") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise VaekitError(f"{path}: not an IDX file (wrong magic number).")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if ndim == 0 or len(raw) < header:
+        raise VaekitError(f"{path}: IDX header is truncated.")
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dtype = np.dtype(IDX_DTYPES[raw[2]])
+    expected = int(np.prod(dims)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise VaekitError(f"{path}: IDX file is truncated or has extra bytes "
+                          f"(header says {dims}, {expected:,} bytes of data; found {len(raw) - header:,}).")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
+
+
+def read_array(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read images (and labels if present) from a .npy or .npz file, never unpickling."""
+    path = Path(path)
+    try:
+        if path.suffix == ".npy":
+            return np.load(path, allow_pickle=False), None
+        with np.load(path, allow_pickle=False) as z:
+            keys = list(z.keys())
+            if not keys:
+                raise VaekitError(f"{path}: the .npz file holds no arrays.")
+            xkey = next((k for k in ("X", "x", "images", "data", "arr_0") if k in keys), None)
+            if xkey is None:
+                if len(keys) == 1:
+                    xkey = keys[0]
+                else:
+                    raise VaekitError(f"{path}: cannot tell which array holds the images "
+                                      f"(keys {keys}; name it 'X' or 'images').")
+            ykey = next((k for k in ("y", "Y", "labels", "targets") if k in keys), None)
+            return z[xkey], (z[ykey] if ykey else None)
+    except FileNotFoundError:
+        raise VaekitError(f"{path}: file not found.") from None
+    except VaekitError:
+        raise
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise VaekitError(f"{path}: not a readable numpy array file ({msg}).") from None
+
+
+def read_image_folder(root: Path, size: list[int] | None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Read every PNG/JPEG under ``root``; sub-folder names become labels when present."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise VaekitError(f"{root}: no PNG or JPEG images found in this folder.")
+    classes = sorted({p.parent.relative_to(root).parts[0] for p in files if p.parent != root})
+    if classes and any(p.parent == root for p in files):
+        classes = []  # mixed layout: no labels
+    images = []
+    grey = True
+    opened = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                im.load()
+                opened.append(im.copy())
+        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            raise VaekitError(f"{p}: not a readable image ({e.__class__.__name__}).") from None
+        if opened[-1].mode not in ("1", "L", "LA", "I;16", "I", "F"):
+            grey = False
+    if size is None:
+        w, h = opened[0].size
+    else:
+        h, w = (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
+    mode = "L" if grey else "RGB"
+    for im in opened:
+        im = im.convert(mode)
+        if im.size != (w, h):
+            im = im.resize((w, h), Image.Resampling.BILINEAR)
+        images.append(np.asarray(im, dtype=np.uint8))
+    x = np.stack(images)
+    labels = None
+    if classes:
+        index = {c: i for i, c in enumerate(classes)}
+        labels = np.array([index[p.relative_to(root).parts[0]] for p in files])
+    return x, labels, (classes or None)
+
+
+# ----------------------------------------------------------------------------- shapes and values
+
+def to_nchw(x: np.ndarray, shape: list[int] | None, origin: str) -> np.ndarray:
+    """Bring (N,H,W), (N,H,W,C) or flat (N,D) arrays to (N,C,H,W)."""
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise VaekitError(f"{origin}: holds no examples (array shape {tuple(x.shape)}).")
+    if shape is not None:
+        shape = [int(s) for s in shape]
+        chw = shape if len(shape) == 3 else ([1] + shape if len(shape) == 2 else None)
+        if chw is None:
+            raise VaekitError(f"--shape must be HxW or CxHxW, got {shape}.")
+        per = int(np.prod(x.shape[1:]))
+        if per != int(np.prod(chw)):
+            raise VaekitError(f"{origin}: --shape {'x'.join(map(str, shape))} has {int(np.prod(chw))} values "
+                              f"per example but the array has {per} (shape {tuple(x.shape)}).")
+        if x.ndim == 4 and x.shape[-1] == chw[0] and x.shape[1:3] == tuple(chw[1:]):
+            return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        return x.reshape(x.shape[0], *chw)
+    if x.ndim == 2:
+        side = int(round(np.sqrt(x.shape[1])))
+        if side * side != x.shape[1]:
+            raise VaekitError(f"{origin}: flat array of {x.shape[1]} values per example is not a square "
+                              f"image; give its shape with --shape HxW or CxHxW.")
+        return x.reshape(x.shape[0], 1, side, side)
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        if x.shape[-1] in (1, 3):
+            return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+        if x.shape[1] in (1, 3):
+            return x
+        raise VaekitError(f"{origin}: array of shape {tuple(x.shape)} is not (N,H,W,C) with 1 or 3 channels.")
+    raise VaekitError(f"{origin}: array of shape {tuple(x.shape)} is not (N,H,W), (N,H,W,C) or (N,D).")
+
+
+def scale_values(x: np.ndarray, origin: str) -> tuple[np.ndarray, str, int | None]:
+    """Map raw values to [0, 1] and say what kind they are: binary, levels or continuous."""
+    if x.dtype == np.uint8:
+        if x.max() <= 1:
+            return x.astype(np.float32), "binary", None
+        return x.astype(np.float32) / 255.0, "levels", 256
+    if x.dtype == bool:
+        return x.astype(np.float32), "binary", None
+    if not np.issubdtype(x.dtype, np.number):
+        raise VaekitError(f"{origin}: array has non-numeric type {x.dtype}.")
+    x = x.astype(np.float64)
+    if not np.isfinite(x).all():
+        raise VaekitError(f"{origin}: array contains NaN or infinite values.")
+    lo, hi = float(x.min()), float(x.max())
+    if np.isin(x, (0.0, 1.0)).all():
+        return x.astype(np.float32), "binary", None
+    if lo >= 0 and hi <= 1:
+        return x.astype(np.float32), "continuous", None
+    if lo >= 0 and hi <= 255 and np.all(x == np.round(x)):
+        return (x / 255.0).astype(np.float32), "levels", 256
+    raise VaekitError(f"{origin}: values range from {lo:g} to {hi:g}; expected [0, 1] or 8-bit integers 0-255.")
+
+
+# ----------------------------------------------------------------------------- sources
+
+def _split_indices(n: int, valid_fraction: float, test_fraction: float, seed: int, with_test: bool):
+    perm = np.random.default_rng(seed).permutation(n)
+    n_valid = max(1, int(round(n * valid_fraction)))
+    n_test = max(1, int(round(n * test_fraction))) if with_test else 0
+    if n - n_valid - n_test < 1:
+        raise VaekitError(f"only {n} example(s): too few to split into train, valid and test.")
+    return perm[n_test + n_valid:], perm[n_test:n_test + n_valid], perm[:n_test]
+
+
+def _load_digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    # 8x8 images with integer values 0..16: 17 evenly spaced levels.
+    x = (d.images / 16.0).astype(np.float32)[:, None]
+    return x, d.target.astype(np.int64), "levels", 17, [str(i) for i in range(10)]
+
+
+def _find_idx_pairs(folder: Path) -> dict[str, tuple[Path, Path | None]]:
+    """Find {train,test} image files (and their labels) in a folder of IDX files."""
+    found = {}
+    for split, stems in (("train", ("train",)), ("test", ("t10k", "test"))):
+        for stem in stems:
+            for suffix in ("-images-idx3-ubyte", "-images.idx3-ubyte"):
+                for ext in ("", ".gz"):
+                    p = folder / f"{stem}{suffix}{ext}"
+                    if p.exists():
+                        lab = None
+                        for lext in ("", ".gz"):
+                            q = folder / f"{stem}{suffix.replace('images', 'labels').replace('idx3', 'idx1')}{lext}"
+                            if q.exists():
+                                lab = q
+                        found.setdefault(split, (p, lab))
+    return found
+
+
+def _arrays_in(folder: Path) -> dict[str, Path]:
+    out = {}
+    for split in ("train", "valid", "test"):
+        for ext in (".npz", ".npy"):
+            p = folder / f"{split}{ext}"
+            if p.exists():
+                out[split] = p
+                break
+    return out
+
+
+def load_images(cfg) -> Bundle:
+    """Load an image source described by a DataConfig into a Bundle."""
+    source = str(cfg.source)
+    splits: dict[str, np.ndarray] = {}
+    labels: dict[str, np.ndarray | None] = {}
+    value, levels, label_names = None, None, None
+    name = source
+
+    if source == "digits":
+        x, y, value, levels, label_names = _load_digits()
+        splits["all"], labels["all"] = x, y
+    elif source == "fashion-mnist":
+        if not FASHION_MNIST_DIR.is_dir():
+            raise VaekitError(f"{FASHION_MNIST_DIR}: Fashion-MNIST is not installed; "
+                              f"install Debian's dataset-fashion-mnist or pass the IDX folder with --data.")
+        splits, labels = _load_idx_folder(FASHION_MNIST_DIR, cfg.shape)
+        label_names = FASHION_LABELS
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            if "/" not in source and not path.suffix:
+                raise VaekitError(f"'{source}' is neither a known data set (digits, fashion-mnist) nor an existing path.")
+            raise VaekitError(f"{path}: no such file or directory.")
+        name = path.name
+        if path.is_dir():
+            arrays = _arrays_in(path)
+            if arrays:
+                if "train" not in arrays:
+                    raise VaekitError(f"{path}: has {', '.join(arrays)} arrays but no train.npz or train.npy.")
+                for split, p in arrays.items():
+                    x, y = read_array(p)
+                    splits[split] = to_nchw(x, cfg.shape, str(p))
+                    labels[split] = y
+            elif _find_idx_pairs(path):
+                splits, labels = _load_idx_folder(path, cfg.shape)
+            else:
+                x, y, label_names = read_image_folder(path, cfg.image_size)
+                splits["all"], labels["all"] = to_nchw(x, None, str(path)), y
+        elif path.suffix in ARRAY_SUFFIXES:
+            x, y = read_array(path)
+            splits["all"], labels["all"] = to_nchw(x, cfg.shape, str(path)), y
+        elif path.suffix.lower() in IMAGE_SUFFIXES:
+            raise VaekitError(f"{path}: a single image is not a data set; pass the folder that holds the images.")
+        else:
+            x = read_idx(path)
+            splits["all"], labels["all"] = to_nchw(x, cfg.shape, str(path)), None
+
+    # Check shapes agree across splits, then scale values.
+    shapes = {k: v.shape[1:] for k, v in splits.items()}
+    if len(set(shapes.values())) > 1:
+        raise VaekitError(f"{source}: the splits have different image shapes ({shapes}).")
+    scaled = {}
+    for k, v in splits.items():
+        if value is not None and source == "digits":
+            scaled[k] = v
+            continue
+        scaled[k], kind, lv = scale_values(v, f"{source} ({k})" if len(splits) > 1 else source)
+        if value is None or kind == "continuous" or (kind == "levels" and value == "binary"):
+            value, levels = kind, lv
+    for k, y in labels.items():
+        if y is not None and len(y) != len(scaled[k]):
+            raise VaekitError(f"{source}: {k} has {len(scaled[k])} images but {len(y)} labels.")
+
+    # Deterministic split for whatever the source does not provide.
+    if "all" in scaled:
+        x, y = scaled.pop("all"), labels.pop("all", None)
+        tr, va, te = _split_indices(len(x), cfg.valid_fraction, cfg.test_fraction, cfg.split_seed, True)
+        for split, idx in (("train", tr), ("valid", va), ("test", te)):
+            scaled[split] = x[idx]
+            labels[split] = None if y is None else y[idx]
+    if "valid" not in scaled:
+        x, y = scaled["train"], labels.get("train")
+        tr, va, _ = _split_indices(len(x), cfg.valid_fraction, 0, cfg.split_seed, False)
+        scaled["train"], scaled["valid"] = x[tr], x[va]
+        labels["train"], labels["valid"] = (None, None) if y is None else (y[tr], y[va])
+    if "test" not in scaled:
+        x, y = scaled["train"], labels.get("train")
+        tr, te, _ = _split_indices(len(x), cfg.test_fraction, 0, cfg.split_seed + 1, False)
+        scaled["train"], scaled["test"] = x[tr], x[te]
+        labels["train"], labels["test"] = (None, None) if y is None else (y[tr], y[te])
+
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in scaled.items()}
+    dynamic = False
+    if cfg.binarize != "none":
+        if value == "binary":
+            pass  # already binary: nothing to do
+        else:
+            gen = torch.Generator().manual_seed(cfg.split_seed + 12345)
+            for k in ("train", "valid", "test"):
+                t = tensors[k]
+                if cfg.binarize == "threshold":
+                    tensors[k] = (t > 0.5).float()
+                elif cfg.binarize == "static" or k != "train":
+                    tensors[k] = torch.bernoulli(t, generator=gen)
+            dynamic = cfg.binarize == "dynamic"
+        value, levels = "binary", None
+
+    def lab(k):
+        y = labels.get(k)
+        return None if y is None else torch.from_numpy(np.asarray(y).astype(np.int64))
+
+    return Bundle(
+        name=name, shape=tuple(int(s) for s in tensors["train"].shape[1:]), value=value,
+        train=tensors["train"], valid=tensors["valid"], test=tensors["test"], levels=levels,
+        dynamic=dynamic, train_labels=lab("train"), valid_labels=lab("valid"), test_labels=lab("test"),
+        label_names=label_names,
+    )
+
+
+def _load_idx_folder(folder: Path, shape):
+    pairs = _find_idx_pairs(folder)
+    splits, labels = {}, {}
+    for split, (img, lab) in pairs.items():
+        splits[split] = to_nchw(read_idx(img), shape, str(img))
+        labels[split] = read_idx(lab).astype(np.int64) if lab is not None else None
+    if "train" not in splits:
+        raise VaekitError(f"{folder}: found test IDX files but no train-images-idx3-ubyte[.gz].")
+    return splits, labels

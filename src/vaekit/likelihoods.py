@@ -1,0 +1,135 @@
+"""Observation models p(x | z): the decoder outputs their parameters.
+
+Each likelihood says how many parameters it needs per data value (``n_params``) and
+turns the decoder output, shaped (B, n_params, *event_shape), into a
+``torch.distributions.Distribution`` whose ``log_prob(x)`` is one number per example in
+nats (the event dimensions are summed, via ``Independent``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Bernoulli, Distribution, Independent, Normal, constraints
+
+
+class Likelihood(nn.Module):
+    """Base class: ``dist(params)`` -> distribution over one example per batch row."""
+
+    n_params: int = 1
+
+    def __init__(self, event_shape: tuple[int, ...]):
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+
+    def dist(self, params: torch.Tensor) -> Distribution:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def mean(self, params: torch.Tensor) -> torch.Tensor:
+        """The expected image, for pictures: E[x | z]."""
+        return self.dist(params).mean
+
+
+class BernoulliLikelihood(Likelihood):
+    """p(x | z) = prod_i Bernoulli(x_i; sigmoid(logit_i)) for binary pixels."""
+
+    def dist(self, params):
+        return Independent(Bernoulli(logits=params[:, 0], validate_args=False), len(self.event_shape))
+
+
+class GaussianLikelihood(Likelihood):
+    """p(x | z) = prod_i N(x_i; sigmoid(m_i), sigma_i^2) for continuous values in [0, 1].
+
+    sigma is fixed (``std``) or, when ``std`` is None, a learned parameter per dimension.
+    """
+
+    def __init__(self, event_shape, std: float | None = None):
+        super().__init__(event_shape)
+        if std is None:
+            self.log_std = nn.Parameter(torch.full(self.event_shape, math.log(0.1)))
+        else:
+            self.register_buffer("log_std", torch.full(self.event_shape, math.log(std)))
+
+    def dist(self, params):
+        mean = torch.sigmoid(params[:, 0])
+        std = self.log_std.clamp(min=math.log(1e-3)).exp().expand_as(mean)
+        return Independent(Normal(mean, std, validate_args=False), len(self.event_shape))
+
+
+class DiscretizedLogistic(Distribution):
+    """A logistic distribution discretized to ``levels`` evenly spaced values in [0, 1].
+
+    P(x) = CDF(x + h) - CDF(x - h) with half bin width h = 1 / (2 (levels - 1)); the
+    first and last bins take the tails (Salimans et al. 2017, PixelCNN++). torch.distributions
+    has no discretized distribution, hence this small class; the edge bins and the
+    log-space differences are written for numerical stability.
+    """
+
+    arg_constraints = {"loc": constraints.real, "log_scale": constraints.real}
+    support = constraints.unit_interval
+    has_rsample = False
+
+    def __init__(self, loc, log_scale, levels: int = 256, validate_args=False):
+        self.loc, self.log_scale, self.levels = loc, log_scale, levels
+        super().__init__(batch_shape=loc.shape, validate_args=validate_args)
+
+    @property
+    def mean(self):
+        return self.loc.clamp(0.0, 1.0)
+
+    def log_prob(self, x):
+        half = 0.5 / (self.levels - 1)
+        inv_s = torch.exp(-self.log_scale)
+        centred = x - self.loc
+        plus = inv_s * (centred + half)
+        minus = inv_s * (centred - half)
+        log_cdf_plus = F.logsigmoid(plus)             # log CDF at the upper edge
+        log_one_minus_cdf_minus = -F.softplus(minus)  # log (1 - CDF) at the lower edge
+        cdf_delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+        mid = inv_s * centred
+        # log of the density at the centre times the bin width, when the difference underflows
+        log_pdf_mid = mid - self.log_scale - 2.0 * F.softplus(mid) + math.log(2 * half)
+        inner = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid)
+        return torch.where(x < half, log_cdf_plus, torch.where(x > 1 - half, log_one_minus_cdf_minus, inner))
+
+    def sample(self, sample_shape=torch.Size()):
+        shape = self._extended_shape(sample_shape)
+        u = torch.rand(shape, device=self.loc.device).clamp(1e-5, 1 - 1e-5)
+        x = self.loc + torch.exp(self.log_scale) * (torch.log(u) - torch.log1p(-u))
+        return (torch.round(x.clamp(0, 1) * (self.levels - 1)) / (self.levels - 1)).detach()
+
+
+class LogisticLikelihood(Likelihood):
+    """Discretized logistic per value, for images with ``levels`` grey levels (8-bit: 256)."""
+
+    n_params = 2
+
+    def __init__(self, event_shape, levels: int = 256):
+        super().__init__(event_shape)
+        self.levels = levels
+
+    def dist(self, params):
+        loc = torch.sigmoid(params[:, 0])
+        log_scale = params[:, 1].clamp(min=-7.0)
+        return Independent(DiscretizedLogistic(loc, log_scale, self.levels), len(self.event_shape))
+
+
+def resolve_likelihood(name: str, value: str) -> str:
+    """Pick the likelihood that fits the data when the config says ``auto``."""
+    if name != "auto":
+        return name
+    return {"binary": "bernoulli", "levels": "logistic", "continuous": "gaussian"}[value]
+
+
+def build_likelihood(name: str, event_shape, value: str, levels: int | None, gaussian_std=None) -> Likelihood:
+    name = resolve_likelihood(name, value)
+    if name == "bernoulli":
+        return BernoulliLikelihood(event_shape)
+    if name == "gaussian":
+        return GaussianLikelihood(event_shape, gaussian_std)
+    if name == "logistic":
+        return LogisticLikelihood(event_shape, levels or 256)
+    raise ValueError(f"unknown likelihood {name!r}")

@@ -1,0 +1,40 @@
+"""Fully connected encoder and decoder (the classic VAE of Kingma & Welling 2014)."""
+
+from __future__ import annotations
+
+import math
+
+import torch.nn as nn
+
+
+def _mlp(sizes, activation):
+    act = getattr(nn, {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "gelu": "GELU"}[activation])
+    layers = []
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(a, b), act()]
+    return layers
+
+
+class MLPEncoder(nn.Module):
+    """x -> flatten -> hidden layers -> (mu, logvar)."""
+
+    def __init__(self, shape, latent, hidden, activation="relu"):
+        super().__init__()
+        d = math.prod(shape)
+        self.net = nn.Sequential(nn.Flatten(), *_mlp([d, *hidden], activation), nn.Linear(hidden[-1], 2 * latent))
+
+    def forward(self, x):
+        return self.net(x).chunk(2, dim=-1)
+
+
+class MLPDecoder(nn.Module):
+    """z -> hidden layers (the encoder's, reversed) -> likelihood parameters."""
+
+    def __init__(self, shape, latent, hidden, n_params, activation="relu"):
+        super().__init__()
+        self.out_shape = (n_params, *shape)
+        sizes = [latent, *reversed(hidden)]
+        self.net = nn.Sequential(*_mlp(sizes, activation), nn.Linear(sizes[-1], math.prod(self.out_shape)))
+
+    def forward(self, z):
+        return self.net(z).view(z.shape[0], *self.out_shape)

@@ -1,0 +1,106 @@
+"""A run directory and the :class:`Run` that wraps it.
+
+    runs/<name>/
+      config.yaml         data, model and training config, plus the data description
+      model.safetensors   the best weights (by validation ELBO)
+      state/              last weights and optimiser/trainer state
+      metrics.csv         one row per epoch
+      samples/            pictures
+      evaluation.json     written by ``evaluate``
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from .checkpoint import load_weights
+from .config import Config, load_yaml
+from .errors import VaekitError
+from .model import VAE, build_model
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise VaekitError("--device cuda was asked for but no CUDA device is available.")
+    return torch.device(name)
+
+
+class Run:
+    """A trained model with its config and data description, loaded from a run directory."""
+
+    def __init__(self, path: Path, config: Config, info: dict, model: VAE):
+        self.path, self.config, self.info, self.model = Path(path), config, info, model
+
+    @classmethod
+    def load(cls, path, device: str = "cpu") -> "Run":
+        path = Path(path)
+        if not path.is_dir():
+            raise VaekitError(f"{path}: not a run directory (no such folder).")
+        cfg_file = path / "config.yaml"
+        if not cfg_file.is_file():
+            raise VaekitError(f"{path}: not a vaekit run directory (no config.yaml).")
+        raw = load_yaml(cfg_file)
+        info = raw.pop("data_info", None)
+        raw.pop("vaekit", None)
+        if not isinstance(info, dict) or "shape" not in info:
+            raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
+        config = Config.from_dict(raw, origin=str(cfg_file))
+        model = build_model(config.model, info)
+        weights = load_weights(path / "model.safetensors")
+        own = model.state_dict()
+        missing = sorted(set(own) - set(weights))
+        extra = sorted(set(weights) - set(own))
+        if missing or extra:
+            raise VaekitError(f"{path / 'model.safetensors'}: weights do not match config.yaml "
+                              f"(missing {missing[:3]}, unexpected {extra[:3]}).")
+        for k, v in weights.items():
+            if v.shape != own[k].shape:
+                raise VaekitError(f"{path / 'model.safetensors'}: weights do not match config.yaml "
+                                  f"({k} has shape {tuple(v.shape)}, the config needs {tuple(own[k].shape)}).")
+        model.load_state_dict(weights)
+        model.to(resolve_device(device)).eval()
+        return cls(path, config, info, model)
+
+    @cached_property
+    def data(self):
+        """The data set the run was trained on, reloaded from its source."""
+        from .data import load_data
+
+        bundle = load_data(self.config.data)
+        if list(bundle.shape) != list(self.info["shape"]):
+            raise VaekitError(f"{self.config.data.source}: images are now {list(bundle.shape)}, "
+                              f"but the run was trained on {self.info['shape']}.")
+        return bundle.to(self.model.device)
+
+    @property
+    def metrics(self) -> list[dict]:
+        f = self.path / "metrics.csv"
+        if not f.exists():
+            return []
+        with open(f) as fh:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+    @property
+    def evaluation(self) -> dict | None:
+        f = self.path / "evaluation.json"
+        return json.loads(f.read_text()) if f.exists() else None
+
+    def evaluate(self, k: int = 5000, split: str = "test", batch_size: int | None = None,
+                 quiet: bool = False, write: bool = True) -> dict:
+        from .evaluate import evaluate
+
+        result = evaluate(self.model, self.data.split(split), k=k, quiet=quiet, batch_rows=batch_size)
+        result = {"data": self.info["name"], "split": split, **result}
+        if write:
+            (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
+        return result
+
+    def __repr__(self):
+        return f"Run({str(self.path)!r}, latent={self.model.latent})"

@@ -1,0 +1,149 @@
+"""The VAE math: likelihoods, KL, bounds and the importance-sampled NLL."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vaekit.config import ModelConfig
+from vaekit.evaluate import evaluate
+from vaekit.likelihoods import BernoulliLikelihood, DiscretizedLogistic, GaussianLikelihood
+from vaekit.model import build_model
+from vaekit.objectives import Objective
+from vaekit.priors import StandardNormal
+
+
+def test_bernoulli_log_prob_is_negative_bce():
+    torch.manual_seed(0)
+    logits = torch.randn(5, 1, 1, 3, 3)
+    x = torch.bernoulli(torch.full((5, 1, 3, 3), 0.5))
+    lp = BernoulliLikelihood((1, 3, 3)).dist(logits).log_prob(x)
+    expected = -F.binary_cross_entropy_with_logits(logits[:, 0], x, reduction="none").sum((1, 2, 3))
+    assert lp.shape == (5,)
+    torch.testing.assert_close(lp, expected)
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_discretized_logistic_sums_to_one(levels):
+    loc = torch.tensor([0.0, 0.3, 0.5, 0.97, 1.0])
+    for log_scale in (-6.0, -2.0, 0.5):
+        d = DiscretizedLogistic(loc[:, None], torch.full((5, 1), log_scale), levels)
+        values = torch.linspace(0, 1, levels)[None, :]
+        total = d.log_prob(values).exp().sum(-1)
+        torch.testing.assert_close(total, torch.ones(5), atol=2e-3, rtol=0)
+
+
+def test_discretized_logistic_samples_lie_on_the_grid():
+    d = DiscretizedLogistic(torch.full((1000,), 0.4), torch.full((1000,), -2.0), 17)
+    s = d.sample()
+    torch.testing.assert_close(s * 16, (s * 16).round())
+    assert 0.3 < s.mean() < 0.5
+
+
+def test_gaussian_likelihood_fixed_and_learned_std():
+    fixed = GaussianLikelihood((1, 2, 2), std=0.5)
+    learned = GaussianLikelihood((1, 2, 2), std=None)
+    assert not any(p.requires_grad for p in fixed.parameters())
+    assert sum(p.numel() for p in learned.parameters()) == 4
+    params = torch.zeros(3, 1, 1, 2, 2)  # mean sigmoid(0) = 0.5
+    x = torch.full((3, 1, 2, 2), 0.5)
+    expected = 4 * (-math.log(0.5) - 0.5 * math.log(2 * math.pi))
+    torch.testing.assert_close(fixed.dist(params).log_prob(x), torch.full((3,), expected))
+
+
+def test_analytic_kl_matches_monte_carlo():
+    torch.manual_seed(0)
+    prior = StandardNormal(3)
+    q = torch.distributions.Normal(torch.tensor([[0.5, -1.0, 2.0]]), torch.tensor([[0.3, 1.5, 0.8]]))
+    z = q.sample((200000,))
+    mc = (q.log_prob(z).sum(-1) - prior.log_prob(z)).mean()
+    assert abs(prior.analytic_kl(q).sum().item() - mc.item()) < 0.02
+
+
+def tiny_model(latent=1, d=4, seed=0):
+    torch.manual_seed(seed)
+    info = {"shape": [1, 1, d], "value": "binary", "levels": None}
+    return build_model(ModelConfig(latent=latent, hidden=[8], activation="tanh"), info)
+
+
+def exact_log_px(model, x):
+    """log p(x) = log integral N(z; 0, 1) p(x | z) dz by quadrature over a 1-D latent."""
+    z = torch.linspace(-12, 12, 24001)[:, None]
+    dz = z[1, 0] - z[0, 0]
+    with torch.no_grad():
+        log_px_z = model.decode(z).log_prob(x.expand(z.shape[0], *x.shape[1:]))
+        return torch.logsumexp(log_px_z + model.prior.log_prob(z), 0) + torch.log(dz)
+
+
+def test_importance_sampled_nll_matches_exact_likelihood():
+    model = tiny_model()
+    x = torch.tensor([[[[1.0, 0.0, 1.0, 1.0]]], [[[0.0, 0.0, 0.0, 1.0]]]])
+    exact = torch.stack([exact_log_px(model, x[i:i + 1]) for i in range(2)])
+    torch.manual_seed(1)
+    r = evaluate(model, x, k=20000, quiet=True)
+    assert abs(r["nll_nats"] - (-exact.mean().item())) < 0.01
+    # the ELBO is a lower bound on log p(x): -ELBO >= NLL
+    assert -r["elbo_nats"] >= -exact.mean().item() - 0.01
+    assert r["bits_per_dim"] == pytest.approx(r["nll_nats"] / (4 * math.log(2)))
+
+
+def test_iwae_bound_tightens_with_k():
+    model = tiny_model(latent=2, d=6)
+    torch.manual_seed(0)
+    x = torch.bernoulli(torch.full((64, 1, 1, 6), 0.5))
+    values = []
+    for k in (1, 10, 100):
+        torch.manual_seed(0)
+        loss, _ = Objective(kind="iwae", k=k)(model, x.repeat(20, 1, 1, 1))
+        values.append(-loss.item())
+    assert values[0] < values[1] < values[2]
+
+
+def test_elbo_objective_equals_rec_plus_kl_and_gradients_flow():
+    model = tiny_model(latent=2, d=6)
+    x = torch.bernoulli(torch.full((16, 1, 1, 6), 0.5))
+    loss, stats = Objective()(model, x)
+    elbo, rec, kl = (stats / 16).tolist()
+    assert loss.item() == pytest.approx(rec + kl, rel=1e-5)
+    assert elbo == pytest.approx(-(rec + kl), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None for p in model.encoder.parameters())
+
+
+def test_warmup_and_beta_scale_the_kl():
+    obj = Objective(beta=2.0, warmup_steps=10)
+    assert obj.beta_at(0) == pytest.approx(0.2)
+    assert obj.beta_at(4) == pytest.approx(1.0)
+    assert obj.beta_at(100) == pytest.approx(2.0)
+    model = tiny_model(latent=2, d=6)
+    x = torch.bernoulli(torch.full((16, 1, 1, 6), 0.5))
+    torch.manual_seed(0)
+    l0, s = Objective(beta=0.0)(model, x)
+    torch.manual_seed(0)
+    l1, _ = Objective(beta=1.0)(model, x)
+    assert (l1 - l0).item() == pytest.approx(s[2].item() / 16, rel=1e-4)
+
+
+def test_free_bits_floor_each_dimension():
+    model = tiny_model(latent=2, d=6)
+    x = torch.bernoulli(torch.full((16, 1, 1, 6), 0.5))
+    torch.manual_seed(0)
+    loss_fb, stats = Objective(free_bits=50.0)(model, x)
+    rec = stats[1].item() / 16
+    # each of the 2 dimensions has KL far below 50 nats, so the KL term is exactly 2 * 50
+    assert loss_fb.item() == pytest.approx(rec + 100.0, rel=1e-5)
+
+
+def test_active_units_and_kl_per_dim():
+    model = tiny_model(latent=3, d=6)
+    # make dimension 0 unused: its mean is constant and its variance is the prior's
+    with torch.no_grad():
+        last = model.encoder.net[-1]
+        last.weight[[0, 3]] = 0
+        last.bias[[0, 3]] = 0
+    x = torch.bernoulli(torch.full((200, 1, 1, 6), 0.5))
+    r = evaluate(model, x, k=10, quiet=True)
+    assert r["kl_per_dim"][0] == pytest.approx(0.0, abs=1e-6)
+    assert r["active_units"] <= 2
+    assert r["kl_nats"] == pytest.approx(sum(r["kl_per_dim"]))

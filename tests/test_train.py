@@ -1,0 +1,137 @@
+"""Training, the run directory, the Python API and every CLI verb."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+import vaekit
+from conftest import blobs
+
+
+def test_run_directory_contents(digits_run):
+    for name in ("config.yaml", "model.safetensors", "metrics.csv", "state/trainer.pt", "state/last.safetensors"):
+        assert (digits_run / name).is_file(), name
+    for name in ("prior_samples.png", "reconstructions.png", "interpolations.png", "latent_map.png"):
+        img = Image.open(digits_run / "samples" / name)
+        assert img.size[0] > 100 and np.asarray(img).std() > 5, name  # not blank
+    rows = list(csv.DictReader(open(digits_run / "metrics.csv")))
+    assert len(rows) == 3
+    for col in ("train_elbo", "valid_elbo", "train_rec", "train_kl", "seconds", "examples_per_s"):
+        assert np.isfinite(float(rows[-1][col]))
+
+
+def test_training_improves_the_elbo_and_reconstructs(tmp_path):
+    cfg = vaekit.Config()
+    cfg.model.hidden, cfg.model.latent = [128], 8
+    cfg.train.epochs, cfg.train.batch_size = 15, 32
+    run = vaekit.train(cfg, out=tmp_path / "r", quiet=True, pictures=False)
+    m = run.metrics
+    assert m[-1]["valid_elbo"] > m[0]["valid_elbo"] + 10
+    assert m[-1]["train_kl"] > 1.0  # the latent is used
+    x = run.data.test[:50]
+    err_model = (run.model.reconstruct(x) - x).abs().mean()
+    err_mean = (run.data.train.mean(0, keepdim=True) - x).abs().mean()
+    assert err_model < 0.6 * err_mean
+
+
+def test_load_gives_the_same_model(digits_run):
+    a, b = vaekit.Run.load(digits_run), vaekit.Run.load(digits_run)
+    x = a.data.test[:4]
+    torch.testing.assert_close(a.model.reconstruct(x), b.model.reconstruct(x))
+    assert a.model.sample(5).shape == (5, 1, 8, 8)
+
+
+def test_trainer_state_loads_without_pickle(digits_run):
+    from vaekit.checkpoint import load_state
+
+    state = load_state(digits_run / "state" / "trainer.pt")
+    assert state["epoch"] == 3 and "optimizer" in state
+
+
+def test_same_seed_same_result(tmp_path):
+    def once(name):
+        cfg = vaekit.Config()
+        cfg.model.hidden, cfg.train.epochs = [32], 2
+        return vaekit.train(cfg, out=tmp_path / name, quiet=True, pictures=False).metrics[-1]["valid_elbo"]
+
+    assert once("a") == once("b")
+
+
+def test_objectives_and_schedules_train(tmp_path):
+    for i, (objective, extra) in enumerate([("iwae", {"k": 5}), ("elbo", {"free_bits": 0.2, "warmup_epochs": 1,
+                                                                         "beta": 0.5, "lr_schedule": "cosine",
+                                                                         "clip_grad": 5.0}),
+                                            ("elbo", {"lr_schedule": "plateau", "patience": 1})]):
+        cfg = vaekit.Config()
+        cfg.model.hidden, cfg.train.epochs, cfg.train.objective = [32], 3, objective
+        for k, v in extra.items():
+            setattr(cfg.train, k, v)
+        run = vaekit.train(cfg, out=tmp_path / str(i), quiet=True, pictures=False)
+        assert np.isfinite(run.metrics[-1]["valid_elbo"])
+
+
+def test_conv_model_on_rgb_arrays(tmp_path):
+    x, y = blobs(80, size=12)
+    rgb = np.stack([x, x[::-1], 255 - x], -1).astype(np.uint8)
+    np.savez(tmp_path / "rgb.npz", X=rgb, y=y)
+    cfg = vaekit.Config()
+    cfg.data.source = str(tmp_path / "rgb.npz")
+    cfg.model.net, cfg.model.channels, cfg.train.epochs = "conv", [8, 16], 2
+    run = vaekit.train(cfg, out=tmp_path / "r", quiet=True)
+    assert run.model.sample(3).shape == (3, 3, 12, 12)
+    assert (run.path / "samples" / "latent_map.png").exists()
+
+
+def test_conv_handles_odd_sizes():
+    from vaekit.nets import ConvDecoder, ConvEncoder
+
+    for shape in [(1, 8, 8), (1, 28, 28), (3, 7, 9)]:
+        enc, dec = ConvEncoder(shape, 5, [4, 8]), ConvDecoder(shape, 5, [4, 8], 2)
+        mu, logvar = enc(torch.zeros(2, *shape))
+        assert mu.shape == (2, 5)
+        assert dec(mu).shape == (2, 2, *shape)
+
+
+def test_gaussian_and_bernoulli_pipelines(tmp_path, cli):
+    rc, out, err = cli("train", "--epochs", "2", "--hidden", "32", "--likelihood", "gaussian", "--quiet",
+                       "--out", tmp_path / "g")
+    assert rc == 0, err
+    rc, out, err = cli("train", "--epochs", "2", "--hidden", "32", "--binarize", "dynamic", "--quiet",
+                       "--out", tmp_path / "b")
+    assert rc == 0, err
+    rc, out, err = cli("info", tmp_path / "b")
+    assert "bernoulli" in out
+
+
+def test_cli_verbs(digits_run, cli, tmp_path):
+    rc, out, _ = cli("sample", digits_run, "-n", "12", "--out", tmp_path / "s.png")
+    assert rc == 0 and Image.open(tmp_path / "s.png").size[0] > 0
+    rc, out, _ = cli("sample", digits_run, "--random")
+    assert rc == 0 and (digits_run / "samples" / "samples-seed0.png").exists()
+    rc, out, _ = cli("reconstruct", digits_run, "-n", "8")
+    assert rc == 0 and "reconstructions-test.png" in out
+    rc, out, _ = cli("interpolate", digits_run, "--between", "0", "5", "--steps", "6", "--out", tmp_path / "i.png")
+    assert rc == 0 and Image.open(tmp_path / "i.png").size[0] > Image.open(tmp_path / "i.png").size[1]
+    rc, out, _ = cli("evaluate", digits_run, "--k", "20", "--quiet", "--json", tmp_path / "e.json")
+    assert rc == 0 and "NLL" in out and "bits/dim" in out and "active units" in out
+    r = json.loads((tmp_path / "e.json").read_text())
+    assert r["k"] == 20 and r["n"] == 180 and len(r["kl_per_dim"]) == 4
+    assert r["nll_nats"] <= -r["elbo_nats"] + 1e-6
+    assert json.loads((digits_run / "evaluation.json").read_text())["k"] == 20
+    rc, out, _ = cli("info", digits_run)
+    assert rc == 0 and "latent 4" in out and "NLL" in out
+
+
+def test_console_script_and_module_entry_point(tmp_path):
+    exe = [sys.executable, "-m", "vaekit"]
+    p = subprocess.run(exe + ["--help"], capture_output=True, text=True)
+    assert p.returncode == 0 and "train" in p.stdout
+    p = subprocess.run(exe + ["train", "--epochs", "1", "--hidden", "16", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    assert "prior_samples.png" in p.stdout and str(tmp_path / "r") in p.stdout
