@@ -22,7 +22,7 @@ def elbo(model, x: torch.Tensor, batch_size: int = 2000) -> dict:
     model.eval()
     total = torch.zeros(3, device=x.device)
     for i in range(0, x.shape[0], batch_size):
-        t = model.terms(x[i:i + batch_size], 1)
+        t = model.terms(x[i:i + batch_size], 1, log_weights=False)
         kl = t["kl_dim"].sum(-1) if t["kl_dim"] is not None else (t["log_qz"] - t["log_pz"])[0]
         rec = -t["log_px"][0]
         total += torch.stack([(-rec - kl).sum(), rec.sum(), kl.sum()])

@@ -28,6 +28,10 @@ class Likelihood(nn.Module):
     def dist(self, params: torch.Tensor) -> Distribution:  # pragma: no cover - interface
         raise NotImplementedError
 
+    def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z) per example, (B,), in nats."""
+        return self.dist(params).log_prob(x)
+
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """The expected image, for pictures: E[x | z]."""
         return self.dist(params).mean
@@ -37,7 +41,13 @@ class BernoulliLikelihood(Likelihood):
     """p(x | z) = prod_i Bernoulli(x_i; sigmoid(logit_i)) for binary pixels."""
 
     def dist(self, params):
-        return Independent(Bernoulli(logits=params[:, 0], validate_args=False), len(self.event_shape))
+        # squeeze, not params[:, 0]: a view whose backward allocates nothing
+        return Independent(Bernoulli(logits=params.squeeze(1), validate_args=False), len(self.event_shape))
+
+    def log_prob(self, params, x):
+        # The expression torch's Bernoulli.log_prob evaluates, without building the
+        # distribution objects: this is the training hot path (a test checks they agree).
+        return -F.binary_cross_entropy_with_logits(params.squeeze(1), x, reduction="none").flatten(1).sum(-1)
 
 
 class GaussianLikelihood(Likelihood):
@@ -54,7 +64,7 @@ class GaussianLikelihood(Likelihood):
             self.register_buffer("log_std", torch.full(self.event_shape, math.log(std)))
 
     def dist(self, params):
-        mean = torch.sigmoid(params[:, 0])
+        mean = torch.sigmoid(params.squeeze(1))
         std = self.log_std.clamp(min=math.log(1e-3)).exp().expand_as(mean)
         return Independent(Normal(mean, std, validate_args=False), len(self.event_shape))
 
@@ -112,8 +122,8 @@ class LogisticLikelihood(Likelihood):
         self.levels = levels
 
     def dist(self, params):
-        loc = torch.sigmoid(params[:, 0])
-        log_scale = params[:, 1].clamp(min=-7.0)
+        loc, log_scale = params.unbind(1)
+        loc, log_scale = torch.sigmoid(loc), log_scale.clamp(min=-7.0)
         return Independent(DiscretizedLogistic(loc, log_scale, self.levels), len(self.event_shape))
 
 

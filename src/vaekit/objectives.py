@@ -5,8 +5,9 @@ ELBO:      L = E_q[log p(x|z)] - beta_t * KL(q(z|x) || p(z))
            free bits: KL = sum_j max(lambda, mean_batch KL_j)     (Kingma et al. 2016)
 IWAE:      L_k = E[log (1/k) sum_i w_i], w_i = p(x, z_i) / q(z_i | x)  (Burda et al. 2016)
 
-Every objective returns the loss to minimise and per-batch sums of ELBO, reconstruction
-and KL (as one tensor, so the trainer can accumulate on the device without a host sync).
+Every objective returns the loss to minimise and the per-batch sums of reconstruction, KL
+and loss (one tensor, so the trainer accumulates on the device without a host sync; the
+ELBO is minus reconstruction minus KL).
 """
 
 from __future__ import annotations
@@ -37,21 +38,24 @@ class Objective:
         return self.beta * min(1.0, (step + 1) / self.warmup_steps)
 
     def __call__(self, model, x: torch.Tensor, step: int = 0):
-        t = model.terms(x, self.k)
+        """Return (loss, stats): stats = per-batch sums of (reconstruction, KL, loss)."""
+        t = model.terms(x, self.k, log_weights=self.kind == "iwae")
         log_px, log_pz, log_qz, kl_dim = t["log_px"], t["log_pz"], t["log_qz"], t["kl_dim"]
-        kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)   # (B,)
-        rec = -log_px.mean(0)                                                       # (B,)
-        stats = torch.stack([(-rec - kl).sum(), rec.sum(), kl.sum()]).detach()
+        kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)     # (B,)
+        log_px_mean = log_px.squeeze(0) if self.k == 1 else log_px.mean(0)          # (B,)
         if self.kind == "iwae":
-            log_w = log_px + log_pz - log_qz
-            bound = torch.logsumexp(log_w, 0) - math.log(self.k)
-            return -bound.mean(), stats
-        beta = self.beta_at(step)
-        if self.free_bits > 0:
-            if kl_dim is not None:
-                kl_term = kl_dim.mean(0).clamp(min=self.free_bits).sum()
-            else:
-                kl_term = kl.mean().clamp(min=self.free_bits * model.latent)
+            bound = torch.logsumexp(log_px + log_pz - log_qz, 0) - math.log(self.k)
+            loss = -bound.mean()
         else:
-            kl_term = kl.mean()
-        return rec.mean() + beta * kl_term, stats
+            beta = self.beta_at(step)
+            if self.free_bits <= 0:
+                loss = (kl - log_px_mean).mean() if beta == 1.0 else (beta * kl - log_px_mean).mean()
+            else:
+                if kl_dim is not None:  # free bits per dimension, on the batch-average KL
+                    kl_term = kl_dim.mean(0).clamp(min=self.free_bits).sum()
+                else:                   # no per-dimension KL: a floor on the total
+                    kl_term = kl.mean().clamp(min=self.free_bits * model.latent)
+                loss = beta * kl_term - log_px_mean.mean()
+        with torch.no_grad():
+            stats = torch.stack([-log_px_mean.sum(), kl.sum(), loss * x.shape[0]])
+        return loss, stats

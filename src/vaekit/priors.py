@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.distributions import Distribution, Independent, Normal, kl_divergence
+from torch.distributions import Distribution, Independent, Normal
 
 
 class Prior(nn.Module):
@@ -48,7 +48,13 @@ class StandardNormal(Prior):
         return self._dist((n,)).sample()
 
     def analytic_kl(self, q: Normal):
-        return kl_divergence(q, Normal(torch.zeros_like(q.loc), torch.ones_like(q.scale)))
+        """KL(N(mu, s^2) || N(0, 1)) = (mu^2 + s^2 - 1) / 2 - log s, per dimension.
+
+        The same value as ``kl_divergence(q, Normal(0, 1))`` (a test checks it); written out
+        because the general Normal-Normal formula costs several extra tensor operations
+        per training step, which is measurable on CPU with small networks.
+        """
+        return 0.5 * (q.loc.square() + q.scale.square() - 1.0) - q.scale.log()
 
 
 def build_prior(name: str, dim: int) -> Prior:

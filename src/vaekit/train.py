@@ -85,6 +85,9 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
     sched = make_scheduler(opt, tc, tc.epochs)
     gen = torch.Generator(device=device).manual_seed(tc.seed)
+    # Batches are gathered from a 2-D view: indexing rows of (N, D) is much faster on CPU
+    # than indexing the first dimension of (N, C, H, W).
+    train_rows = bundle.train.reshape(n, -1)
 
     log = print if not quiet else (lambda *a, **k: None)
     n_params = sum(p.numel() for p in model.parameters())
@@ -107,10 +110,9 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
             model.train()
             t0 = time.perf_counter()
             totals = torch.zeros(3, device=device)
-            loss_sum = torch.zeros((), device=device)
             perm = torch.randperm(n, device=device, generator=gen)
             for i in range(0, n, bs):
-                x = bundle.train[perm[i:i + bs]]
+                x = train_rows[perm[i:i + bs]].view(-1, *bundle.shape)
                 if bundle.dynamic:
                     x = torch.bernoulli(x, generator=gen)
                 loss, stats = objective(model, x, step)
@@ -120,11 +122,10 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
                     torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
                 opt.step()
                 totals += stats
-                loss_sum += loss.detach() * x.shape[0]
                 step += 1
                 bar.update(x.shape[0])
-            train_elbo, train_rec, train_kl = (totals / n).tolist()
-            train_loss = loss_sum.item() / n
+            train_rec, train_kl, train_loss = (totals / n).tolist()
+            train_elbo = -(train_rec + train_kl)
             seconds = time.perf_counter() - t0
             if not math.isfinite(train_loss):
                 raise VaekitError(f"training diverged in epoch {epoch} (the loss is not finite); the best "

@@ -1,0 +1,205 @@
+"""Benchmark: the standard MLP VAE on statically binarized MNIST (Larochelle & Murray split).
+
+Reports, on this machine:
+  1. the float32 matmul peak (best of repeated large matrix products);
+  2. training throughput of vaekit against a bare PyTorch loop with the same network,
+     batch size, optimiser and ELBO, measured alternately in the same process, and the
+     fraction of the matmul peak the training step reaches;
+  3. a full training run with vaekit, then test ELBO and test NLL (importance sampling,
+     k = 5000) in nats, and the time the NLL estimate took;
+  4. optionally the same with the IWAE objective (--iwae-k 50).
+
+    python bench/binarized_mnist.py --data ../shared/data/binarized-mnist
+    python bench/binarized_mnist.py --data ... --throughput-only        # steps 1-2 only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import vaekit
+from vaekit.data import load_data
+
+
+def matmul_peak(n: int = 2048, reps: int = 10) -> float:
+    """Best float32 GFLOP/s of an n x n x n matrix product."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = math.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def linear_flops_per_example(sizes_enc, sizes_dec) -> int:
+    """Multiply-adds x 2 of the linear layers for one forward pass of one example."""
+    f = sum(2 * a * b for a, b in zip(sizes_enc[:-1], sizes_enc[1:]))
+    return f + sum(2 * a * b for a, b in zip(sizes_dec[:-1], sizes_dec[1:]))
+
+
+def bare_loop(x: torch.Tensor, hidden, latent, act, batch_size, lr, epochs=2) -> float:
+    """The same VAE written as a plain PyTorch loop, from a fresh model; img/s of the last epoch."""
+    state = {}
+    for _ in range(epochs):
+        rate = bare_loop_epoch(x, hidden, latent, act, batch_size, lr, state)
+    return rate
+
+
+def bare_loop_epoch(x: torch.Tensor, hidden, latent, act, batch_size, lr, state):
+    """One epoch of the reference loop: the reference for framework overhead."""
+    if "enc" not in state:
+        torch.manual_seed(0)
+        A = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}[act]
+        enc, dec, d = [], [], x.shape[1]
+        for a, b in zip([d, *hidden], hidden):
+            enc += [nn.Linear(a, b), A()]
+        for a, b in zip([latent, *reversed(hidden)], list(reversed(hidden))):
+            dec += [nn.Linear(a, b), A()]
+        state["enc"] = nn.Sequential(*enc, nn.Linear(hidden[-1], 2 * latent))
+        state["dec"] = nn.Sequential(*dec, nn.Linear(hidden[0], d))
+        params = list(state["enc"].parameters()) + list(state["dec"].parameters())
+        state["opt"] = torch.optim.Adam(params, lr)
+    enc, dec, opt = state["enc"], state["dec"], state["opt"]
+    n = x.shape[0]
+    total = torch.zeros(())
+    t = time.perf_counter()
+    perm = torch.randperm(n)
+    for i in range(0, n, batch_size):
+        xb = x[perm[i:i + batch_size]]
+        mu, logvar = enc(xb).chunk(2, -1)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+        rec = F.binary_cross_entropy_with_logits(dec(z), xb, reduction="none").sum(-1)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
+        loss = (rec + kl).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach()
+    total.item()
+    return n / (time.perf_counter() - t)
+
+
+def config_for(args, epochs: int) -> vaekit.Config:
+    cfg = vaekit.Config()
+    cfg.data.source = str(args.data)
+    cfg.model.net, cfg.model.hidden, cfg.model.latent = "mlp", args.hidden, args.latent
+    cfg.model.activation, cfg.model.likelihood = args.activation, "bernoulli"
+    t = cfg.train
+    t.epochs, t.batch_size, t.lr, t.lr_schedule = epochs, args.batch_size, args.lr, args.lr_schedule
+    t.warmup_epochs, t.seed, t.device = args.warmup, args.seed, "cpu"
+    return cfg
+
+
+def throughput(args, bundle) -> dict:
+    x = bundle.train.flatten(1)
+    bare, kit = [], []
+
+    def run_bare():
+        bare.append(bare_loop(x, args.hidden, args.latent, args.activation, args.batch_size, args.lr))
+
+    def run_kit(tmp, r):
+        # a fresh model each round, like the bare loop; two epochs, the second timed
+        run = vaekit.train(config_for(args, 2), out=Path(tmp) / f"r{r}", quiet=True, data=bundle, pictures=False)
+        kit.append(run.metrics[-1]["examples_per_s"])
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.rounds):
+            if r % 2 == 0:  # alternate the order, so neither always runs first
+                run_bare()
+                run_kit(tmp, r)
+            else:
+                run_kit(tmp, r)
+                run_bare()
+            print(f"  round {r + 1}: bare loop {bare[-1]:,.0f} img/s, vaekit {kit[-1]:,.0f} img/s", flush=True)
+    d = x.shape[1]
+    flops = 3 * linear_flops_per_example([d, *args.hidden, 2 * args.latent],
+                                         [args.latent, *reversed(args.hidden), d])
+    b, k = float(np.median(bare)), float(np.median(kit))
+    return {"bare_img_per_s": b, "vaekit_img_per_s": k, "vaekit_over_bare": k / b,
+            "train_flops_per_img": flops, "vaekit_gflops": flops * k / 1e9}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=Path(os.environ.get("VAEKIT_DATA", "../shared/data"))
+                   / "binarized-mnist")
+    p.add_argument("--hidden", type=lambda s: [int(v) for v in s.split(",")], default=[300, 300])
+    p.add_argument("--latent", type=int, default=40)
+    p.add_argument("--activation", default="elu")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--lr-schedule", default="cosine")
+    p.add_argument("--warmup", type=float, default=20)
+    p.add_argument("--epochs", type=int, default=300)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--k", type=int, default=5000, help="importance samples for the test NLL")
+    p.add_argument("--iwae-k", type=int, default=0, help="also train with the IWAE bound with this k")
+    p.add_argument("--iwae-epochs", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=6, help="alternating throughput rounds")
+    p.add_argument("--throughput-only", action="store_true")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", type=Path, default=Path("bench/out"))
+    args = p.parse_args()
+    if not (args.data / "train.npz").exists():
+        print(f"skipped: {args.data} has no train.npz (set --data or VAEKIT_DATA)")
+        return 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                          f"{torch.get_num_threads()} threads", "args": {k: str(v) for k, v in vars(args).items()}}
+    bundle = load_data(vaekit.DataConfig(source=str(args.data)))
+    print(f"data: {bundle.describe()}")
+    peak = matmul_peak()
+    results["matmul_peak_gflops"] = peak
+    print(f"float32 matmul peak: {peak:.1f} GFLOP/s")
+    tp = throughput(args, bundle)
+    tp["fraction_of_peak"] = tp["vaekit_gflops"] / peak
+    results["throughput"] = tp
+    print(f"throughput: bare {tp['bare_img_per_s']:,.0f} img/s, vaekit {tp['vaekit_img_per_s']:,.0f} img/s "
+          f"(ratio {tp['vaekit_over_bare']:.3f}); {tp['vaekit_gflops']:.1f} GFLOP/s = "
+          f"{tp['fraction_of_peak']:.1%} of the matmul peak")
+    args.out.mkdir(parents=True, exist_ok=True)
+    if not args.throughput_only:
+        runs = [("elbo", args.epochs, 1)]
+        if args.iwae_k:
+            runs.append(("iwae", args.iwae_epochs or args.epochs, args.iwae_k))
+        for objective, epochs, k in runs:
+            cfg = config_for(args, epochs)
+            cfg.train.objective, cfg.train.k = objective, k
+            name = f"{objective}{k if objective == 'iwae' else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
+            t0 = time.perf_counter()
+            run = vaekit.train(cfg, out=args.out / name, data=bundle)
+            train_s = time.perf_counter() - t0
+            ev = run.evaluate(k=args.k, quiet=False)
+            row = {"run": str(run.path), "objective": objective, "k_train": k, "epochs": len(run.metrics),
+                   "train_seconds": train_s, "test_nll_nats": ev["nll_nats"], "test_elbo_nats": ev["elbo_nats"],
+                   "bits_per_dim": ev["bits_per_dim"], "active_units": ev["active_units"],
+                   "nll_k": ev["k"], "nll_seconds": ev["seconds"]}
+            results[objective] = row
+            print(f"{objective}: {row['epochs']} epochs in {train_s / 60:.1f} min; test NLL (k={args.k}) "
+                  f"{ev['nll_nats']:.2f} nats, test ELBO {ev['elbo_nats']:.2f}, {ev['active_units']} active "
+                  f"units; NLL took {ev['seconds']:.0f} s", flush=True)
+    out = args.out / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
