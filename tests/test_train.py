@@ -14,7 +14,7 @@ from conftest import blobs
 
 
 def test_run_directory_contents(digits_run):
-    for name in ("config.yaml", "model.safetensors", "metrics.csv", "state/trainer.pt", "state/last.safetensors"):
+    for name in ("config.yaml", "model.safetensors", "metrics.csv", "state/last.pt"):
         assert (digits_run / name).is_file(), name
     for name in ("prior_samples.png", "reconstructions.png", "interpolations.png", "latent_map.png"):
         img = Image.open(digits_run / "samples" / name)
@@ -49,8 +49,8 @@ def test_load_gives_the_same_model(digits_run):
 def test_trainer_state_loads_without_pickle(digits_run):
     from vaekit.checkpoint import load_state
 
-    state = load_state(digits_run / "state" / "trainer.pt")
-    assert state["epoch"] == 3 and "optimizer" in state
+    state = load_state(digits_run / "state" / "last.pt")
+    assert state["epoch"] == 3 and "optimizer" in state and "model" in state
 
 
 def test_same_seed_same_result(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -53,11 +54,19 @@ TRAIN_FLAGS = {
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
     "beta": ("train", "beta"), "warmup": ("train", "warmup_epochs"), "free_bits": ("train", "free_bits"),
     "seed": ("train", "seed"), "device": ("train", "device"), "weight_decay": ("train", "weight_decay"),
+    "amp": ("train", "amp"), "max_bad_steps": ("train", "max_bad_steps"),
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as one sentence and a pointer to --help instead of the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\nSee '{self.prog} --help'.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vaekit", description="Variational autoencoders: train, sample, evaluate.")
+    p = Parser(prog="vaekit", description="Variational autoencoders: train, sample, evaluate.")
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     t = sub.add_parser("train", help="train a VAE and write a run directory",
@@ -91,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--free-bits", type=_nonneg_float, help="minimum KL per latent dimension, in nats")
     g.add_argument("--seed", type=int)
     g.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--amp", choices=["auto", "on", "off"], help="mixed precision (auto: on for CUDA only)")
+    g.add_argument("--max-bad-steps", type=_positive_int,
+                   help="stop after this many steps in a row with a non-finite loss or gradient (default 20)")
+    g.add_argument("--nproc", type=_positive_int,
+                   help="train with this many processes (DistributedDataParallel, started with torchrun)")
+    t.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue a run from its last checkpoint (with --epochs: train to that many in all)")
     t.add_argument("--config", type=Path, help="YAML config; flags override it")
     t.add_argument("--out", type=Path, help="run directory (default runs/<data>-<time>)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or log")
@@ -136,26 +152,54 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from .train import train
+    from .train import resume, train
 
-    base = {}
-    if args.config:
-        base = load_yaml(args.config)
-        base.pop("data_info", None)
-        base.pop("vaekit", None)
-    config = Config.from_dict(base, origin=str(args.config) if args.config else "config")
-    for flag, (section, key) in TRAIN_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            setattr(getattr(config, section), key, value)
-    if config.data.source not in ("digits", "fashion-mnist") and Path(config.data.source).exists():
-        config.data.source = str(Path(config.data.source).resolve())
-    run = train(config, out=args.out, quiet=args.quiet)
-    if args.quiet:
-        print(run.path)
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _torchrun(args.nproc)
+    if args.resume:
+        given = [f"--{f.replace('_', '-')}" for f in TRAIN_FLAGS if f != "epochs" and getattr(args, f) is not None]
+        if args.config or args.out or given:
+            raise VaekitError(f"--resume continues {args.resume} with its own config; only --epochs and --quiet "
+                              f"can be given with it (got {' '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))}).")
+        run = resume(args.resume, quiet=args.quiet, epochs=args.epochs)
     else:
-        print(f"done: {run.path}  (vaekit sample|evaluate|info {run.path})")
+        base = {}
+        if args.config:
+            base = load_yaml(args.config)
+            base.pop("data_info", None)
+            base.pop("vaekit", None)
+        config = Config.from_dict(base, origin=str(args.config) if args.config else "config")
+        for flag, (section, key) in TRAIN_FLAGS.items():
+            value = getattr(args, flag)
+            if value is not None:
+                setattr(getattr(config, section), key, value)
+        if config.data.source not in ("digits", "fashion-mnist") and Path(config.data.source).exists():
+            config.data.source = str(Path(config.data.source).resolve())
+        run = train(config, out=args.out, quiet=args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(run.path if args.quiet else f"done: {run.path}  (vaekit sample|evaluate|info {run.path})")
     return 0
+
+
+def _torchrun(nproc: int) -> int:
+    """Start this same command under torchrun with nproc processes (one per GPU, or CPU processes)."""
+    import subprocess
+
+    argv = sys.argv[1:]
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "vaekit", *cleaned]
+    return subprocess.run(cmd).returncode
 
 
 def _run(args):

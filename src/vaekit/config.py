@@ -69,6 +69,9 @@ class TrainConfig:
     free_bits: minimum KL in nats per latent dimension (averaged over the batch).
     lr_schedule: ``none`` | ``cosine`` | ``plateau`` (halve LR when valid ELBO stalls).
     patience: stop when the valid ELBO has not improved for this many epochs (0: never).
+    max_bad_steps: steps with a non-finite loss or gradient are skipped; this many in a row
+        stop training (the last good checkpoint stays intact).
+    amp: mixed precision: ``auto`` (on for CUDA, off on CPU), ``on`` or ``off``.
     """
 
     epochs: int = 60
@@ -86,6 +89,8 @@ class TrainConfig:
     free_bits: float = 0.0
     seed: int = 0
     device: str = "auto"
+    max_bad_steps: int = 20
+    amp: str = "auto"
 
 
 @dataclass
@@ -126,13 +131,14 @@ class Config:
             "train.objective": (t.objective, {"elbo", "iwae"}),
             "train.lr_schedule": (t.lr_schedule, {"none", "cosine", "plateau"}),
             "train.device": (t.device, {"auto", "cpu", "cuda"}),
+            "train.amp": (t.amp, {"auto", "on", "off"}),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise VaekitError(f"{key} is '{value}', expected one of: {', '.join(sorted(allowed))}.")
         positive = {
             "model.latent": m.latent, "train.epochs": t.epochs, "train.batch_size": t.batch_size,
-            "train.k": t.k, "train.lr": t.lr,
+            "train.k": t.k, "train.lr": t.lr, "train.max_bad_steps": t.max_bad_steps,
         }
         for key, value in positive.items():
             if not value > 0:

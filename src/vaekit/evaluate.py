@@ -16,19 +16,23 @@ from tqdm.auto import tqdm
 
 
 @torch.no_grad()
-def elbo(model, x: torch.Tensor, batch_size: int = 2000) -> dict:
-    """Single-sample ELBO, reconstruction and KL averaged over x (nats per example)."""
+def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+    """Sums over x of the single-sample (reconstruction, KL): a tensor that can be all-reduced."""
     was = model.training
     model.eval()
-    total = torch.zeros(3, device=x.device)
+    total = torch.zeros(2, device=x.device)
     for i in range(0, x.shape[0], batch_size):
         t = model.terms(x[i:i + batch_size], 1, log_weights=False)
         kl = t["kl_dim"].sum(-1) if t["kl_dim"] is not None else (t["log_qz"] - t["log_pz"])[0]
-        rec = -t["log_px"][0]
-        total += torch.stack([(-rec - kl).sum(), rec.sum(), kl.sum()])
+        total += torch.stack([-t["log_px"].sum(), kl.sum()])
     model.train(was)
-    e, r, k = (total / x.shape[0]).tolist()
-    return {"elbo": e, "rec": r, "kl": k}
+    return total
+
+
+def elbo(model, x: torch.Tensor, batch_size: int = 2000) -> dict:
+    """Single-sample ELBO, reconstruction and KL averaged over x (nats per example)."""
+    rec, kl = (elbo_sums(model, x, batch_size) / x.shape[0]).tolist()
+    return {"elbo": -(rec + kl), "rec": rec, "kl": kl}
 
 
 @torch.no_grad()

@@ -67,6 +67,10 @@ class VAE(nn.Module):
             log_pz = log_qz = None
         return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q}
 
+    def forward(self, x: torch.Tensor, k: int = 1, log_weights: bool = True) -> dict[str, torch.Tensor]:
+        """Same as :meth:`terms`; objectives call the model, so DistributedDataParallel sees it."""
+        return self.terms(x, k, log_weights)
+
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True, generator_seed: int | None = None) -> torch.Tensor:
         """Draw n latents from the prior and decode them: the mean of p(x|z), or a sample."""

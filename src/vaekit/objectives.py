@@ -39,7 +39,7 @@ class Objective:
 
     def __call__(self, model, x: torch.Tensor, step: int = 0):
         """Return (loss, stats): stats = per-batch sums of (reconstruction, KL, loss)."""
-        t = model.terms(x, self.k, log_weights=self.kind == "iwae")
+        t = model(x, self.k, log_weights=self.kind == "iwae")  # model may be wrapped in DDP
         log_px, log_pz, log_qz, kl_dim = t["log_px"], t["log_pz"], t["log_qz"], t["kl_dim"]
         kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)     # (B,)
         log_px_mean = log_px.squeeze(0) if self.k == 1 else log_px.mean(0)          # (B,)
@@ -54,7 +54,7 @@ class Objective:
                 if kl_dim is not None:  # free bits per dimension, on the batch-average KL
                     kl_term = kl_dim.mean(0).clamp(min=self.free_bits).sum()
                 else:                   # no per-dimension KL: a floor on the total
-                    kl_term = kl.mean().clamp(min=self.free_bits * model.latent)
+                    kl_term = kl.mean().clamp(min=self.free_bits * t["q"].loc.shape[-1])
                 loss = beta * kl_term - log_px_mean.mean()
         with torch.no_grad():
             stats = torch.stack([-log_px_mean.sum(), kl.sum(), loss * x.shape[0]])

@@ -1,8 +1,17 @@
-"""The training loop: read it top to bottom.
+"""The training loop: read :meth:`Trainer.fit` top to bottom.
 
 data bundle -> model -> for each epoch: shuffled index slices of the in-memory training
-tensor, one optimiser step per batch, statistics accumulated on the device (one host sync
-per epoch) -> validation ELBO -> metrics.csv row, checkpoints -> pictures at the end.
+tensor (under torchrun: this process's share of each global batch), one optimiser step per
+batch, statistics accumulated on the device -> validation ELBO -> metrics.csv row ->
+checkpoints -> pictures at the end.
+
+Surviving what goes wrong:
+- a step whose loss or gradient is not finite is skipped (fused Adam's ``found_inf``,
+  no host sync) and counted; ``max_bad_steps`` in a row stop training;
+- ``state/last.pt`` (weights, optimiser, scheduler, RNG, counters) is written atomically at
+  the end of every epoch, never with non-finite weights; ``vaekit train --resume`` continues
+  from it and ends with the same weights as an uninterrupted run (CPU, same seed);
+- Ctrl-C stops with the last checkpoint on disk and says how to resume.
 """
 
 from __future__ import annotations
@@ -18,17 +27,19 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import save_state, save_weights
-from .config import Config, save_yaml
+from . import distributed as dist
+from .checkpoint import load_state, save_state, save_weights
+from .config import Config, load_yaml, save_yaml
 from .data import Bundle, load_data
 from .errors import VaekitError
-from .evaluate import elbo as valid_elbo
+from .evaluate import elbo_sums
 from .model import build_model, likelihood_name
 from .objectives import Objective
 from .run import Run, resolve_device
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_elbo", "train_rec", "train_kl", "valid_elbo", "valid_rec",
-                 "valid_kl", "beta", "lr", "seconds", "examples_per_s"]
+                 "valid_kl", "beta", "lr", "seconds", "examples_per_s", "skipped_steps"]
+STATE_FILE = Path("state") / "last.pt"
 
 
 def check_data_fits(config: Config, bundle: Bundle) -> None:
@@ -44,7 +55,7 @@ def default_run_dir(bundle: Bundle) -> Path:
 
 def _prepare_dir(out: Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise VaekitError(f"{out}: already exists and is not empty; choose another --out.")
+        raise VaekitError(f"{out}: already exists and is not empty; choose another --out (or --resume it).")
     try:
         (out / "state").mkdir(parents=True, exist_ok=True)
         (out / "samples").mkdir(exist_ok=True)
@@ -62,114 +73,341 @@ def make_scheduler(opt, cfg, epochs):
     return None
 
 
-def train(config: Config, out: str | Path | None = None, quiet: bool = False, data: Bundle | None = None,
-          pictures: bool = True) -> Run:
-    """Train a VAE as described by ``config``; write and return its run directory."""
-    config.check()
-    tc = config.train
-    torch.manual_seed(tc.seed)
-    device = resolve_device(tc.device)
+def make_adam(params, cfg) -> tuple[torch.optim.Adam, bool]:
+    """Adam, fused where PyTorch has the kernel: faster on CPU and GPU, and it can skip a
+    step on a device-side non-finite flag without a host sync."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True), True
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay), False
+
+
+class Trainer:
+    """Everything a training run holds between epochs; what ``state/last.pt`` saves."""
+
+    def __init__(self, config: Config, bundle: Bundle, out: Path, d: dist.Dist, device: torch.device,
+                 quiet: bool = False):
+        config.check()
+        self.config, self.bundle, self.out, self.d, self.device = config, bundle, Path(out), d, device
+        self.quiet = quiet or not d.main
+        tc = config.train
+        torch.manual_seed(tc.seed)  # the same initial weights on every rank
+        self.info = bundle.info()
+        self.model = build_model(config.model, self.info).to(device)
+        self.net = self.model
+        if d.active:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            self.net = DDP(self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        n = bundle.train.shape[0]
+        self.global_batch = min(tc.batch_size, n)
+        if d.active and self.global_batch % d.world:
+            raise VaekitError(f"--batch-size {self.global_batch} must be a multiple of the {d.world} processes.")
+        # under DDP the last partial global batch is dropped, so every rank has the same batch size
+        self.steps_per_epoch = n // self.global_batch if d.active else math.ceil(n / self.global_batch)
+        if self.steps_per_epoch == 0:
+            raise VaekitError(f"{config.data.source}: {n} training examples are fewer than one batch of "
+                              f"{self.global_batch}.")
+        self.objective = Objective.from_config(tc, self.steps_per_epoch)
+        self.opt, self.fused = make_adam(self.model.parameters(), tc)
+        self.sched = make_scheduler(self.opt, tc, tc.epochs)
+        self.gen = torch.Generator(device=device).manual_seed(tc.seed)  # data order: the same on every rank
+        self.use_amp = tc.amp == "on" or (tc.amp == "auto" and device.type == "cuda")
+        self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 12) \
+            if self.use_amp and device.type == "cuda" else None
+        # counters kept on the device; the host reads them only to decide whether to stop
+        self.skipped = torch.zeros((), device=device)
+        self.streak = torch.zeros((), device=device)
+        self.epoch, self.step, self.best, self.best_epoch = 0, 0, -math.inf, 0
+        if d.active and tc.seed is not None:
+            torch.manual_seed(tc.seed + 1000003 * d.rank)  # different sampling noise per rank
+
+    # ------------------------------------------------------------------ checkpoints
+    def state(self) -> dict:
+        return {"vaekit": __version__, "epoch": self.epoch, "step": self.step, "best_valid_elbo": self.best,
+                "best_epoch": self.best_epoch, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict() if self.sched else {},
+                "scaler": self.scaler.state_dict() if self.scaler else {},
+                "torch_rng": torch.get_rng_state(), "gen_rng": self.gen.get_state(),
+                "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0),
+                "skipped": self.skipped.cpu(), "streak": self.streak.cpu()}
+
+    def restore(self, s: dict, where: Path) -> None:
+        try:
+            self.model.load_state_dict(s["model"])
+            self.opt.load_state_dict(s["optimizer"])
+            if self.sched and s["scheduler"]:
+                self.sched.load_state_dict(s["scheduler"])
+            if self.scaler and s["scaler"]:
+                self.scaler.load_state_dict(s["scaler"])
+            self.epoch, self.step = int(s["epoch"]), int(s["step"])
+            self.best, self.best_epoch = float(s["best_valid_elbo"]), int(s["best_epoch"])
+            self.skipped.copy_(s["skipped"])
+            self.streak.copy_(s["streak"])
+            if self.d.main:
+                torch.set_rng_state(s["torch_rng"])
+            self.gen.set_state(s["gen_rng"])
+            if self.device.type == "cuda" and s["cuda_rng"].numel():
+                torch.cuda.set_rng_state(s["cuda_rng"], self.device)
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise VaekitError(f"{where}: trainer state does not match this run's config "
+                              f"({str(e).splitlines()[0][:160]}).") from None
+
+    def save_checkpoint(self) -> None:
+        if not self.d.main:
+            return
+        if not all(torch.isfinite(p).all() for p in self.model.parameters()):
+            raise VaekitError(f"the weights became non-finite in epoch {self.epoch}; nothing was written, and the "
+                              f"checkpoint of epoch {self.epoch - 1} in {self.out / STATE_FILE} is intact.")
+        save_state(self.state(), self.out / STATE_FILE)
+
+    # ------------------------------------------------------------------ one step
+    def _step(self, x: torch.Tensor, found: torch.Tensor, one: torch.Tensor):
+        tc = self.config.train
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
+            loss, stats = self.objective(self.net, x, self.step)
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.opt)
+        else:
+            loss.backward()
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        # The non-finite check GradScaler uses: one fused pass over all gradients, on the device.
+        found.zero_()
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, one)
+        found.add_(torch.isfinite(stats[2]).logical_not()).clamp_(max=1.0)  # 1.0: this step is bad
+        if tc.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
+        if self.scaler is not None:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        elif self.fused:
+            self.opt.found_inf = found  # fused Adam skips the update when this is non-zero
+            self.opt.step()
+        elif not found.item():
+            self.opt.step()
+        self.skipped.add_(found)
+        self.streak.add_(found).mul_(found)
+        return torch.where(found > 0, 0.0, stats)
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, pictures: bool = True) -> Run:
+        tc, bundle, d, device = self.config.train, self.bundle, self.d, self.device
+        out = self.out
+        n = bundle.train.shape[0]
+        log = (lambda *a, **k: None) if self.quiet else print
+        if self.epoch == 0:
+            self.save_checkpoint()  # epoch 0: an interrupted first epoch can be resumed too
+        metrics_file = open(out / "metrics.csv", "a", newline="") if d.main else None
+        writer = csv.DictWriter(metrics_file, fieldnames=METRIC_FIELDS) if d.main else None
+        if d.main and metrics_file.tell() == 0:
+            writer.writeheader()
+        # Batches are gathered from a 2-D view: indexing rows of (N, D) is much faster on CPU
+        # than indexing the first dimension of (N, C, H, W).
+        train_rows = bundle.train.reshape(n, -1)
+        valid = bundle.valid[d.rank::d.world]
+        local_batch = self.global_batch // d.world
+        found, one = torch.zeros((), device=device), torch.ones((), device=device)
+        check_every = 1 if device.type == "cpu" else 50  # a host read is free on CPU, not on GPU
+        tty = sys.stderr.isatty()
+        bar = tqdm(total=(tc.epochs - self.epoch) * self.steps_per_epoch * self.global_batch, unit="ex",
+                   unit_scale=True, disable=self.quiet, dynamic_ncols=True, mininterval=0.2 if tty else 30.0,
+                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
+        try:
+            while self.epoch < tc.epochs:
+                epoch = self.epoch + 1
+                bar.set_description(f"epoch {epoch}/{tc.epochs}")
+                self.net.train()
+                t0 = time.perf_counter()
+                totals = torch.zeros(3, device=device)
+                skipped_before = self.skipped.clone()
+                perm = torch.randperm(n, device=device, generator=self.gen)
+                for s in range(self.steps_per_epoch):
+                    idx = perm[s * self.global_batch:(s + 1) * self.global_batch]
+                    if d.active:
+                        idx = idx[d.rank::d.world]
+                    x = train_rows[idx].view(-1, *bundle.shape)
+                    if bundle.dynamic:
+                        x = torch.bernoulli(x, generator=self.gen)
+                    totals += self._step(x, found, one)
+                    self.step += 1
+                    if self.step % check_every == 0 and self.streak.item() >= tc.max_bad_steps:
+                        raise VaekitError(
+                            f"training stopped in epoch {epoch} at step {self.step}: {tc.max_bad_steps} steps in a "
+                            f"row had a non-finite loss or gradient; the checkpoint of epoch {self.epoch} in "
+                            f"{out / STATE_FILE} is intact. Try a lower --lr or --clip-grad.")
+                    bar.update(local_batch * d.world)
+                # one reduction per epoch: sums over ranks of (rec, KL, loss, examples used)
+                skipped_now = (self.skipped - skipped_before)
+                used = torch.stack([totals[0], totals[1], totals[2],
+                                    x.new_tensor(self.steps_per_epoch * local_batch if d.active else n)
+                                    - skipped_now * local_batch])
+                seconds = time.perf_counter() - t0
+                v = torch.cat([elbo_sums(self.model, valid), valid.new_tensor([valid.shape[0]])])
+                dist.all_reduce_sum(used, d)
+                dist.all_reduce_sum(v, d)
+                rec, kl, loss, count = used.tolist()
+                if count <= 0:
+                    raise VaekitError(f"every step of epoch {epoch} had a non-finite loss or gradient; "
+                                      f"the checkpoint of epoch {self.epoch} in {out / STATE_FILE} is intact.")
+                rec, kl, loss = rec / count, kl / count, loss / count
+                v_rec, v_kl = (v[:2] / v[2]).tolist()
+                v_elbo = -(v_rec + v_kl)
+                self.epoch = epoch
+                if not math.isfinite(v_elbo):
+                    raise VaekitError(f"the validation ELBO is not finite after epoch {epoch}; the checkpoint "
+                                      f"of epoch {epoch - 1} in {out / STATE_FILE} is intact.")
+                row = {"epoch": epoch, "train_loss": loss, "train_elbo": -(rec + kl), "train_rec": rec,
+                       "train_kl": kl, "valid_elbo": v_elbo, "valid_rec": v_rec, "valid_kl": v_kl,
+                       "beta": self.objective.beta_at(self.step - 1), "lr": self.opt.param_groups[0]["lr"],
+                       "seconds": seconds, "examples_per_s": count / seconds,
+                       "skipped_steps": int(skipped_now.item())}
+                if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.sched.step(v_elbo)
+                elif self.sched is not None:
+                    self.sched.step()
+                improved = v_elbo > self.best
+                if improved:
+                    self.best, self.best_epoch = v_elbo, epoch
+                if d.main:  # the row first: a resume drops rows newer than the checkpoint
+                    writer.writerow({k: (f"{val:.6g}" if isinstance(val, float) else val) for k, val in row.items()})
+                    metrics_file.flush()
+                    if improved:
+                        save_weights(self.model.state_dict(), out / "model.safetensors")
+                    self.save_checkpoint()
+                bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {v_elbo:.2f}")
+                if not self.quiet and (epoch == 1 or epoch % max(1, tc.epochs // 10) == 0 or epoch == tc.epochs):
+                    bar.write(f"epoch {epoch:4d}  train ELBO {row['train_elbo']:9.3f}  valid ELBO {v_elbo:9.3f}  "
+                              f"(rec {v_rec:.3f}, KL {v_kl:.3f})  {count / seconds:,.0f} ex/s"
+                              + (f"  {row['skipped_steps']} steps skipped" if row["skipped_steps"] else ""))
+                if tc.patience and epoch - self.best_epoch >= tc.patience:
+                    if not self.quiet:
+                        bar.write(f"early stop: valid ELBO has not improved for {tc.patience} epochs "
+                                  f"(best {self.best:.3f} at epoch {self.best_epoch})")
+                    break
+        except KeyboardInterrupt:
+            bar.close()
+            if d.main:
+                print(f"\ninterrupted in epoch {self.epoch + 1}; the checkpoint of epoch {self.epoch} is in "
+                      f"{out / STATE_FILE}. Resume with:  vaekit train --resume {out}", file=sys.stderr)
+            raise
+        finally:
+            bar.close()
+            if metrics_file:
+                metrics_file.close()
+
+        dist.barrier(d)
+        run = Run.load(out, device=str(device))
+        if d.main:
+            log(f"best valid ELBO {self.best:.3f} nats at epoch {self.best_epoch}")
+            if int(self.skipped.item()):
+                log(f"{int(self.skipped.item())} steps with a non-finite loss or gradient were skipped")
+            if pictures:
+                from .generate import write_run_pictures
+
+                files = write_run_pictures(run, bundle)
+                log("pictures:")
+                for f in files:
+                    log(f"  {f}")
+        dist.barrier(d)
+        return run
+
+
+def _start(config: Config, data: Bundle | None):
+    d, device_name = dist.setup(config.train.device)
+    device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
     bundle = data if data is not None else load_data(config.data)
     check_data_fits(config, bundle)
+    return d, device, bundle
+
+
+def _describe(trainer: Trainer, log) -> None:
+    c = trainer.config
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    procs = f" x {trainer.d.world} processes" if trainer.d.active else ""
+    log(f"data   {trainer.bundle.describe()}")
+    log(f"model  {c.model.net} VAE, latent {c.model.latent}, {likelihood_name(c.model, trainer.info)} likelihood, "
+        f"{n_params:,} parameters, on {trainer.device}{procs}" + (" (mixed precision)" if trainer.use_amp else ""))
+    log(f"run    {trainer.out}")
+
+
+def train(config: Config, out: str | Path | None = None, quiet: bool = False, data: Bundle | None = None,
+          pictures: bool = True) -> Run:
+    """Train a VAE as described by ``config``; write and return its run directory.
+
+    Under ``torchrun`` every process calls this; they train one model with
+    DistributedDataParallel and only rank 0 writes the run directory.
+    """
+    config.check()
+    d, device, bundle = _start(config, data)
     info = bundle.info()
     bundle.to(device)
-
-    model = build_model(config.model, info).to(device)
-    out = _prepare_dir(Path(out) if out else default_run_dir(bundle))
-    save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, out / "config.yaml")
-
-    n = bundle.train.shape[0]
-    bs = min(tc.batch_size, n)
-    steps_per_epoch = math.ceil(n / bs)
-    objective = Objective.from_config(tc, steps_per_epoch)
-    opt = torch.optim.Adam(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    sched = make_scheduler(opt, tc, tc.epochs)
-    gen = torch.Generator(device=device).manual_seed(tc.seed)
-    # Batches are gathered from a 2-D view: indexing rows of (N, D) is much faster on CPU
-    # than indexing the first dimension of (N, C, H, W).
-    train_rows = bundle.train.reshape(n, -1)
-
-    log = print if not quiet else (lambda *a, **k: None)
-    n_params = sum(p.numel() for p in model.parameters())
-    log(f"data   {bundle.describe()}")
-    log(f"model  {config.model.net} VAE, latent {config.model.latent}, "
-        f"{likelihood_name(config.model, info)} likelihood, {n_params:,} parameters, on {device}")
-    log(f"run    {out}")
-
-    metrics_file = open(out / "metrics.csv", "w", newline="")
-    writer = csv.DictWriter(metrics_file, fieldnames=METRIC_FIELDS)
-    writer.writeheader()
-    best, best_epoch, step = -math.inf, 0, 0
-    tty = sys.stderr.isatty()
-    bar = tqdm(total=tc.epochs * n, unit="ex", unit_scale=True, disable=quiet, dynamic_ncols=True,
-               mininterval=0.2 if tty else 30.0,
-               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
+    target = None
+    if d.main:
+        target = _prepare_dir(Path(out) if out else default_run_dir(bundle))
+        save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, target / "config.yaml")
+    target = Path(dist.broadcast_object(str(target), d))
+    trainer = Trainer(config, bundle, target, d, device, quiet)
+    _describe(trainer, (lambda *a: None) if trainer.quiet else print)
     try:
-        for epoch in range(1, tc.epochs + 1):
-            bar.set_description(f"epoch {epoch}/{tc.epochs}")
-            model.train()
-            t0 = time.perf_counter()
-            totals = torch.zeros(3, device=device)
-            perm = torch.randperm(n, device=device, generator=gen)
-            for i in range(0, n, bs):
-                x = train_rows[perm[i:i + bs]].view(-1, *bundle.shape)
-                if bundle.dynamic:
-                    x = torch.bernoulli(x, generator=gen)
-                loss, stats = objective(model, x, step)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if tc.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
-                opt.step()
-                totals += stats
-                step += 1
-                bar.update(x.shape[0])
-            train_rec, train_kl, train_loss = (totals / n).tolist()
-            train_elbo = -(train_rec + train_kl)
-            seconds = time.perf_counter() - t0
-            if not math.isfinite(train_loss):
-                raise VaekitError(f"training diverged in epoch {epoch} (the loss is not finite); the best "
-                                  f"checkpoint in {out} is intact. Try a lower --lr or --clip-grad.")
-            v = valid_elbo(model, bundle.valid)
-            lr = opt.param_groups[0]["lr"]
-            row = {"epoch": epoch, "train_loss": train_loss, "train_elbo": train_elbo, "train_rec": train_rec,
-                   "train_kl": train_kl, "valid_elbo": v["elbo"], "valid_rec": v["rec"], "valid_kl": v["kl"],
-                   "beta": objective.beta_at(step - 1), "lr": lr, "seconds": seconds, "examples_per_s": n / seconds}
-            writer.writerow({k: (f"{val:.6g}" if isinstance(val, float) else val) for k, val in row.items()})
-            metrics_file.flush()
-            bar.set_postfix_str(f"train ELBO {train_elbo:.2f}, valid ELBO {v['elbo']:.2f}")
-            if not quiet and (epoch == 1 or epoch % max(1, tc.epochs // 10) == 0 or epoch == tc.epochs):
-                bar.write(f"epoch {epoch:4d}  train ELBO {train_elbo:9.3f}  valid ELBO {v['elbo']:9.3f}  "
-                          f"(rec {v['rec']:.3f}, KL {v['kl']:.3f})  {n / seconds:,.0f} ex/s")
-
-            improved = v["elbo"] > best
-            if improved:
-                best, best_epoch = v["elbo"], epoch
-                save_weights(model.state_dict(), out / "model.safetensors")
-            save_weights(model.state_dict(), out / "state" / "last.safetensors")
-            save_state({"epoch": epoch, "step": step, "best_valid_elbo": best, "best_epoch": best_epoch,
-                        "optimizer": opt.state_dict(), "scheduler": sched.state_dict() if sched else {},
-                        "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state()},
-                       out / "state" / "trainer.pt")
-            if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                sched.step(v["elbo"])
-            elif sched is not None:
-                sched.step()
-            if tc.patience and epoch - best_epoch >= tc.patience:
-                bar.write(f"early stop: valid ELBO has not improved for {tc.patience} epochs (best {best:.3f} "
-                          f"at epoch {best_epoch})") if not quiet else None
-                break
+        return trainer.fit(pictures)
     finally:
-        bar.close()
-        metrics_file.close()
+        dist.teardown(d)
 
-    run = Run.load(out, device=str(device))
-    log(f"best valid ELBO {best:.3f} nats at epoch {best_epoch}")
-    if pictures:
-        from .generate import write_run_pictures
 
-        files = write_run_pictures(run, bundle)
-        log("pictures:")
-        for f in files:
-            log(f"  {f}")
-    return run
+def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, data: Bundle | None = None,
+           pictures: bool = True) -> Run:
+    """Continue a run from ``state/last.pt``; with ``epochs``, train to that many epochs in all."""
+    path = Path(path)
+    cfg_file, state_file = path / "config.yaml", path / STATE_FILE
+    if not cfg_file.is_file():
+        raise VaekitError(f"{path}: not a vaekit run directory (no config.yaml), so it cannot be resumed.")
+    raw = load_yaml(cfg_file)
+    raw.pop("vaekit", None)
+    info = raw.pop("data_info", None)
+    config = Config.from_dict(raw, origin=str(cfg_file))
+    if epochs is not None:
+        config.train.epochs = epochs
+    if not state_file.is_file():
+        raise VaekitError(f"{state_file}: no checkpoint to resume from.")
+    state = load_state(state_file)
+    d, device, bundle = _start(config, data)
+    if info and list(bundle.shape) != list(info.get("shape", [])):
+        raise VaekitError(f"{config.data.source}: images are now {list(bundle.shape)}, but the run was trained on "
+                          f"{info.get('shape')}.")
+    bundle.to(device)
+    trainer = Trainer(config, bundle, path, d, device, quiet)
+    trainer.restore(state, state_file)
+    if trainer.epoch >= config.train.epochs:
+        dist.teardown(d)
+        raise VaekitError(f"{path}: already trained for {trainer.epoch} of {config.train.epochs} epochs; "
+                          f"pass --epochs with a larger number to train further.")
+    if d.main:
+        _truncate_metrics(path / "metrics.csv", trainer.epoch)
+        if epochs is not None:
+            save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, cfg_file)
+    if not trainer.quiet:
+        print(f"resuming {path} after epoch {trainer.epoch} (best valid ELBO {trainer.best:.3f})")
+    _describe(trainer, (lambda *a: None) if trainer.quiet else print)
+    try:
+        return trainer.fit(pictures)
+    finally:
+        dist.teardown(d)
+
+
+def _truncate_metrics(path: Path, epoch: int) -> None:
+    """Drop rows written after the checkpoint (a run killed between the two writes)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    keep = [r for r in rows if int(r["epoch"]) <= epoch]
+    if len(keep) != len(rows):
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+            w.writeheader()
+            w.writerows(keep)
+

@@ -108,6 +108,10 @@ def read_image_folder(root: Path, size: list[int] | None) -> tuple[np.ndarray, n
             grey = False
     if size is None:
         w, h = opened[0].size
+        for p, im in zip(files, opened):
+            if im.size != (w, h):
+                raise VaekitError(f"{p}: is {im.size[0]}x{im.size[1]} but {files[0].name} is {w}x{h}; "
+                                  f"pass --image-size to resize all images to one size.")
     else:
         h, w = (size[0], size[0]) if len(size) == 1 else (size[0], size[1])
     mode = "L" if grey else "RGB"

@@ -1,0 +1,230 @@
+"""The catalogue of bad inputs: each gets one clear sentence naming the file or flag and the
+problem, exit code 2, and no traceback. ``CASES`` is the list; README's Reliability section
+counts it."""
+
+import gzip
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import blobs, write_idx
+
+
+def npy(tmp, name, array, **kw):
+    p = tmp / name
+    np.save(p, array, **kw)
+    return p
+
+
+def train(tmp, *args):
+    return ["train", "--epochs", "1", "--hidden", "16", "--quiet", "--out", tmp / "out", *args]
+
+
+def _truncated_idx(t):
+    f = write_idx(t / "t.idx3-ubyte", blobs(10, 4)[0])
+    f.write_bytes(f.read_bytes()[:-7])
+    return train(t, "--data", f), ["t.idx3-ubyte", "truncated"]
+
+
+def _idx_extra_bytes(t):
+    f = write_idx(t / "x.idx3-ubyte", blobs(10, 4)[0])
+    f.write_bytes(f.read_bytes() + b"\x00\x01")
+    return train(t, "--data", f), ["x.idx3-ubyte", "extra bytes"]
+
+
+def _wrong_magic(t):
+    g = t / "m.idx3-ubyte.gz"
+    with gzip.open(g, "wb") as fh:
+        fh.write(b"\x12\x34\x08\x03" + b"\x00" * 40)
+    return train(t, "--data", g), ["m.idx3-ubyte.gz", "magic"]
+
+
+def _corrupt_gzip(t):
+    g = t / "c.idx3-ubyte.gz"
+    g.write_bytes(b"\x1f\x8b\x08\x00garbage")
+    return train(t, "--data", g), ["c.idx3-ubyte.gz", "cannot read"]
+
+
+def _mixed_sizes(t):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(t / "a.png")
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(t / "b.png")
+    return train(t, "--data", t), ["b.png", "--image-size"]
+
+
+def _broken_png(t):
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(t / "ok.png")
+    (t / "broken.png").write_bytes(b"\x89PNG garbage")
+    return train(t, "--data", t), ["broken.png", "not a readable image"]
+
+
+def _empty_folder(t):
+    (t / "imgs").mkdir()
+    return train(t, "--data", t / "imgs"), ["imgs", "no PNG or JPEG"]
+
+
+def _split_dir_without_train(t):
+    np.savez(t / "valid.npz", X=np.zeros((5, 16), np.uint8))
+    return train(t, "--data", t), ["no train.npz"]
+
+
+def _splits_of_different_shapes(t):
+    np.savez(t / "train.npz", X=np.zeros((20, 16), np.uint8))
+    np.savez(t / "test.npz", X=np.zeros((5, 25), np.uint8))
+    return train(t, "--data", t), ["different image shapes"]
+
+
+def _labels_mismatch(t):
+    np.savez(t / "l.npz", X=np.zeros((20, 4, 4), np.uint8), y=np.zeros(7))
+    return train(t, "--data", t / "l.npz"), ["20 images but 7 labels"]
+
+
+def _ambiguous_npz(t):
+    np.savez(t / "amb.npz", a=np.zeros((5, 4, 4)), b=np.zeros((5, 4, 4)))
+    return train(t, "--data", t / "amb.npz"), ["amb.npz", "which array"]
+
+
+def _empty_array(t):
+    return train(t, "--data", npy(t, "e.npy", np.zeros((0, 4, 4), np.uint8))), ["e.npy", "no examples"]
+
+
+def _too_few_examples(t):
+    return train(t, "--data", npy(t, "two.npy", np.zeros((2, 4, 4), np.uint8))), ["too few"]
+
+
+def _bad_config_yaml(t):
+    (t / "c.yaml").write_text("model: [unclosed")
+    return ["train", "--config", t / "c.yaml"], ["c.yaml", "not valid YAML"]
+
+
+def _unknown_config_key(t):
+    (t / "c.yaml").write_text("model:\n  latnet: 3\n")
+    return ["train", "--config", t / "c.yaml"], ["c.yaml", "latnet"]
+
+
+def _invalid_config_value(t):
+    (t / "c.yaml").write_text("train:\n  objective: magic\n")
+    return ["train", "--config", t / "c.yaml"], ["train.objective", "magic"]
+
+
+def _not_a_run(t):
+    return ["sample", t / "missing"], ["missing", "not a run directory"]
+
+
+def _run_without_config(t):
+    (t / "empty").mkdir()
+    return ["evaluate", t / "empty"], ["empty", "no config.yaml"]
+
+
+def _run_without_weights(t):
+    (t / "r").mkdir()
+    (t / "r" / "config.yaml").write_text("data_info: {shape: [1, 8, 8], value: binary, levels: null}\n")
+    return ["info", t / "r"], ["model.safetensors", "not found"]
+
+
+def _resume_without_state(t):
+    (t / "r").mkdir()
+    (t / "r" / "config.yaml").write_text("train: {epochs: 2}\n")
+    return ["train", "--resume", t / "r"], ["last.pt", "no checkpoint"]
+
+
+CASES = {
+    "missing path": lambda t: (train(t, "--data", t / "nope.npz"), ["nope.npz", "no such file"]),
+    "unknown data set name": lambda t: (train(t, "--data", "mnist-nonexistent"), ["mnist-nonexistent", "known"]),
+    "not a zip .npz": lambda t: ((t / "bad.npz").write_bytes(b"not a zip"),
+                                 train(t, "--data", t / "bad.npz"))[1:] + (["bad.npz", "not a readable"],),
+    "pickled object array": lambda t: (train(t, "--data", npy(t, "obj.npy", np.array([{}], dtype=object),
+                                                                allow_pickle=True)), ["obj.npy"]),
+    "flat array that is not square": lambda t: (train(t, "--data", npy(t, "f.npy", np.zeros((10, 50), np.uint8))),
+                                                ["f.npy", "--shape"]),
+    "five-dimensional array": lambda t: (train(t, "--data", npy(t, "d5.npy", np.zeros((2, 3, 4, 5, 6)))),
+                                         ["d5.npy", "shape"]),
+    "--shape that does not fit": lambda t: (train(t, "--data", npy(t, "a.npy", np.zeros((10, 64), np.uint8)),
+                                                  "--shape", "5x5"), ["a.npy", "--shape 5x5"]),
+    "truncated IDX": _truncated_idx,
+    "IDX with extra bytes": _idx_extra_bytes,
+    "IDX with a wrong magic number": _wrong_magic,
+    "corrupt gzip": _corrupt_gzip,
+    "NaN in an array": lambda t: (train(t, "--data", npy(t, "nan.npy", np.full((20, 16), np.nan, np.float32))),
+                                  ["nan.npy", "NaN"]),
+    "values outside [0, 1]": lambda t: (train(t, "--data", npy(t, "big.npy", np.full((20, 16), 3.7, np.float32))),
+                                        ["big.npy", "3.7"]),
+    "negative values": lambda t: (train(t, "--data", npy(t, "neg.npy", np.full((20, 16), -0.5, np.float32))),
+                                  ["neg.npy", "-0.5"]),
+    "non-numeric array": lambda t: (train(t, "--data", npy(t, "s.npy", np.array([["a"] * 16] * 20)),
+                                          "--shape", "4x4"), ["s.npy", "non-numeric"]),
+    "Bernoulli on grey values": lambda t: (train(t, "--likelihood", "bernoulli"), ["--binarize"]),
+    "images of mixed sizes": _mixed_sizes,
+    "broken PNG in a folder": _broken_png,
+    "folder without images": _empty_folder,
+    "a single image instead of a folder": lambda t: (Image.fromarray(np.zeros((4, 4), np.uint8)).save(t / "one.png"),
+                                                     train(t, "--data", t / "one.png"))[1:] + (["one.png"],),
+    "split folder without train": _split_dir_without_train,
+    "splits of different shapes": _splits_of_different_shapes,
+    "labels of the wrong length": _labels_mismatch,
+    "ambiguous .npz": _ambiguous_npz,
+    "empty array": _empty_array,
+    "too few examples to split": _too_few_examples,
+    "bad YAML config": _bad_config_yaml,
+    "unknown config key": _unknown_config_key,
+    "invalid config value": _invalid_config_value,
+    "unknown flag": lambda t: (["train", "--no-such-flag"], ["--no-such-flag"]),
+    "zero epochs": lambda t: (["train", "--epochs", "0"], ["--epochs", "positive"]),
+    "negative batch size": lambda t: (["train", "--batch-size", "-4"], ["--batch-size"]),
+    "zero latent size": lambda t: (["train", "--latent", "0"], ["--latent"]),
+    "negative hidden size": lambda t: (["train", "--hidden", "12,-3"], ["--hidden"]),
+    "zero image size": lambda t: (["train", "--image-size", "0"], ["--image-size"]),
+    "zero in --shape": lambda t: (["train", "--shape", "0x5"], ["--shape"]),
+    "negative beta": lambda t: (["train", "--beta", "-1"], ["--beta"]),
+    "not a number": lambda t: (["train", "--lr", "fast"], ["--lr"]),
+    "not a run directory": _not_a_run,
+    "run without config.yaml": _run_without_config,
+    "run without weights": _run_without_weights,
+    "resume without a checkpoint": _resume_without_state,
+    "unknown verb": lambda t: (["fly"], ["fly"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, tmp_path, cli):
+    args, fragments = CASES[name](tmp_path)
+    rc, out, err = cli(*args)
+    assert rc == 2, (rc, out, err)
+    assert "Traceback" not in err
+    for f in fragments:
+        assert str(f) in err, (f, err)
+    assert len(err.strip().splitlines()) <= 3, err
+
+
+def test_interpolate_index_out_of_range(digits_run, cli):
+    rc, _, err = cli("interpolate", digits_run, "--between", "0", "9999")
+    assert rc == 2 and "9999" in err and "outside the test set" in err
+
+
+def test_run_whose_weights_do_not_match(tmp_path, digits_run, cli):
+    bad = tmp_path / "bad"
+    shutil.copytree(digits_run, bad)
+    text = (bad / "config.yaml").read_text().replace("latent: 4", "latent: 6")
+    (bad / "config.yaml").write_text(text)
+    rc, _, err = cli("sample", bad)
+    assert rc == 2 and "model.safetensors" in err and "do not match" in err
+    (bad / "model.safetensors").write_bytes(b"\x00" * 10)
+    rc, _, err = cli("sample", bad)
+    assert rc == 2 and "not a readable safetensors" in err
+
+
+def test_output_directory_not_empty_is_left_alone(tmp_path, cli):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "x").write_text("keep me")
+    rc, _, err = cli("train", "--epochs", "1", "--out", tmp_path / "r")
+    assert rc == 2 and "already exists" in err
+    assert (tmp_path / "r" / "x").read_text() == "keep me"
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    p = subprocess.run([sys.executable, "-m", "vaekit", "train", "--data", str(tmp_path / "x.npz")],
+                       capture_output=True, text=True)
+    assert p.returncode == 2 and "Traceback" not in p.stderr and "x.npz" in p.stderr
