@@ -228,3 +228,9 @@ def test_real_process_prints_no_traceback(tmp_path):
     p = subprocess.run([sys.executable, "-m", "vaekit", "train", "--data", str(tmp_path / "x.npz")],
                        capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "x.npz" in p.stderr
+
+
+def test_config_batch_size_zero(tmp_path, cli):
+    (tmp_path / "c.yaml").write_text("train:\n  batch_size: 0\n")
+    rc, _, err = cli("train", "--config", tmp_path / "c.yaml")
+    assert rc == 2 and "train.batch_size must be positive" in err

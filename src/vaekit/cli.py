@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import Config, load_yaml
+from .config import Config, auto_batch_size, load_yaml
 from .errors import VaekitError
 
 
@@ -277,7 +277,8 @@ def cmd_info(args) -> int:
     t = c.train
     obj = f"IWAE k={t.k}" if t.objective == "iwae" else f"ELBO, beta {t.beta}, warm-up {t.warmup_epochs}, " \
                                                           f"free bits {t.free_bits}"
-    print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}), batch {t.batch_size}, seed {t.seed}")
+    batch = t.batch_size or f"auto ({auto_batch_size(info['sizes']['train'])})"
+    print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}), batch {batch}, seed {t.seed}")
     m = run.metrics
     if m:
         best = max(m, key=lambda r: r["valid_elbo"])

@@ -64,6 +64,8 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and objective.
 
+    batch_size: examples per optimiser step; ``null`` picks 32 for data sets under 20,000
+        training examples (more steps per epoch) and 128 above.
     objective: ``elbo`` or ``iwae`` (with ``k`` importance samples).
     beta: weight of the KL term (beta-VAE); warmup_epochs: beta ramps linearly from 0.
     free_bits: minimum KL in nats per latent dimension (averaged over the batch).
@@ -75,7 +77,7 @@ class TrainConfig:
     """
 
     epochs: int = 60
-    batch_size: int = 128
+    batch_size: int | None = None
     lr: float = 1e-3
     lr_schedule: str = "none"
     min_lr: float = 1e-5
@@ -91,6 +93,10 @@ class TrainConfig:
     device: str = "auto"
     max_bad_steps: int = 20
     amp: str = "auto"
+
+
+def auto_batch_size(n_train: int) -> int:
+    return 32 if n_train < 20000 else 128
 
 
 @dataclass
@@ -137,12 +143,14 @@ class Config:
             if value not in allowed:
                 raise VaekitError(f"{key} is '{value}', expected one of: {', '.join(sorted(allowed))}.")
         positive = {
-            "model.latent": m.latent, "train.epochs": t.epochs, "train.batch_size": t.batch_size,
+            "model.latent": m.latent, "train.epochs": t.epochs,
             "train.k": t.k, "train.lr": t.lr, "train.max_bad_steps": t.max_bad_steps,
         }
         for key, value in positive.items():
             if not value > 0:
                 raise VaekitError(f"{key} must be positive, got {value}.")
+        if t.batch_size is not None and not t.batch_size > 0:
+            raise VaekitError(f"train.batch_size must be positive, got {t.batch_size}.")
         for key, sizes in (("model.hidden", m.hidden), ("model.channels", m.channels)):
             if not sizes or any(int(s) <= 0 for s in sizes):
                 raise VaekitError(f"{key} must be a non-empty list of positive sizes, got {sizes}.")

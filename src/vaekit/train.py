@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from . import distributed as dist
 from .checkpoint import load_state, save_state, save_weights
-from .config import Config, load_yaml, save_yaml
+from .config import Config, auto_batch_size, load_yaml, save_yaml
 from .data import Bundle, load_data
 from .errors import VaekitError
 from .evaluate import elbo_sums
@@ -101,7 +101,7 @@ class Trainer:
 
             self.net = DDP(self.model, device_ids=[device.index] if device.type == "cuda" else None)
         n = bundle.train.shape[0]
-        self.global_batch = min(tc.batch_size, n)
+        self.global_batch = min(tc.batch_size or auto_batch_size(n), n)
         if d.active and self.global_batch % d.world:
             raise VaekitError(f"--batch-size {self.global_batch} must be a multiple of the {d.world} processes.")
         # under DDP the last partial global batch is dropped, so every rank has the same batch size
@@ -219,7 +219,7 @@ class Trainer:
         try:
             while self.epoch < tc.epochs:
                 epoch = self.epoch + 1
-                bar.set_description(f"epoch {epoch}/{tc.epochs}")
+                bar.set_description(f"epoch {epoch}/{tc.epochs}", refresh=False)
                 self.net.train()
                 t0 = time.perf_counter()
                 totals = torch.zeros(3, device=device)
@@ -278,7 +278,7 @@ class Trainer:
                     if improved:
                         save_weights(self.model.state_dict(), out / "model.safetensors")
                     self.save_checkpoint()
-                bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {v_elbo:.2f}")
+                bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {v_elbo:.2f}", refresh=False)
                 if not self.quiet and (epoch == 1 or epoch % max(1, tc.epochs // 10) == 0 or epoch == tc.epochs):
                     bar.write(f"epoch {epoch:4d}  train ELBO {row['train_elbo']:9.3f}  valid ELBO {v_elbo:9.3f}  "
                               f"(rec {v_rec:.3f}, KL {v_kl:.3f})  {count / seconds:,.0f} ex/s"
