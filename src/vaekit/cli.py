@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = run_parser("info", "what a run is: data, model, training, results", cmd_info)
     del n
+    v = run_parser("serve", "the latent explorer: a local web app to decode, slide and interpolate", cmd_serve)
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    h = run_parser("report", "write a self-contained HTML report of a run (<run>/report.html)", cmd_report)
+    h.add_argument("--out", type=Path, help="HTML file (default <run>/report.html)")
     return p
 
 
@@ -261,6 +266,25 @@ def cmd_evaluate(args) -> int:
         kls = sorted(r["kl_per_dim"], reverse=True)
         print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls))
     print(f"  took {r['seconds']:.1f} s; written to {run.path / 'evaluation.json'}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    if not 0 <= args.port < 65536:
+        raise VaekitError(f"--port must be between 0 and 65535, got {args.port}.")
+    try:
+        serve(_run(args), host=args.host, port=args.port)
+    except OSError as e:
+        raise VaekitError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}).") from None
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    print(write_report(_run(args), args.out))
     return 0
 
 

@@ -70,26 +70,31 @@ def interpolations_png(model, x_a: torch.Tensor, x_b: torch.Tensor, path, steps:
 
 
 @torch.no_grad()
-def latent_map_png(model, x: torch.Tensor, labels: torch.Tensor | None, path, label_names=None,
-                   max_points: int = 5000) -> Path:
-    """Scatter plot of posterior means (PCA to 2-D when the latent is larger), by label."""
-    import matplotlib
+def latent_points(model, x: torch.Tensor, max_points: int = 5000):
+    """Posterior means of x in 2-D: PCA (scikit-learn) when the latent is larger.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    Returns (xy (N, 2) numpy, axis names, the fitted PCA or None).
+    """
     x = x[:max_points]
     mu = torch.cat([model.encode(x[i:i + 2000]).loc for i in range(0, x.shape[0], 2000)]).cpu().numpy()
     if mu.shape[1] > 2:
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=2).fit(mu)
-        xy = pca.transform(mu)
         ev = pca.explained_variance_ratio_
-        axes = (f"PC 1 ({ev[0]:.0%} of variance)", f"PC 2 ({ev[1]:.0%})")
-    else:
-        xy = np.pad(mu, ((0, 0), (0, 2 - mu.shape[1])))
-        axes = ("z 1", "z 2")
+        return pca.transform(mu), (f"PC 1 ({ev[0]:.0%} of variance)", f"PC 2 ({ev[1]:.0%})"), pca
+    return np.pad(mu, ((0, 0), (0, 2 - mu.shape[1]))), ("z 1", "z 2"), None
+
+
+def latent_map_figure(model, x: torch.Tensor, labels: torch.Tensor | None, label_names=None,
+                      max_points: int = 5000):
+    """Scatter plot of posterior means of x, coloured by label when there are labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xy, axes, _ = latent_points(model, x, max_points)
     fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=110)
     if labels is not None:
         y = labels[:max_points].cpu().numpy()
@@ -106,6 +111,14 @@ def latent_map_png(model, x: torch.Tensor, labels: torch.Tensor | None, path, la
     ax.set_ylabel(axes[1])
     ax.set_title(f"Posterior means of {len(xy):,} test examples")
     fig.tight_layout()
+    return fig
+
+
+def latent_map_png(model, x: torch.Tensor, labels: torch.Tensor | None, path, label_names=None,
+                   max_points: int = 5000) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = latent_map_figure(model, x, labels, label_names, max_points)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

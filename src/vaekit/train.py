@@ -307,9 +307,10 @@ class Trainer:
                 log(f"{int(self.skipped.item())} steps with a non-finite loss or gradient were skipped")
             if pictures:
                 from .generate import write_run_pictures
+                from .report import write_report
 
-                files = write_run_pictures(run, bundle)
-                log("pictures:")
+                files = write_run_pictures(run, bundle) + [write_report(run, bundle=bundle)]
+                log("pictures and report:")
                 for f in files:
                     log(f"  {f}")
         dist.barrier(d)

@@ -1,0 +1,164 @@
+"""A self-contained HTML report of a run: one file, images embedded as data URIs, no network.
+
+It shows the configuration, learning curves, the evaluation numbers (when ``evaluate`` has
+run), samples, reconstructions, interpolations, the KL per latent dimension and the latent
+map of the test set.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from .generate import grid, pick_pairs
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _pil_uri(img) -> str:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return _png_uri(buf.getvalue())
+
+
+def _fig_uri(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return _png_uri(buf.getvalue())
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def learning_curves(metrics: list[dict]):
+    plt = _plt()
+    epochs = [m["epoch"] for m in metrics]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key, title in zip(axes, ("elbo", "rec", "kl"), ("ELBO (nats)", "reconstruction -log p(x|z)", "KL(q||p)")):
+        ax.plot(epochs, [m[f"train_{key}"] for m in metrics], label="train")
+        ax.plot(epochs, [m[f"valid_{key}"] for m in metrics], label="valid")
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    return fig
+
+
+def kl_bars(kl_per_dim: list[float]):
+    plt = _plt()
+    kl = np.asarray(kl_per_dim)
+    fig, ax = plt.subplots(figsize=(max(5, 0.25 * len(kl) + 2), 3.2))
+    ax.bar(np.arange(len(kl)), kl, color=["C0" if v > 0.01 else "C7" for v in kl])
+    ax.set_xlabel("latent dimension")
+    ax.set_ylabel("KL (nats)")
+    ax.set_title(f"KL per latent dimension (total {kl.sum():.2f} nats)")
+    fig.tight_layout()
+    return fig
+
+
+@torch.no_grad()
+def kl_per_dim(model, x: torch.Tensor) -> list[float] | None:
+    q = model.encode(x)
+    kl = model.prior.analytic_kl(q)
+    return None if kl is None else kl.mean(0).tolist()
+
+
+def _table(rows: list[tuple[str, str]]) -> str:
+    return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows) \
+        + "</table>"
+
+
+def write_report(run, out: Path | None = None, bundle=None) -> Path:
+    """Write ``<run>/report.html`` (or ``out``) and return its path."""
+    from .generate import latent_map_figure
+
+    bundle = bundle if bundle is not None else run.data
+    model = run.model
+    test = bundle.test
+    torch.manual_seed(0)
+    sections = []
+
+    cfg = yaml.safe_dump(run.config.to_dict(), sort_keys=False)
+    sections.append(("Configuration", f"<pre>{html.escape(cfg)}</pre>"))
+
+    metrics = run.metrics
+    if metrics:
+        last, best = metrics[-1], max(metrics, key=lambda m: m["valid_elbo"])
+        summary = _table([("epochs", str(len(metrics))),
+                          ("best valid ELBO", f"{best['valid_elbo']:.3f} nats (epoch {int(best['epoch'])})"),
+                          ("last train ELBO", f"{last['train_elbo']:.3f} nats"),
+                          ("training time", f"{sum(m['seconds'] for m in metrics):.0f} s")])
+        sections.append(("Learning curves", summary + f'<img alt="learning curves" src="{_fig_uri(learning_curves(metrics))}">'))
+
+    ev = run.evaluation
+    if ev:
+        sections.append(("Evaluation", _table([
+            ("data", f"{ev['data']} {ev['split']} set, {ev['n']:,} examples"),
+            ("NLL (importance sampled)", f"{ev['nll_nats']:.3f} nats, k = {ev['k']}"),
+            ("bits per dimension", f"{ev['bits_per_dim']:.4f}"),
+            ("ELBO", f"{ev['elbo_nats']:.3f} nats (reconstruction {ev['rec_nats']:.3f}, KL {ev['kl_nats']:.3f})"),
+            ("active units", f"{ev['active_units']} of {ev['latent']}")])))
+    else:
+        sections.append(("Evaluation", "<p>Not evaluated yet: run <code>vaekit evaluate "
+                                       f"{html.escape(str(run.path))}</code> and then <code>vaekit report</code>.</p>"))
+
+    samples = grid(model.sample(64), 8)
+    sections.append(("Samples from the prior", f'<img alt="prior samples" src="{_pil_uri(samples)}">'))
+    x = test[:32]
+    rec = model.reconstruct(x)
+    rows = []
+    for i in range(0, x.shape[0], 8):
+        rows += [x[i:i + 8], rec[i:i + 8]]
+    sections.append(("Reconstructions", "<p>Each row of test images is followed by its reconstruction.</p>"
+                     f'<img alt="reconstructions" src="{_pil_uri(grid(torch.cat(rows), 8))}">'))
+    a, b = pick_pairs(test.shape[0], 6)
+    a, b = a.to(test.device), b.to(test.device)
+    path = model.interpolate(test[a], test[b], 10)
+    strip = torch.cat([test[a].unsqueeze(1), path, test[b].unsqueeze(1)], 1).flatten(0, 1)
+    sections.append(("Interpolations", "<p>First image, the decoded straight line between the posterior means, "
+                     f'last image.</p><img alt="interpolations" src="{_pil_uri(grid(strip, 12))}">'))
+
+    kls = ev["kl_per_dim"] if ev and ev.get("kl_per_dim") else kl_per_dim(model, test)
+    if kls is not None:
+        sections.append(("KL per latent dimension", f'<img alt="KL per dimension" src="{_fig_uri(kl_bars(kls))}">'))
+
+    fig = latent_map_figure(model, test, bundle.test_labels, bundle.label_names)
+    sections.append(("Latent space", f'<img alt="latent map" src="{_fig_uri(fig)}">'))
+
+    body = "\n".join(f"<section><h2>{html.escape(t)}</h2>{c}</section>" for t, c in sections)
+    title = f"vaekit run {run.path.name}"
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+h1 {{ font-size: 1.6em; }} h2 {{ font-size: 1.2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }}
+img {{ max-width: 100%; image-rendering: pixelated; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
+table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: .25em 1em .25em 0; }}
+</style></head><body>
+<h1>{html.escape(title)}</h1>
+<p>{html.escape(bundle.describe())}</p>
+{body}
+</body></html>
+"""
+    out = Path(out) if out else run.path / "report.html"
+    out.write_text(page)
+    return out

@@ -1,0 +1,179 @@
+"""The latent explorer: a small local web app (Flask) over a run directory.
+
+    vaekit serve runs/x [--port 8000] [--host 127.0.0.1]
+
+The page shows the 2-D map of the test set's posterior means (PCA when the latent is
+larger). Clicking the map decodes that point, and one slider per latent dimension (the
+most active first) moves the decoded point. Picking two test examples shows the
+interpolation between them. Decoding runs on the server; every request is validated, and
+a malformed one gets HTTP 400 with a JSON message.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .generate import grid, latent_points
+
+PAGE = (Path(__file__).parent / "explorer.html")
+
+
+class BadRequest(Exception):
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+def _png(images: torch.Tensor) -> str:
+    img = grid(images, images.shape[0], pad=0, min_cell=96)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _number(v, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise BadRequest(f"{what} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _integer(v, what: str, n: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < n:
+        raise BadRequest(f"{what} must be an integer from 0 to {n - 1}, got {v!r}")
+    return v
+
+
+class Explorer:
+    """What the server precomputes once: posterior means of the test set, the 2-D map, ranges."""
+
+    def __init__(self, run, max_points: int = 2000):
+        self.run, self.model = run, run.model
+        bundle = run.data
+        self.x = bundle.test[:max_points]
+        self.labels = bundle.test_labels[:max_points].tolist() if bundle.test_labels is not None else None
+        self.label_names = bundle.label_names
+        with torch.no_grad():
+            q = self.model.encode(self.x)
+            self.mu = q.loc
+            kl = self.model.prior.analytic_kl(q)
+        self.xy, self.axes, self.pca = latent_points(self.model, self.x, max_points)
+        activity = (kl.mean(0) if kl is not None else self.mu.var(0)).cpu().numpy()
+        self.order = [int(i) for i in np.argsort(-activity)]
+        self.activity = activity.tolist()
+        lo = (self.mu.min(0).values - 0.5).clamp(max=-3.0)
+        hi = (self.mu.max(0).values + 0.5).clamp(min=3.0)
+        self.ranges = torch.stack([lo, hi], 1).tolist()
+        self.lock = threading.Lock()  # one decode at a time: torch uses all cores for each
+
+    @property
+    def latent(self) -> int:
+        return self.model.latent
+
+    def info(self) -> dict:
+        return {"run": str(self.run.path), "latent": self.latent, "order": self.order, "activity": self.activity,
+                "ranges": self.ranges, "axes": list(self.axes), "label_names": self.label_names,
+                "points": [[float(a), float(b)] for a, b in self.xy], "labels": self.labels,
+                "shape": list(self.run.info["shape"])}
+
+    def decode(self, z: list[float]) -> str:
+        with self.lock, torch.no_grad():
+            t = torch.tensor([z], dtype=torch.float32, device=self.mu.device)
+            return _png(self.model.decode_to_data(t))
+
+    def point_to_z(self, x: float, y: float) -> list[float]:
+        if self.pca is None:
+            z = [x, y][: self.latent]
+        else:
+            z = self.pca.inverse_transform(np.array([[x, y]]))[0].tolist()
+        return [float(v) for v in z]
+
+    def example(self, i: int) -> dict:
+        with self.lock, torch.no_grad():
+            return {"index": i, "z": self.mu[i].tolist(), "image": _png(self.x[i:i + 1]),
+                    "reconstruction": _png(self.model.reconstruct(self.x[i:i + 1]))}
+
+    def interpolate(self, a: int, b: int, steps: int) -> str:
+        with self.lock, torch.no_grad():
+            path = self.model.interpolate(self.x[a:a + 1], self.x[b:b + 1], steps)[0]
+            return _png(torch.cat([self.x[a:a + 1], path, self.x[b:b + 1]]))
+
+
+def create_app(run) -> Flask:
+    ex = Explorer(run)
+    app = Flask("vaekit")
+    app.json.sort_keys = False
+
+    def body() -> dict:
+        data = request.get_json(silent=True)
+        if not isinstance(data, dict):
+            raise BadRequest("the request body must be a JSON object")
+        return data
+
+    @app.errorhandler(BadRequest)
+    def bad_request(e):
+        return jsonify(error=e.message), 400
+
+    @app.errorhandler(HTTPException)
+    def http_error(e):
+        return jsonify(error=e.description), e.code
+
+    @app.get("/")
+    def page():
+        return PAGE.read_text(), 200, {"Content-Type": "text/html; charset=utf-8"}
+
+    @app.get("/api/info")
+    def info():
+        return jsonify(ex.info())
+
+    @app.post("/api/decode")
+    def decode():
+        z = body().get("z")
+        if not isinstance(z, list) or len(z) != ex.latent:
+            raise BadRequest(f"'z' must be a list of {ex.latent} numbers")
+        z = [_number(v, f"z[{i}]") for i, v in enumerate(z)]
+        return jsonify(image=ex.decode(z))
+
+    @app.post("/api/decode_point")
+    def decode_point():
+        data = body()
+        x, y = _number(data.get("x"), "x"), _number(data.get("y"), "y")
+        z = ex.point_to_z(x, y)
+        return jsonify(z=z, image=ex.decode(z))
+
+    @app.get("/api/example/<int:i>")
+    def example(i):
+        return jsonify(ex.example(_integer(i, "the example index", ex.x.shape[0])))
+
+    @app.post("/api/interpolate")
+    def interpolate():
+        data = body()
+        n = ex.x.shape[0]
+        a, b = _integer(data.get("a"), "'a'", n), _integer(data.get("b"), "'b'", n)
+        steps = _integer(data.get("steps", 8), "'steps'", 33)
+        return jsonify(image=ex.interpolate(a, b, max(steps, 2)))
+
+    return app
+
+
+def serve(run, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False):
+    """Serve the explorer until interrupted."""
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, create_app(run), threaded=True)
+    if not quiet:
+        print(f"latent explorer for {run.path} on http://{host}:{server.server_port}/  (Ctrl-C stops it)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,125 @@
+"""The latent explorer: request validation, and the page driven by headless Chromium."""
+
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+
+import vaekit
+from vaekit.serve import create_app
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def app(digits_run):
+    return create_app(vaekit.Run.load(digits_run))
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def test_info_and_decoding(client):
+    info = client.get("/api/info").get_json()
+    assert info["latent"] == 4 and sorted(info["order"]) == [0, 1, 2, 3]
+    assert len(info["points"]) == 180 and len(info["labels"]) == 180
+    r = client.post("/api/decode", json={"z": [0.1, -0.2, 0.3, 0.0]})
+    assert r.status_code == 200 and r.get_json()["image"].startswith("data:image/png;base64,")
+    r = client.post("/api/decode_point", json={"x": 0.5, "y": -1})
+    assert r.status_code == 200 and len(r.get_json()["z"]) == 4
+    r = client.get("/api/example/3").get_json()
+    assert len(r["z"]) == 4 and r["image"] != r["reconstruction"]
+    r = client.post("/api/interpolate", json={"a": 0, "b": 5, "steps": 6})
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("path,payload,fragment", [
+    ("/api/decode", {"z": [0.0, 1.0]}, "list of 4 numbers"),
+    ("/api/decode", {"z": [0.0, 1.0, "a", 2.0]}, "z[2]"),
+    ("/api/decode", {"z": [0.0, 1.0, True, 2.0]}, "z[2]"),
+    ("/api/decode", {"z": "0,1,2,3"}, "list of 4"),
+    ("/api/decode", {}, "list of 4"),
+    ("/api/decode", [1, 2, 3, 4], "JSON object"),
+    ("/api/decode_point", {"x": "left", "y": 0}, "x must be"),
+    ("/api/decode_point", {"x": 1e400, "y": 0}, "x must be"),
+    ("/api/interpolate", {"a": 0, "b": 999}, "'b'"),
+    ("/api/interpolate", {"a": -1, "b": 1}, "'a'"),
+    ("/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, "'steps'"),
+])
+def test_bad_requests_get_400_with_a_message(client, path, payload, fragment):
+    r = client.post(path, json=payload)
+    assert r.status_code == 400
+    assert fragment in r.get_json()["error"]
+
+
+def test_not_json_and_unknown_paths(client):
+    r = client.post("/api/decode", data="z=1", content_type="text/plain")
+    assert r.status_code == 400 and "JSON" in r.get_json()["error"]
+    assert client.get("/api/example/5000").status_code == 400
+    assert client.get("/api/nothing").status_code == 404
+    assert client.get("/api/decode").status_code == 405
+
+
+@pytest.fixture
+def server(app):
+    from werkzeug.serving import make_server
+
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.server_port}/"
+    srv.shutdown()
+
+
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright is not installed (pip install playwright)")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    return sync_playwright
+
+
+def test_explorer_in_headless_chromium(server, tmp_path):
+    sync_playwright = browser()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = b.new_page(viewport={"width": 1280, "height": 900})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(server)
+        page.wait_for_selector("body[data-ready='1']", timeout=30000)
+        img = page.locator("#decoded")
+        first = img.get_attribute("src")
+        assert first.startswith("data:image/png")
+
+        page.locator("#map").click(position={"x": 300, "y": 120})
+        page.wait_for_function("s => document.querySelector('#decoded').src !== s", arg=first, timeout=15000)
+        clicked = img.get_attribute("src")
+        assert "nearest test example" in page.locator("#status").inner_text()
+
+        top = page.evaluate("() => document.querySelector('#sliders input').dataset.dim")
+        slider = page.locator(f"#s{top}")
+        slider.focus()
+        for _ in range(60):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function("s => document.querySelector('#decoded').src !== s", arg=clicked, timeout=15000)
+        assert img.get_attribute("src") != clicked
+
+        page.fill("#a", "0")
+        page.fill("#b", "7")
+        page.click("#interp")
+        page.wait_for_function("() => document.querySelector('#strip').src.startsWith('data:image/png')",
+                               timeout=15000)
+        shot = tmp_path / "explorer.png"
+        page.screenshot(path=str(shot), full_page=True)
+        if os.environ.get("VAEKIT_SCREENSHOT"):
+            shutil.copy(shot, os.environ["VAEKIT_SCREENSHOT"])
+        b.close()
+    assert not errors, errors
+    assert shot.stat().st_size > 10000
