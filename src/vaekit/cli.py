@@ -49,6 +49,7 @@ TRAIN_FLAGS = {
     "net": ("model", "net"), "latent": ("model", "latent"), "hidden": ("model", "hidden"),
     "channels": ("model", "channels"), "activation": ("model", "activation"),
     "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"),
+    "prior": ("model", "prior"), "prior_components": ("model", "prior_components"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
@@ -85,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
     g.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "logistic"])
     g.add_argument("--gaussian-std", type=float, help="fixed std of the Gaussian likelihood (default: learned)")
+    g.add_argument("--prior", choices=["normal", "mog", "vamp"],
+                   help="N(0, I) (default), a learned mixture of Gaussians, or the VampPrior")
+    g.add_argument("--prior-components", type=_positive_int,
+                   help="mixture components / pseudo-inputs (default 10 for mog, 500 for vamp)")
     g = t.add_argument_group("training")
     g.add_argument("--epochs", type=_positive_int)
     g.add_argument("--batch-size", type=_positive_int)

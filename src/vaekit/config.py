@@ -48,6 +48,8 @@ class ModelConfig:
     channels: conv channels per block (each block halves the spatial size).
     likelihood: ``auto`` | ``bernoulli`` | ``gaussian`` | ``logistic`` (discretized).
     gaussian_std: fixed std for ``gaussian``; ``null`` learns one per dimension.
+    prior: ``normal`` (N(0, I)), ``mog`` (learned mixture of Gaussians) or ``vamp``
+        (VampPrior); prior_components: mixture size (default 10 for mog, 500 for vamp).
     """
 
     net: str = "mlp"
@@ -58,6 +60,7 @@ class ModelConfig:
     likelihood: str = "auto"
     gaussian_std: float | None = None
     prior: str = "normal"
+    prior_components: int | None = None
 
 
 @dataclass
@@ -133,7 +136,7 @@ class Config:
             "model.net": (m.net, {"mlp", "conv"}),
             "model.likelihood": (m.likelihood, {"auto", "bernoulli", "gaussian", "logistic"}),
             "model.activation": (m.activation, {"relu", "tanh", "elu", "gelu"}),
-            "model.prior": (m.prior, {"normal"}),
+            "model.prior": (m.prior, {"normal", "mog", "vamp"}),
             "train.objective": (t.objective, {"elbo", "iwae"}),
             "train.lr_schedule": (t.lr_schedule, {"none", "cosine", "plateau"}),
             "train.device": (t.device, {"auto", "cpu", "cuda"}),
@@ -149,6 +152,8 @@ class Config:
         for key, value in positive.items():
             if not value > 0:
                 raise VaekitError(f"{key} must be positive, got {value}.")
+        if m.prior_components is not None and not m.prior_components > 0:
+            raise VaekitError(f"model.prior_components must be positive, got {m.prior_components}.")
         if t.batch_size is not None and not t.batch_size > 0:
             raise VaekitError(f"train.batch_size must be positive, got {t.batch_size}.")
         for key, sizes in (("model.hidden", m.hidden), ("model.channels", m.channels)):

@@ -25,6 +25,8 @@ class VAE(nn.Module):
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Prior, likelihood: Likelihood):
         super().__init__()
         self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
+        if hasattr(prior, "attach"):  # priors built from the encoder (VampPrior)
+            prior.attach(encoder)
 
     @property
     def latent(self) -> int:
@@ -117,7 +119,8 @@ def build_model(model_cfg, data_info: dict) -> VAE:
         dec = ConvDecoder(shape, model_cfg.latent, model_cfg.channels, lik.n_params)
     else:
         raise ValueError(f"unknown net {model_cfg.net!r}")
-    return VAE(enc, dec, build_prior(model_cfg.prior, model_cfg.latent), lik)
+    prior = build_prior(model_cfg.prior, model_cfg.latent, shape, model_cfg.prior_components)
+    return VAE(enc, dec, prior, lik)
 
 
 def likelihood_name(model_cfg, data_info) -> str:

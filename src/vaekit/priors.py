@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from torch.distributions import Distribution, Independent, Normal
+from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 
 class Prior(nn.Module):
@@ -57,7 +57,68 @@ class StandardNormal(Prior):
         return 0.5 * (q.loc.square() + q.scale.square() - 1.0) - q.scale.log()
 
 
-def build_prior(name: str, dim: int) -> Prior:
+class MixtureOfGaussians(Prior):
+    """p(z) = sum_k pi_k N(z; m_k, diag s_k^2), all of it learned.
+
+    The means start spread out (N(0, I)) so the components do not collapse onto each other.
+    """
+
+    def __init__(self, dim: int, components: int = 10):
+        super().__init__(dim)
+        self.means = nn.Parameter(torch.randn(components, dim))
+        self.log_vars = nn.Parameter(torch.zeros(components, dim))
+        self.logits = nn.Parameter(torch.zeros(components))
+
+    def _dist(self) -> Distribution:
+        comp = Independent(Normal(self.means, torch.exp(0.5 * self.log_vars), validate_args=False), 1)
+        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), comp, validate_args=False)
+
+    def log_prob(self, z):
+        return self._dist().log_prob(z)
+
+    def sample(self, n):
+        return self._dist().sample((n,))
+
+
+class VampPrior(Prior):
+    """p(z) = (1/K) sum_k q(z | u_k): the encoder's posteriors at K learned pseudo-inputs
+    (Tomczak & Welling 2018, "VAE with a VampPrior").
+
+    The pseudo-inputs live in data space, kept in [0, 1] by a sigmoid. The encoder is
+    attached by the VAE, not registered here, so its weights are stored once.
+    """
+
+    def __init__(self, dim: int, shape: tuple[int, ...], components: int = 500):
+        super().__init__(dim)
+        # start near mid-grey with a little noise, so the components differ from the start
+        self.pseudo_logits = nn.Parameter(0.1 * torch.randn(components, *shape))
+        self.__dict__["_encoder"] = None
+
+    def attach(self, encoder: nn.Module) -> None:
+        self.__dict__["_encoder"] = encoder
+
+    def _dist(self) -> Distribution:
+        mu, logvar = self._encoder(torch.sigmoid(self.pseudo_logits))
+        comp = Independent(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1)
+        mix = Categorical(logits=torch.zeros(mu.shape[0], device=mu.device), validate_args=False)
+        return MixtureSameFamily(mix, comp, validate_args=False)
+
+    def log_prob(self, z):
+        return self._dist().log_prob(z)
+
+    @torch.no_grad()
+    def sample(self, n):
+        return self._dist().sample((n,))
+
+
+PRIORS = {"normal": "N(0, I)", "mog": "mixture of Gaussians", "vamp": "VampPrior"}
+
+
+def build_prior(name: str, dim: int, shape=None, components: int | None = None) -> Prior:
     if name == "normal":
         return StandardNormal(dim)
+    if name == "mog":
+        return MixtureOfGaussians(dim, components or 10)
+    if name == "vamp":
+        return VampPrior(dim, tuple(shape), components or 500)
     raise ValueError(f"unknown prior {name!r}")
