@@ -66,3 +66,48 @@ def test_training_and_sampling_with_structured_priors(prior, tmp_path, cli):
     rc, _, err = cli("train", "--prior", prior, "--free-bits", "0.1", "--epochs", "1", "--hidden", "16", "--quiet",
                      "--out", tmp_path / "fb")
     assert rc == 0, err
+
+
+def test_conditional_vae_generates_the_class_asked_for(tmp_path, cli):
+    rc, _, err = cli("train", "--conditional", "--epochs", "40", "--quiet", "--out", tmp_path / "c")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "c")
+    assert run.model.classes == 10
+    # a nearest-class-mean classifier on the test set labels samples asked for each digit
+    test, labels = run.data.test, run.data.test_labels
+    means = torch.stack([test[labels == c].mean(0) for c in range(10)]).flatten(1)
+    torch.manual_seed(0)
+    hits = 0
+    for c in range(10):
+        x = run.model.sample(20, y=torch.full((20,), c)).flatten(1)
+        hits += (torch.cdist(x, means).argmin(1) == c).sum().item()
+    assert hits / 200 > 0.8
+    rc, out, _ = cli("sample", tmp_path / "c", "--label", "3", "-n", "8", "--out", tmp_path / "three.png")
+    assert rc == 0
+    rc, _, err = cli("sample", tmp_path / "c", "--label", "12")
+    assert rc == 2 and "--label 12" in err
+    for verb in (("reconstruct",), ("interpolate", "--between", "0", "4"), ("evaluate", "--k", "10", "--quiet"),
+                 ("report",)):
+        rc, _, err = cli(verb[0], tmp_path / "c", *verb[1:])
+        assert rc == 0, (verb, err)
+
+
+def test_conditional_needs_labels(tmp_path, cli):
+    import numpy as np
+
+    np.save(tmp_path / "nolab.npy", np.random.default_rng(0).random((40, 4, 4)).astype(np.float32))
+    rc, _, err = cli("train", "--conditional", "--data", tmp_path / "nolab.npy", "--out", tmp_path / "r")
+    assert rc == 2 and "needs labels" in err
+
+
+def test_conditional_explorer(tmp_path, cli):
+    from vaekit.serve import create_app
+
+    rc, _, err = cli("train", "--conditional", "--epochs", "1", "--hidden", "16", "--quiet", "--out", tmp_path / "c")
+    assert rc == 0, err
+    client = create_app(vaekit.Run.load(tmp_path / "c")).test_client()
+    assert client.get("/api/info").get_json()["classes"] == 10
+    a = client.post("/api/decode", json={"z": [0.0] * 16, "label": 1}).get_json()["image"]
+    b = client.post("/api/decode", json={"z": [0.0] * 16, "label": 7}).get_json()["image"]
+    assert a != b
+    assert client.post("/api/decode", json={"z": [0.0] * 16, "label": 10}).status_code == 400

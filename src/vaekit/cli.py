@@ -50,6 +50,7 @@ TRAIN_FLAGS = {
     "channels": ("model", "channels"), "activation": ("model", "activation"),
     "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"),
     "prior": ("model", "prior"), "prior_components": ("model", "prior_components"),
+    "conditional": ("model", "conditional"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
@@ -88,6 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--gaussian-std", type=float, help="fixed std of the Gaussian likelihood (default: learned)")
     g.add_argument("--prior", choices=["normal", "mog", "vamp"],
                    help="N(0, I) (default), a learned mixture of Gaussians, or the VampPrior")
+    g.add_argument("--conditional", action="store_const", const=True,
+                   help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,
                    help="mixture components / pseudo-inputs (default 10 for mog, 500 for vamp)")
     g = t.add_argument_group("training")
@@ -129,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=_positive_int, default=8)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--random", action="store_true", help="draw x ~ p(x|z) instead of showing its mean")
+    s.add_argument("--label", type=int, help="for a conditional model: the class to generate (default: each class)")
     s.add_argument("--out", type=Path, help="PNG file (default <run>/samples/samples-seed<seed>.png)")
 
     r = run_parser("reconstruct", "test images above their reconstructions", cmd_reconstruct)
@@ -223,7 +227,10 @@ def cmd_sample(args) -> int:
 
     run = _run(args)
     out = args.out or run.path / "samples" / f"samples-seed{args.seed}.png"
-    print(samples_png(run.model, out, n=args.n, nrow=args.nrow, seed=args.seed, mean=not args.random))
+    if args.label is not None and not run.model.classes:
+        raise VaekitError(f"{args.run}: --label needs a conditional model (train with --conditional).")
+    print(samples_png(run.model, out, n=args.n, nrow=args.nrow, seed=args.seed, mean=not args.random,
+                      label=args.label))
     return 0
 
 
@@ -232,8 +239,9 @@ def cmd_reconstruct(args) -> int:
 
     run = _run(args)
     x = run.data.split(args.split)[: args.n]
+    y = run.labels(args.split)
     out = args.out or run.path / "samples" / f"reconstructions-{args.split}.png"
-    print(reconstructions_png(run.model, x, out))
+    print(reconstructions_png(run.model, x, out, y=None if y is None else y[: args.n]))
     return 0
 
 
@@ -251,8 +259,10 @@ def cmd_interpolate(args) -> int:
         a, b = torch.tensor([args.between[0]]), torch.tensor([args.between[1]])
     else:
         a, b = pick_pairs(test.shape[0], args.pairs, args.seed)
+    a, b = a.to(test.device), b.to(test.device)
+    y = run.labels("test")
     out = args.out or run.path / "samples" / "interpolations.png"
-    print(interpolations_png(run.model, test[a.to(test.device)], test[b.to(test.device)], out, args.steps))
+    print(interpolations_png(run.model, test[a], test[b], out, args.steps, *((None, None) if y is None else (y[a], y[b]))))
     return 0
 
 
@@ -301,7 +311,8 @@ def cmd_info(args) -> int:
     print(f"run      {run.path}")
     print(f"data     {c.data.source}: {'x'.join(map(str, info['shape']))}, {info['value']}; {sizes}")
     arch = f"hidden {c.model.hidden}" if c.model.net == "mlp" else f"channels {c.model.channels}"
-    print(f"model    {c.model.net} ({arch}), latent {c.model.latent}, {c.model.likelihood} likelihood, "
+    kind = f"conditional ({run.model.classes} classes) " if run.model.classes else ""
+    print(f"model    {kind}{c.model.net} ({arch}), latent {c.model.latent}, {c.model.likelihood} likelihood, "
           f"{c.model.prior} prior, {params:,} parameters")
     t = c.train
     obj = f"IWAE k={t.k}" if t.objective == "iwae" else f"ELBO, beta {t.beta}, warm-up {t.warmup_epochs}, " \

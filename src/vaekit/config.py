@@ -50,6 +50,7 @@ class ModelConfig:
     gaussian_std: fixed std for ``gaussian``; ``null`` learns one per dimension.
     prior: ``normal`` (N(0, I)), ``mog`` (learned mixture of Gaussians) or ``vamp``
         (VampPrior); prior_components: mixture size (default 10 for mog, 500 for vamp).
+    conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
     """
 
     net: str = "mlp"
@@ -61,6 +62,7 @@ class ModelConfig:
     gaussian_std: float | None = None
     prior: str = "normal"
     prior_components: int | None = None
+    conditional: bool = False
 
 
 @dataclass

@@ -16,29 +16,29 @@ from tqdm.auto import tqdm
 
 
 @torch.no_grad()
-def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000) -> torch.Tensor:
+def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000, y=None) -> torch.Tensor:
     """Sums over x of the single-sample (reconstruction, KL): a tensor that can be all-reduced."""
     was = model.training
     model.eval()
     total = torch.zeros(2, device=x.device)
     for i in range(0, x.shape[0], batch_size):
-        t = model.terms(x[i:i + batch_size], 1, log_weights=False)
+        t = model.terms(x[i:i + batch_size], 1, log_weights=False, y=None if y is None else y[i:i + batch_size])
         kl = t["kl_dim"].sum(-1) if t["kl_dim"] is not None else (t["log_qz"] - t["log_pz"])[0]
         total += torch.stack([-t["log_px"].sum(), kl.sum()])
     model.train(was)
     return total
 
 
-def elbo(model, x: torch.Tensor, batch_size: int = 2000) -> dict:
+def elbo(model, x: torch.Tensor, batch_size: int = 2000, y=None) -> dict:
     """Single-sample ELBO, reconstruction and KL averaged over x (nats per example)."""
-    rec, kl = (elbo_sums(model, x, batch_size) / x.shape[0]).tolist()
+    rec, kl = (elbo_sums(model, x, batch_size, y) / x.shape[0]).tolist()
     return {"elbo": -(rec + kl), "rec": rec, "kl": kl}
 
 
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = None, quiet: bool = False,
-             active_threshold: float = 0.01) -> dict:
-    """Evaluate a model on x (N, *shape).
+             active_threshold: float = 0.01, y=None) -> dict:
+    """Evaluate a model on x (N, *shape) (with labels y for a conditional model).
 
     batch_rows: decoder rows per pass (examples x samples); default 32768.
     Returns nats per example: nll (IS estimate with k samples), elbo (average of the same
@@ -63,10 +63,11 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     bar = tqdm(total=n, desc=f"IS-NLL k={k}", unit="ex", disable=quiet, leave=False)
     for i in range(0, n, per_batch):
         xb = x[i:i + per_batch]
+        yb = None if y is None else y[i:i + per_batch]
         chunks = []
         for j in range(0, k, per_chunk):
             s = min(per_chunk, k - j)
-            t = model.terms(xb, s)
+            t = model.terms(xb, s, y=yb)
             log_w = t["log_px"] + t["log_pz"] - t["log_qz"]
             chunks.append(log_w)
             rec_sum += -t["log_px"].sum() / k

@@ -46,37 +46,52 @@ def save_png(img: Image.Image, path: Path) -> Path:
     return path
 
 
-def samples_png(model, path, n: int = 64, nrow: int = 8, seed: int | None = 0, mean: bool = True) -> Path:
-    """A grid of decoded prior samples."""
+def sample_images(model, n: int = 64, nrow: int = 8, mean: bool = True, label=None):
+    """Decoded prior samples; a conditional model without a label shows one row per class."""
+    if model.classes and label is None:
+        rows = min(model.classes, 20)
+        y = torch.arange(rows, device=model.device).repeat_interleave(nrow)
+        return model.sample(y.numel(), mean=mean, y=y)
+    if label is not None and not 0 <= int(label) < max(model.classes, 1):
+        raise VaekitError(f"--label {label} is not a class of this model (0 to {model.classes - 1}).")
+    return model.sample(n, mean=mean, y=None if label is None else torch.full((n,), int(label)))
+
+
+def samples_png(model, path, n: int = 64, nrow: int = 8, seed: int | None = 0, mean: bool = True,
+                label=None) -> Path:
+    """A grid of decoded prior samples (for a conditional model: of ``label``, or each class)."""
     if seed is not None:
         torch.manual_seed(seed)
-    return save_png(grid(model.sample(n, mean=mean), nrow), path)
+    return save_png(grid(sample_images(model, n, nrow, mean, label), nrow), path)
 
 
-def reconstructions_png(model, x: torch.Tensor, path, nrow: int = 8) -> Path:
+def reconstructions_png(model, x: torch.Tensor, path, nrow: int = 8, y=None) -> Path:
     """Rows of test images, each followed by the row of their reconstructions."""
-    rec = model.reconstruct(x)
+    rec = model.reconstruct(x, y=y)
     rows = []
     for i in range(0, x.shape[0], nrow):
         rows += [x[i:i + nrow], rec[i:i + nrow]]
     return save_png(grid(torch.cat(rows), nrow), path)
 
 
-def interpolations_png(model, x_a: torch.Tensor, x_b: torch.Tensor, path, steps: int = 10) -> Path:
+def interpolations_png(model, x_a: torch.Tensor, x_b: torch.Tensor, path, steps: int = 10, y_a=None,
+                       y_b=None) -> Path:
     """One row per pair: x_a, the decoded path between their posterior means, x_b."""
-    path_images = model.interpolate(x_a, x_b, steps)                     # (B, steps, C, H, W)
+    path_images = model.interpolate(x_a, x_b, steps, y_a, y_b)          # (B, steps, C, H, W)
     rows = torch.cat([x_a.unsqueeze(1), path_images, x_b.unsqueeze(1)], 1)
     return save_png(grid(rows.flatten(0, 1), steps + 2), path)
 
 
 @torch.no_grad()
-def latent_points(model, x: torch.Tensor, max_points: int = 5000):
+def latent_points(model, x: torch.Tensor, max_points: int = 5000, y=None):
     """Posterior means of x in 2-D: PCA (scikit-learn) when the latent is larger.
 
     Returns (xy (N, 2) numpy, axis names, the fitted PCA or None).
     """
     x = x[:max_points]
-    mu = torch.cat([model.encode(x[i:i + 2000]).loc for i in range(0, x.shape[0], 2000)]).cpu().numpy()
+    y = None if y is None else y[:max_points]
+    mu = torch.cat([model.encode(x[i:i + 2000], None if y is None else y[i:i + 2000]).loc
+                    for i in range(0, x.shape[0], 2000)]).cpu().numpy()
     if mu.shape[1] > 2:
         from sklearn.decomposition import PCA
 
@@ -94,7 +109,7 @@ def latent_map_figure(model, x: torch.Tensor, labels: torch.Tensor | None, label
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    xy, axes, _ = latent_points(model, x, max_points)
+    xy, axes, _ = latent_points(model, x, max_points, labels if model.classes else None)
     fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=110)
     if labels is not None:
         y = labels[:max_points].cpu().numpy()
@@ -139,11 +154,12 @@ def write_run_pictures(run, bundle=None) -> list[Path]:
     """The pictures written at the end of training, into ``<run>/samples/``."""
     bundle = bundle if bundle is not None else run.data
     model, out = run.model, run.path / "samples"
-    test = bundle.test
-    a, b = pick_pairs(test.shape[0], 8)
+    test, y = bundle.test, (bundle.test_labels if model.classes else None)
+    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 8))
+    ya, yb = (None, None) if y is None else (y[a], y[b])
     return [
         samples_png(model, out / "prior_samples.png"),
-        reconstructions_png(model, test[:32], out / "reconstructions.png"),
-        interpolations_png(model, test[a.to(test.device)], test[b.to(test.device)], out / "interpolations.png"),
+        reconstructions_png(model, test[:32], out / "reconstructions.png", y=None if y is None else y[:32]),
+        interpolations_png(model, test[a], test[b], out / "interpolations.png", 10, ya, yb),
         latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names),
     ]

@@ -14,6 +14,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.distributions import Normal
 
 from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
@@ -22,9 +23,18 @@ from .priors import Prior, build_prior
 
 
 class VAE(nn.Module):
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Prior, likelihood: Likelihood):
+    """encoder + prior + decoder + likelihood; with ``classes > 0`` a conditional VAE.
+
+    A conditional VAE (Sohn et al. 2015) gets a label y as an extra input to the encoder,
+    q(z | x, y), and to the decoder, p(x | z, y); the prior stays p(z). Labels are class
+    indices (B,) or probability vectors (B, classes); the latter allow soft labels.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Prior, likelihood: Likelihood,
+                 classes: int = 0):
         super().__init__()
         self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
+        self.classes = classes
         if hasattr(prior, "attach"):  # priors built from the encoder (VampPrior)
             prior.attach(encoder)
 
@@ -36,16 +46,32 @@ class VAE(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def encode(self, x: torch.Tensor) -> Normal:
-        """q(z | x) as a batch of diagonal Gaussians, batch shape (B, latent)."""
-        mu, logvar = self.encoder(x)
+    def onehot(self, y, n: int | None = None) -> torch.Tensor | None:
+        """Labels as (B, classes) floats, or None for an unconditional model."""
+        if not self.classes:
+            return None
+        if y is None:
+            raise ValueError("this conditional VAE needs labels")
+        y = torch.as_tensor(y, device=self.device)
+        if y.dim() == 0:
+            y = y.expand(n or 1)
+        if y.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            return F.one_hot(y.long(), self.classes).float()
+        return y.float()
+
+    def encode(self, x: torch.Tensor, y=None) -> Normal:
+        """q(z | x [, y]) as a batch of diagonal Gaussians, batch shape (B, latent)."""
+        mu, logvar = self.encoder(x) if not self.classes else self.encoder(x, self.onehot(y, x.shape[0]))
         return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
-    def decode(self, z: torch.Tensor):
-        """p(x | z) for a batch of latents (B, latent); ``log_prob(x)`` gives (B,)."""
-        return self.likelihood.dist(self.decoder(z))
+    def _decoder(self, z: torch.Tensor, c: torch.Tensor | None):
+        return self.decoder(z if c is None else torch.cat([z, c], -1))
 
-    def terms(self, x: torch.Tensor, k: int = 1, log_weights: bool = True) -> dict[str, torch.Tensor]:
+    def decode(self, z: torch.Tensor, y=None):
+        """p(x | z [, y]) for a batch of latents (B, latent); ``log_prob(x)`` gives (B,)."""
+        return self.likelihood.dist(self._decoder(z, self.onehot(y, z.shape[0])))
+
+    def terms(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None) -> dict[str, torch.Tensor]:
         """Draw k reparameterised samples z ~ q(z|x) and return the pieces of every bound.
 
         log_px, log_pz, log_qz: (k, B) in nats; kl_dim: analytic KL per latent dimension
@@ -53,15 +79,17 @@ class VAE(nn.Module):
         With ``log_weights=False`` and an analytic KL, log_pz and log_qz are skipped (None):
         the single-sample ELBO does not need them, and the training step is faster without.
         """
-        q = self.encode(x)
+        c = self.onehot(y, x.shape[0])
+        q = self.encode(x, c)
         b = x.shape[0]
         if k == 1:  # no sample dimension to expand: fewer operations in the training step
             z = q.rsample().unsqueeze(0)                      # (1, B, latent)
-            xk = x
+            xk, ck = x, c
         else:
             z = q.rsample((k,))                               # (k, B, latent)
             xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-        log_px = self.likelihood.log_prob(self.decoder(z.view(k * b, -1)), xk).view(k, b)
+            ck = None if c is None else c.repeat(k, 1)
+        log_px = self.likelihood.log_prob(self._decoder(z.view(k * b, -1), ck), xk).view(k, b)
         kl_dim = self.prior.analytic_kl(q)
         if log_weights or kl_dim is None:
             log_pz, log_qz = self.prior.log_prob(z), q.log_prob(z).sum(-1)
@@ -69,58 +97,66 @@ class VAE(nn.Module):
             log_pz = log_qz = None
         return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q}
 
-    def forward(self, x: torch.Tensor, k: int = 1, log_weights: bool = True) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None) -> dict[str, torch.Tensor]:
         """Same as :meth:`terms`; objectives call the model, so DistributedDataParallel sees it."""
-        return self.terms(x, k, log_weights)
+        return self.terms(x, k, log_weights, y)
 
     @torch.no_grad()
-    def sample(self, n: int, mean: bool = True, generator_seed: int | None = None) -> torch.Tensor:
-        """Draw n latents from the prior and decode them: the mean of p(x|z), or a sample."""
-        if generator_seed is not None:
-            torch.manual_seed(generator_seed)
+    def sample(self, n: int, mean: bool = True, y=None) -> torch.Tensor:
+        """Draw n latents from the prior and decode them: the mean of p(x|z), or a sample.
+
+        A conditional model decodes with labels ``y`` (one label for all, or one per sample);
+        without them, labels are drawn uniformly.
+        """
         z = self.prior.sample(n).to(self.device)
-        return self.decode_to_data(z, mean)
+        if self.classes and y is None:
+            y = torch.randint(self.classes, (n,), device=self.device)
+        return self.decode_to_data(z, mean, y)
 
     @torch.no_grad()
-    def decode_to_data(self, z: torch.Tensor, mean: bool = True) -> torch.Tensor:
-        params = self.decoder(z)
+    def decode_to_data(self, z: torch.Tensor, mean: bool = True, y=None) -> torch.Tensor:
+        params = self._decoder(z, self.onehot(y, z.shape[0]))
         return self.likelihood.mean(params) if mean else self.likelihood.dist(params).sample()
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, mean: bool = True) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, mean: bool = True, y=None) -> torch.Tensor:
         """Decode the posterior mean of each input."""
-        return self.decode_to_data(self.encode(x).loc, mean)
+        return self.decode_to_data(self.encode(x, y).loc, mean, y)
 
     @torch.no_grad()
-    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10) -> torch.Tensor:
-        """Decode points on the straight line between the posterior means of x_a and x_b.
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10, y_a=None, y_b=None) -> torch.Tensor:
+        """Decode points on the straight line between the posterior means of x_a and x_b
+        (and, for a conditional model, between their one-hot labels).
 
         x_a, x_b: (B, *shape); returns (B, steps, *shape).
         """
-        za, zb = self.encode(x_a).loc, self.encode(x_b).loc
+        ca, cb = self.onehot(y_a, x_a.shape[0]), self.onehot(y_b, x_b.shape[0])
+        za, zb = self.encode(x_a, ca).loc, self.encode(x_b, cb).loc
         t = torch.linspace(0, 1, steps, device=za.device).view(1, steps, 1)
         z = (1 - t) * za.unsqueeze(1) + t * zb.unsqueeze(1)
-        out = self.decode_to_data(z.reshape(-1, za.shape[-1]))
+        c = None if ca is None else ((1 - t) * ca.unsqueeze(1) + t * cb.unsqueeze(1)).reshape(-1, self.classes)
+        out = self.decode_to_data(z.reshape(-1, za.shape[-1]), True, c)
         return out.view(x_a.shape[0], steps, *out.shape[1:])
 
 
 def build_model(model_cfg, data_info: dict) -> VAE:
     """Build a VAE from a ModelConfig and the data description saved with a run."""
     shape = tuple(data_info["shape"])
+    classes = int(data_info.get("classes") or 0) if model_cfg.conditional else 0
     lik = build_likelihood(model_cfg.likelihood, shape, data_info["value"], data_info.get("levels"),
                            model_cfg.gaussian_std)
     if model_cfg.net == "mlp":
-        enc = MLPEncoder(shape, model_cfg.latent, model_cfg.hidden, model_cfg.activation)
-        dec = MLPDecoder(shape, model_cfg.latent, model_cfg.hidden, lik.n_params, model_cfg.activation)
+        enc = MLPEncoder(shape, model_cfg.latent, model_cfg.hidden, model_cfg.activation, extra=classes)
+        dec = MLPDecoder(shape, model_cfg.latent + classes, model_cfg.hidden, lik.n_params, model_cfg.activation)
     elif model_cfg.net == "conv":
         if len(shape) != 3:
             raise ValueError("the conv network needs (C, H, W) images")
-        enc = ConvEncoder(shape, model_cfg.latent, model_cfg.channels)
-        dec = ConvDecoder(shape, model_cfg.latent, model_cfg.channels, lik.n_params)
+        enc = ConvEncoder(shape, model_cfg.latent, model_cfg.channels, extra=classes)
+        dec = ConvDecoder(shape, model_cfg.latent + classes, model_cfg.channels, lik.n_params)
     else:
         raise ValueError(f"unknown net {model_cfg.net!r}")
     prior = build_prior(model_cfg.prior, model_cfg.latent, shape, model_cfg.prior_components)
-    return VAE(enc, dec, prior, lik)
+    return VAE(enc, dec, prior, lik, classes)
 
 
 def likelihood_name(model_cfg, data_info) -> str:

@@ -37,9 +37,11 @@ class Objective:
             return self.beta
         return self.beta * min(1.0, (step + 1) / self.warmup_steps)
 
-    def __call__(self, model, x: torch.Tensor, step: int = 0):
-        """Return (loss, stats): stats = per-batch sums of (reconstruction, KL, loss)."""
-        t = model(x, self.k, log_weights=self.kind == "iwae")  # model may be wrapped in DDP
+    def __call__(self, model, x: torch.Tensor, step: int = 0, y=None):
+        """Return (loss, stats): stats = per-batch sums of (reconstruction, KL, loss).
+
+        y: labels, for a conditional model."""
+        t = model(x, self.k, log_weights=self.kind == "iwae", y=y)  # model may be wrapped in DDP
         log_px, log_pz, log_qz, kl_dim = t["log_px"], t["log_pz"], t["log_qz"], t["kl_dim"]
         kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)     # (B,)
         log_px_mean = log_px.squeeze(0) if self.k == 1 else log_px.mean(0)          # (B,)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from .generate import grid, pick_pairs
+from .generate import grid, pick_pairs, sample_images
 
 
 def _png_uri(data: bytes) -> str:
@@ -75,8 +75,8 @@ def kl_bars(kl_per_dim: list[float]):
 
 
 @torch.no_grad()
-def kl_per_dim(model, x: torch.Tensor) -> list[float] | None:
-    q = model.encode(x)
+def kl_per_dim(model, x: torch.Tensor, y=None) -> list[float] | None:
+    q = model.encode(x, y)
     kl = model.prior.analytic_kl(q)
     return None if kl is None else kl.mean(0).tolist()
 
@@ -120,10 +120,12 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
         sections.append(("Evaluation", "<p>Not evaluated yet: run <code>vaekit evaluate "
                                        f"{html.escape(str(run.path))}</code> and then <code>vaekit report</code>.</p>"))
 
-    samples = grid(model.sample(64), 8)
-    sections.append(("Samples from the prior", f'<img alt="prior samples" src="{_pil_uri(samples)}">'))
+    y = bundle.test_labels if model.classes else None
+    samples = grid(sample_images(model, 64, 8), 8)
+    note = "<p>One row per class.</p>" if model.classes else ""
+    sections.append(("Samples from the prior", f'{note}<img alt="prior samples" src="{_pil_uri(samples)}">'))
     x = test[:32]
-    rec = model.reconstruct(x)
+    rec = model.reconstruct(x, y=None if y is None else y[:32])
     rows = []
     for i in range(0, x.shape[0], 8):
         rows += [x[i:i + 8], rec[i:i + 8]]
@@ -131,12 +133,12 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
                      f'<img alt="reconstructions" src="{_pil_uri(grid(torch.cat(rows), 8))}">'))
     a, b = pick_pairs(test.shape[0], 6)
     a, b = a.to(test.device), b.to(test.device)
-    path = model.interpolate(test[a], test[b], 10)
+    path = model.interpolate(test[a], test[b], 10, *((None, None) if y is None else (y[a], y[b])))
     strip = torch.cat([test[a].unsqueeze(1), path, test[b].unsqueeze(1)], 1).flatten(0, 1)
     sections.append(("Interpolations", "<p>First image, the decoded straight line between the posterior means, "
                      f'last image.</p><img alt="interpolations" src="{_pil_uri(grid(strip, 12))}">'))
 
-    kls = ev["kl_per_dim"] if ev and ev.get("kl_per_dim") else kl_per_dim(model, test)
+    kls = ev["kl_per_dim"] if ev and ev.get("kl_per_dim") else kl_per_dim(model, test, y)
     if kls is not None:
         sections.append(("KL per latent dimension", f'<img alt="KL per dimension" src="{_fig_uri(kl_bars(kls))}">'))
 

@@ -79,6 +79,16 @@ class Run:
                               f"but the run was trained on {self.info['shape']}.")
         return bundle.to(self.model.device)
 
+    def labels(self, split: str):
+        """The split's labels when the model is conditional (it needs them), else None."""
+        if not self.model.classes:
+            return None
+        y = self.data.labels(split)
+        if y is None:
+            raise VaekitError(f"{self.config.data.source}: the {split} split has no labels, which this "
+                              f"conditional model needs.")
+        return y
+
     @property
     def metrics(self) -> list[dict]:
         f = self.path / "metrics.csv"
@@ -96,7 +106,8 @@ class Run:
                  quiet: bool = False, write: bool = True) -> dict:
         from .evaluate import evaluate
 
-        result = evaluate(self.model, self.data.split(split), k=k, quiet=quiet, batch_rows=batch_size)
+        result = evaluate(self.model, self.data.split(split), k=k, quiet=quiet, batch_rows=batch_size,
+                          y=self.labels(split))
         result = {"data": self.info["name"], "split": split, **result}
         if write:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))

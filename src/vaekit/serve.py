@@ -61,11 +61,13 @@ class Explorer:
         self.x = bundle.test[:max_points]
         self.labels = bundle.test_labels[:max_points].tolist() if bundle.test_labels is not None else None
         self.label_names = bundle.label_names
+        self.classes = self.model.classes
+        self.y = bundle.test_labels[:max_points] if self.classes else None
         with torch.no_grad():
-            q = self.model.encode(self.x)
+            q = self.model.encode(self.x, self.y)
             self.mu = q.loc
             kl = self.model.prior.analytic_kl(q)
-        self.xy, self.axes, self.pca = latent_points(self.model, self.x, max_points)
+        self.xy, self.axes, self.pca = latent_points(self.model, self.x, max_points, self.y)
         activity = (kl.mean(0) if kl is not None else self.mu.var(0)).cpu().numpy()
         self.order = [int(i) for i in np.argsort(-activity)]
         self.activity = activity.tolist()
@@ -82,12 +84,13 @@ class Explorer:
         return {"run": str(self.run.path), "latent": self.latent, "order": self.order, "activity": self.activity,
                 "ranges": self.ranges, "axes": list(self.axes), "label_names": self.label_names,
                 "points": [[float(a), float(b)] for a, b in self.xy], "labels": self.labels,
-                "shape": list(self.run.info["shape"])}
+                "shape": list(self.run.info["shape"]), "classes": self.classes}
 
-    def decode(self, z: list[float]) -> str:
+    def decode(self, z: list[float], label: int | None = None) -> str:
         with self.lock, torch.no_grad():
             t = torch.tensor([z], dtype=torch.float32, device=self.mu.device)
-            return _png(self.model.decode_to_data(t))
+            y = None if not self.classes else torch.tensor([label or 0], device=self.mu.device)
+            return _png(self.model.decode_to_data(t, True, y))
 
     def point_to_z(self, x: float, y: float) -> list[float]:
         if self.pca is None:
@@ -98,12 +101,15 @@ class Explorer:
 
     def example(self, i: int) -> dict:
         with self.lock, torch.no_grad():
+            y = None if self.y is None else self.y[i:i + 1]
             return {"index": i, "z": self.mu[i].tolist(), "image": _png(self.x[i:i + 1]),
-                    "reconstruction": _png(self.model.reconstruct(self.x[i:i + 1]))}
+                    "label": None if self.labels is None else self.labels[i],
+                    "reconstruction": _png(self.model.reconstruct(self.x[i:i + 1], y=y))}
 
     def interpolate(self, a: int, b: int, steps: int) -> str:
         with self.lock, torch.no_grad():
-            path = self.model.interpolate(self.x[a:a + 1], self.x[b:b + 1], steps)[0]
+            ya, yb = (None, None) if self.y is None else (self.y[a:a + 1], self.y[b:b + 1])
+            path = self.model.interpolate(self.x[a:a + 1], self.x[b:b + 1], steps, ya, yb)[0]
             return _png(torch.cat([self.x[a:a + 1], path, self.x[b:b + 1]]))
 
 
@@ -134,20 +140,26 @@ def create_app(run) -> Flask:
     def info():
         return jsonify(ex.info())
 
+    def label_of(data) -> int | None:
+        if not ex.classes or data.get("label") is None:
+            return None
+        return _integer(data["label"], "'label'", ex.classes)
+
     @app.post("/api/decode")
     def decode():
-        z = body().get("z")
+        data = body()
+        z = data.get("z")
         if not isinstance(z, list) or len(z) != ex.latent:
             raise BadRequest(f"'z' must be a list of {ex.latent} numbers")
         z = [_number(v, f"z[{i}]") for i, v in enumerate(z)]
-        return jsonify(image=ex.decode(z))
+        return jsonify(image=ex.decode(z, label_of(data)))
 
     @app.post("/api/decode_point")
     def decode_point():
         data = body()
         x, y = _number(data.get("x"), "x"), _number(data.get("y"), "y")
         z = ex.point_to_z(x, y)
-        return jsonify(z=z, image=ex.decode(z))
+        return jsonify(z=z, image=ex.decode(z, label_of(data)))
 
     @app.get("/api/example/<int:i>")
     def example(i):

@@ -44,6 +44,9 @@ STATE_FILE = Path("state") / "last.pt"
 
 def check_data_fits(config: Config, bundle: Bundle) -> None:
     lik = likelihood_name(config.model, bundle.info())
+    if config.model.conditional and any(bundle.labels(s) is None for s in ("train", "valid", "test")):
+        raise VaekitError(f"{config.data.source}: a conditional model needs labels, and these data have none "
+                          f"(labels come from IDX label files, a 'y' array, or sub-folder names).")
     if lik == "bernoulli" and bundle.value != "binary":
         raise VaekitError(f"{config.data.source}: the Bernoulli likelihood needs binary pixels but the data are "
                           f"{bundle.value}; add --binarize dynamic (or static/threshold), or use another likelihood.")
@@ -164,10 +167,10 @@ class Trainer:
         save_state(self.state(), self.out / STATE_FILE)
 
     # ------------------------------------------------------------------ one step
-    def _step(self, x: torch.Tensor, found: torch.Tensor, one: torch.Tensor):
+    def _step(self, x: torch.Tensor, y, found: torch.Tensor, one: torch.Tensor):
         tc = self.config.train
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            loss, stats = self.objective(self.net, x, self.step)
+            loss, stats = self.objective(self.net, x, self.step, y)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -209,6 +212,9 @@ class Trainer:
         # than indexing the first dimension of (N, C, H, W).
         train_rows = bundle.train.reshape(n, -1)
         valid = bundle.valid[d.rank::d.world]
+        conditional = bool(self.model.classes)
+        train_y = bundle.train_labels if conditional else None
+        valid_y = bundle.valid_labels[d.rank::d.world] if conditional else None
         local_batch = self.global_batch // d.world
         found, one = torch.zeros((), device=device), torch.ones((), device=device)
         check_every = 1 if device.type == "cpu" else 50  # a host read is free on CPU, not on GPU
@@ -232,7 +238,7 @@ class Trainer:
                     x = train_rows[idx].view(-1, *bundle.shape)
                     if bundle.dynamic:
                         x = torch.bernoulli(x, generator=self.gen)
-                    totals += self._step(x, found, one)
+                    totals += self._step(x, None if train_y is None else train_y[idx], found, one)
                     self.step += 1
                     if self.step % check_every == 0 and self.streak.item() >= tc.max_bad_steps:
                         raise VaekitError(
@@ -246,7 +252,7 @@ class Trainer:
                                     x.new_tensor(self.steps_per_epoch * local_batch if d.active else n)
                                     - skipped_now * local_batch])
                 seconds = time.perf_counter() - t0
-                v = torch.cat([elbo_sums(self.model, valid), valid.new_tensor([valid.shape[0]])])
+                v = torch.cat([elbo_sums(self.model, valid, y=valid_y), valid.new_tensor([valid.shape[0]])])
                 dist.all_reduce_sum(used, d)
                 dist.all_reduce_sum(v, d)
                 rec, kl, loss, count = used.tolist()
@@ -330,7 +336,8 @@ def _describe(trainer: Trainer, log) -> None:
     n_params = sum(p.numel() for p in trainer.model.parameters())
     procs = f" x {trainer.d.world} processes" if trainer.d.active else ""
     log(f"data   {trainer.bundle.describe()}")
-    log(f"model  {c.model.net} VAE, latent {c.model.latent}, {likelihood_name(c.model, trainer.info)} likelihood, "
+    kind = f"conditional ({trainer.model.classes} classes) " if trainer.model.classes else ""
+    log(f"model  {kind}{c.model.net} VAE, latent {c.model.latent}, {likelihood_name(c.model, trainer.info)} likelihood, "
         f"{n_params:,} parameters, on {trainer.device}{procs}" + (" (mixed precision)" if trainer.use_amp else ""))
     log(f"run    {trainer.out}")
 

@@ -40,6 +40,14 @@ class Bundle:
             n *= s
         return n
 
+    @property
+    def classes(self) -> int:
+        """Number of classes (largest label + 1 over all splits), 0 without labels."""
+        labs = [t for t in (self.train_labels, self.valid_labels, self.test_labels) if t is not None and t.numel()]
+        if not labs:
+            return 0
+        return max(len(self.label_names or []), int(max(t.max() for t in labs)) + 1)
+
     def split(self, name: str) -> torch.Tensor:
         if name not in ("train", "valid", "test"):
             raise ValueError(f"unknown split {name!r}")
@@ -64,6 +72,7 @@ class Bundle:
             "value": self.value,
             "levels": self.levels,
             "label_names": self.label_names,
+            "classes": self.classes,
             "sizes": {s: int(self.split(s).shape[0]) for s in ("train", "valid", "test")},
         }
 

@@ -9,11 +9,12 @@ recorded on the way down, so any image size works, odd ones included.
 
 from __future__ import annotations
 
+import torch
 import torch.nn as nn
 
 
 class ConvEncoder(nn.Module):
-    def __init__(self, shape, latent, channels):
+    def __init__(self, shape, latent, channels, extra: int = 0):
         super().__init__()
         c, h, w = shape
         layers, self.sizes = [], [(h, w)]
@@ -22,10 +23,13 @@ class ConvEncoder(nn.Module):
             c, h, w = ch, (h + 1) // 2, (w + 1) // 2
             self.sizes.append((h, w))
         self.features = nn.Sequential(*layers, nn.Flatten())
-        self.fc = nn.Linear(c * h * w, 2 * latent)
+        self.fc = nn.Linear(c * h * w + extra, 2 * latent)
 
-    def forward(self, x):
-        return self.fc(self.features(x)).chunk(2, dim=-1)
+    def forward(self, x, cond=None):
+        h = self.features(x)
+        if cond is not None:  # a condition joins the flattened features
+            h = torch.cat([h, cond], -1)
+        return self.fc(h).chunk(2, dim=-1)
 
 
 class ConvDecoder(nn.Module):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn as nn
 
 
@@ -16,15 +17,19 @@ def _mlp(sizes, activation):
 
 
 class MLPEncoder(nn.Module):
-    """x -> flatten -> hidden layers -> (mu, logvar)."""
+    """x -> flatten [-> concatenate a condition] -> hidden layers -> (mu, logvar)."""
 
-    def __init__(self, shape, latent, hidden, activation="relu"):
+    def __init__(self, shape, latent, hidden, activation="relu", extra: int = 0):
         super().__init__()
         d = math.prod(shape)
-        self.net = nn.Sequential(nn.Flatten(), *_mlp([d, *hidden], activation), nn.Linear(hidden[-1], 2 * latent))
+        self.flatten = nn.Flatten()
+        self.net = nn.Sequential(*_mlp([d + extra, *hidden], activation), nn.Linear(hidden[-1], 2 * latent))
 
-    def forward(self, x):
-        return self.net(x).chunk(2, dim=-1)
+    def forward(self, x, c=None):
+        h = self.flatten(x)
+        if c is not None:
+            h = torch.cat([h, c], -1)
+        return self.net(h).chunk(2, dim=-1)
 
 
 class MLPDecoder(nn.Module):
