@@ -96,7 +96,7 @@ def bare_loop_epoch(x: torch.Tensor, hidden, latent, act, batch_size, lr, state)
 
 def config_for(args, epochs: int) -> vaekit.Config:
     cfg = vaekit.Config()
-    cfg.data.source = str(args.data)
+    cfg.data.source = str(args.data.resolve())
     cfg.model.net, cfg.model.hidden, cfg.model.latent = "mlp", args.hidden, args.latent
     cfg.model.activation, cfg.model.likelihood = args.activation, "bernoulli"
     t = cfg.train
