@@ -129,8 +129,11 @@ def test_too_many_bad_steps_stop_with_the_checkpoint_intact(tmp_path, monkeypatc
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     out = tmp_path / "r"
+    # a shell that started us in the background may have set SIGINT to "ignore", which the child
+    # would inherit (and then Python installs no Ctrl-C handler): give it the default back
     p = subprocess.Popen(PY + ["train", "--epochs", "500", "--hidden", "64", "--out", str(out)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not ((out / "metrics.csv").exists() and len(rows(out)) >= 2):
         time.sleep(0.05)
