@@ -16,7 +16,10 @@ from .evaluate import evaluate  # noqa: E402
 from .model import VAE, build_model  # noqa: E402
 from .objectives import Objective  # noqa: E402
 from .run import Run  # noqa: E402
+from .report import write_report  # noqa: E402
+from .serve import serve  # noqa: E402
 from .train import resume, train  # noqa: E402
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "Bundle", "load_data", "VaekitError",
-           "evaluate", "VAE", "build_model", "Objective", "Run", "train", "resume", "__version__"]
+           "evaluate", "VAE", "build_model", "Objective", "Run", "train", "resume",
+           "write_report", "serve", "__version__"]

@@ -29,12 +29,6 @@ def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000, y=None) -> torch.T
     return total
 
 
-def elbo(model, x: torch.Tensor, batch_size: int = 2000, y=None) -> dict:
-    """Single-sample ELBO, reconstruction and KL averaged over x (nats per example)."""
-    rec, kl = (elbo_sums(model, x, batch_size, y) / x.shape[0]).tolist()
-    return {"elbo": -(rec + kl), "rec": rec, "kl": kl}
-
-
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = None, quiet: bool = False,
              active_threshold: float = 0.01, y=None) -> dict:

@@ -10,7 +10,6 @@ Everything else (objectives, evaluation) is computed from :meth:`VAE.terms`.
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn as nn
@@ -162,6 +161,3 @@ def build_model(model_cfg, data_info: dict) -> VAE:
 def likelihood_name(model_cfg, data_info) -> str:
     return resolve_likelihood(model_cfg.likelihood, data_info["value"])
 
-
-def bits_per_dim(nats: float, dim: int) -> float:
-    return nats / (dim * math.log(2))

@@ -111,9 +111,6 @@ class VampPrior(Prior):
         return self._dist().sample((n,))
 
 
-PRIORS = {"normal": "N(0, I)", "mog": "mixture of Gaussians", "vamp": "VampPrior"}
-
-
 def build_prior(name: str, dim: int, shape=None, components: int | None = None) -> Prior:
     if name == "normal":
         return StandardNormal(dim)

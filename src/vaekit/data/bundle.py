@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -31,7 +31,6 @@ class Bundle:
     valid_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     label_names: list[str] | None = None
-    notes: list[str] = field(default_factory=list)
 
     @property
     def dim(self) -> int:
