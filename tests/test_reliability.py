@@ -239,3 +239,10 @@ def test_nproc_flag_starts_torchrun(tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     assert "2 processes" not in p.stdout  # --quiet
     assert len(rows(tmp_path / "r")) == 1
+
+
+def test_mixed_precision_on_cpu_when_asked(tmp_path):
+    run = vaekit.train(small_config(epochs=2, amp="on"), out=tmp_path / "amp", quiet=True, pictures=False)
+    m = run.metrics
+    assert len(m) == 2 and all(math.isfinite(r["valid_elbo"]) for r in m)
+    assert m[-1]["skipped_steps"] == 0

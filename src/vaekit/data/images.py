@@ -278,6 +278,9 @@ def load_images(cfg) -> Bundle:
             splits["all"], labels["all"] = to_nchw(x, cfg.shape, str(path)), y
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             raise VaekitError(f"{path}: a single image is not a data set; pass the folder that holds the images.")
+        elif "idx" not in path.name.lower() and "ubyte" not in path.name.lower():
+            raise VaekitError(f"{path}: not a data file vaekit reads (IDX files, .npz/.npy arrays, or a folder "
+                              f"of images or of train/valid/test arrays).")
         else:
             x = read_idx(path)
             splits["all"], labels["all"] = to_nchw(x, cfg.shape, str(path)), None
