@@ -49,7 +49,9 @@ class ModelConfig:
     likelihood: ``auto`` | ``bernoulli`` | ``gaussian`` | ``logistic`` (discretized).
     gaussian_std: fixed std for ``gaussian``; ``null`` learns one per dimension.
     prior: ``normal`` (N(0, I)), ``mog`` (learned mixture of Gaussians) or ``vamp``
-        (VampPrior); prior_components: mixture size (default 10 for mog, 500 for vamp).
+        (VampPrior) or ``hierarchical`` (a second stochastic layer z2 of ``top_latent``
+        dimensions, default latent // 2, with p(z1|z2) and q(z2|z1) networks);
+        prior_components: mixture size (default 10 for mog, 500 for vamp).
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
     """
 
@@ -63,6 +65,7 @@ class ModelConfig:
     prior: str = "normal"
     prior_components: int | None = None
     conditional: bool = False
+    top_latent: int | None = None
 
 
 @dataclass
@@ -138,7 +141,7 @@ class Config:
             "model.net": (m.net, {"mlp", "conv"}),
             "model.likelihood": (m.likelihood, {"auto", "bernoulli", "gaussian", "logistic"}),
             "model.activation": (m.activation, {"relu", "tanh", "elu", "gelu"}),
-            "model.prior": (m.prior, {"normal", "mog", "vamp"}),
+            "model.prior": (m.prior, {"normal", "mog", "vamp", "hierarchical"}),
             "train.objective": (t.objective, {"elbo", "iwae"}),
             "train.lr_schedule": (t.lr_schedule, {"none", "cosine", "plateau"}),
             "train.device": (t.device, {"auto", "cpu", "cuda"}),
@@ -154,6 +157,8 @@ class Config:
         for key, value in positive.items():
             if not value > 0:
                 raise VaekitError(f"{key} must be positive, got {value}.")
+        if m.top_latent is not None and not m.top_latent > 0:
+            raise VaekitError(f"model.top_latent must be positive, got {m.top_latent}.")
         if m.prior_components is not None and not m.prior_components > 0:
             raise VaekitError(f"model.prior_components must be positive, got {m.prior_components}.")
         if t.batch_size is not None and not t.batch_size > 0:

@@ -154,7 +154,8 @@ def build_model(model_cfg, data_info: dict) -> VAE:
         dec = ConvDecoder(shape, model_cfg.latent + classes, model_cfg.channels, lik.n_params)
     else:
         raise ValueError(f"unknown net {model_cfg.net!r}")
-    prior = build_prior(model_cfg.prior, model_cfg.latent, shape, model_cfg.prior_components)
+    prior = build_prior(model_cfg.prior, model_cfg.latent, shape, model_cfg.prior_components, model_cfg.top_latent,
+                        model_cfg.hidden[-1])
     return VAE(enc, dec, prior, lik, classes)
 
 

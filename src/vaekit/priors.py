@@ -111,11 +111,52 @@ class VampPrior(Prior):
         return self._dist().sample((n,))
 
 
-def build_prior(name: str, dim: int, shape=None, components: int | None = None) -> Prior:
+class HierarchicalPrior(Prior):
+    """A second stochastic layer: p(z1) = integral of p(z1 | z2) N(z2; 0, I) dz2, with a bottom-up
+    inference network q(z2 | z1) (the two-layer model of Burda et al. 2016).
+
+    ``log_prob(z1)`` draws z2 ~ q(z2 | z1) (reparameterised) and returns
+    log p(z1 | z2) + log p(z2) - log q(z2 | z1), whose expectation is a lower bound on log p(z1).
+    In the VAE's weight log p(x|z1) + log p(z1) - log q(z1|x) it gives exactly the two-layer
+    model's weight, so the ELBO, the IWAE bound and the k-sample NLL estimate of the whole
+    hierarchical model come from the same code as for any other prior (each of the k samples
+    of z1 gets its own z2).
+    """
+
+    def __init__(self, dim: int, top: int | None = None, hidden: int = 128):
+        super().__init__(dim)
+        self.top = top or max(1, dim // 2)
+        self.up = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * self.top))    # q(z2|z1)
+        self.down = nn.Sequential(nn.Linear(self.top, hidden), nn.Tanh(), nn.Linear(hidden, 2 * dim))  # p(z1|z2)
+
+    @staticmethod
+    def _normal(params):
+        mu, logvar = params.chunk(2, -1)
+        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+
+    def log_prob(self, z):
+        shape = z.shape[:-1]
+        z1 = z.reshape(-1, self.dim)
+        q2 = self._normal(self.up(z1))
+        z2 = q2.rsample()
+        log_p2 = Normal(torch.zeros_like(z2), torch.ones_like(z2), validate_args=False).log_prob(z2).sum(-1)
+        log_p1 = self._normal(self.down(z2)).log_prob(z1).sum(-1)
+        return (log_p1 + log_p2 - q2.log_prob(z2).sum(-1)).view(shape)
+
+    @torch.no_grad()
+    def sample(self, n):
+        z2 = torch.randn(n, self.top, device=self.down[0].weight.device)
+        return self._normal(self.down(z2)).sample()
+
+
+def build_prior(name: str, dim: int, shape=None, components: int | None = None, top: int | None = None,
+                hidden: int = 128) -> Prior:
     if name == "normal":
         return StandardNormal(dim)
     if name == "mog":
         return MixtureOfGaussians(dim, components or 10)
     if name == "vamp":
         return VampPrior(dim, tuple(shape), components or 500)
+    if name == "hierarchical":
+        return HierarchicalPrior(dim, top, hidden)
     raise ValueError(f"unknown prior {name!r}")
