@@ -186,7 +186,7 @@ CASES = {
     "resume without a checkpoint": _resume_without_state,
     "unknown verb": lambda t: (["fly"], ["fly"]),
     "zero-length WAV": lambda t: ((t / "empty.wav").write_bytes(b""),
-                                  train(t, "--data", t / "empty.wav"))[1:] + (["empty.wav", "not a data file"],),
+                                  train(t, "--data", t / "empty.wav"))[1:] + (["empty.wav", "not a readable audio file"],),
     "binary garbage as text": lambda t: ((t / "garbage.txt").write_bytes(bytes(range(256)) * 4),
                                          train(t, "--data", t / "garbage.txt"))[1:] + (["garbage.txt"],),
 }

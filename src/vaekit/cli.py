@@ -32,6 +32,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
+    return v
+
+
 def _nonneg_float(text: str) -> float:
     try:
         v = float(text)
@@ -45,7 +55,13 @@ def _nonneg_float(text: str) -> float:
 # flag -> (section, key)
 TRAIN_FLAGS = {
     "data": ("data", "source"), "binarize": ("data", "binarize"), "shape": ("data", "shape"),
-    "image_size": ("data", "image_size"),
+    "image_size": ("data", "image_size"), "modality": ("data", "modality"), "tokens": ("data", "tokens"),
+    "max_length": ("data", "max_length"), "min_count": ("data", "min_count"), "valid_data": ("data", "valid"),
+    "test_data": ("data", "test"), "sample_rate": ("data", "sample_rate"), "clip_seconds": ("data", "clip_seconds"),
+    "n_mels": ("data", "n_mels"), "n_fft": ("data", "n_fft"), "hop": ("data", "hop"),
+    "label_from": ("data", "label_from"),
+    "cell": ("model", "cell"), "embedding": ("model", "embedding"), "rnn_hidden": ("model", "rnn_hidden"),
+    "word_dropout": ("model", "word_dropout"), "inputless": ("model", "inputless"),
     "net": ("model", "net"), "latent": ("model", "latent"), "hidden": ("model", "hidden"),
     "channels": ("model", "channels"), "activation": ("model", "activation"),
     "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"),
@@ -75,17 +91,43 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a VAE. With no arguments: the embedded digits data set.")
     g = t.add_argument_group("data")
     g.add_argument("--data", help="digits (default), fashion-mnist, or a path: IDX file, .npz/.npy, "
-                                  "folder of train/valid/test arrays or IDX files, folder of PNG/JPEG")
+                                  "folder of train/valid/test arrays or IDX files, folder of PNG/JPEG; "
+                                  "a text file (one example per line) or folder of them; a folder of WAV files")
+    g.add_argument("--modality", choices=["auto", "image", "text", "audio"],
+                   help="what the data are (default auto: from the source)")
+    g.add_argument("--valid-data", help="a separate validation file (text) or WAV folder or file-name pattern (audio)")
+    g.add_argument("--test-data", help="a separate test file (text) or WAV folder or file-name pattern such as "
+                                       "'*_[0-4].wav' (audio)")
     g.add_argument("--binarize", choices=["none", "threshold", "static", "dynamic"])
     g.add_argument("--shape", type=_ints, help="image shape for flat (N, D) arrays: HxW or CxHxW")
     g.add_argument("--image-size", type=_ints, help="resize images in a folder to H or HxW")
+    g = t.add_argument_group("text")
+    g.add_argument("--tokens", choices=["char", "word"], help="character (default) or word tokens")
+    g.add_argument("--max-length", type=_positive_int, help="skip lines with more tokens (default 128)")
+    g.add_argument("--min-count", type=_positive_int,
+                   help="rarer tokens become <unk> (default 1 for characters, 2 for words)")
+    g = t.add_argument_group("audio")
+    g.add_argument("--sample-rate", type=_positive_int, help="resample to this rate in Hz (default 8000)")
+    g.add_argument("--clip-seconds", type=_positive_float, help="trim or pad every clip to this length (default 1)")
+    g.add_argument("--n-mels", type=_positive_int, help="mel bins (default 64)")
+    g.add_argument("--n-fft", type=_positive_int, help="STFT window in samples (default 256)")
+    g.add_argument("--hop", type=_positive_int, help="STFT hop in samples (default 128)")
+    g.add_argument("--label-from", help="labels from file names, e.g. '{label}_*' for 7_jackson_3.wav")
     g = t.add_argument_group("model")
-    g.add_argument("--net", choices=["mlp", "conv"])
+    g.add_argument("--net", choices=["auto", "mlp", "conv", "rnn"],
+                   help="default: mlp for images, rnn for text, conv for audio")
+    g.add_argument("--cell", choices=["gru", "lstm"], help="recurrent cell for text (default gru)")
+    g.add_argument("--embedding", type=_positive_int, help="token embedding size (default 64)")
+    g.add_argument("--rnn-hidden", type=_positive_int, help="recurrent state size (default 256)")
+    g.add_argument("--word-dropout", type=_nonneg_float,
+                   help="probability of replacing a decoder input token by <unk> in training (text)")
+    g.add_argument("--inputless", action="store_const", const=True,
+                   help="text decoder that never sees the previous tokens, only z")
     g.add_argument("--latent", type=_positive_int, help="latent dimensions (default 16)")
     g.add_argument("--hidden", type=_ints, help="MLP hidden sizes, e.g. 512,256")
     g.add_argument("--channels", type=_ints, help="conv channels per block, e.g. 32,64")
     g.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
-    g.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "logistic"])
+    g.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "logistic", "categorical"])
     g.add_argument("--gaussian-std", type=float, help="fixed std of the Gaussian likelihood (default: learned)")
     g.add_argument("--prior", choices=["normal", "mog", "vamp", "hierarchical"],
                    help="N(0, I) (default), a learned mixture of Gaussians, the VampPrior, or a second "
@@ -130,22 +172,34 @@ def build_parser() -> argparse.ArgumentParser:
         q.set_defaults(func=func)
         return q
 
-    s = run_parser("sample", "decode samples from the prior into a PNG grid", cmd_sample)
-    s.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
+    def generation(q):
+        q.add_argument("--method", choices=["greedy", "sample", "beam"],
+                       help="text: greedy decoding, sampling at --temperature, or beam search (default: sample "
+                            "for `sample`, greedy otherwise)")
+        q.add_argument("--temperature", type=_positive_float, default=1.0, help="text: sampling temperature")
+        q.add_argument("--beam", type=_positive_int, default=5, help="text: beam width (default 5)")
+
+    s = run_parser("sample", "decode samples from the prior: a PNG grid, lines of text, or WAV files", cmd_sample)
+    s.add_argument("-n", type=_positive_int, default=None, help="number of samples (default 64; text 10; audio 8)")
+    generation(s)
     s.add_argument("--nrow", type=_positive_int, default=8)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--random", action="store_true", help="draw x ~ p(x|z) instead of showing its mean")
     s.add_argument("--label", type=int, help="for a conditional model: the class to generate (default: each class)")
-    s.add_argument("--out", type=Path, help="PNG file (default <run>/samples/samples-seed<seed>.png)")
+    s.add_argument("--out", type=Path, help="PNG file (default <run>/samples/samples-seed<seed>.png); text: a "
+                                            "text file; audio: a folder")
 
-    r = run_parser("reconstruct", "test images above their reconstructions", cmd_reconstruct)
-    r.add_argument("-n", type=_positive_int, default=32)
+    r = run_parser("reconstruct", "test examples next to their reconstructions", cmd_reconstruct)
+    r.add_argument("-n", type=_positive_int, default=None, help="examples (default 32; text 10; audio 4)")
+    generation(r)
     r.add_argument("--split", choices=["train", "valid", "test"], default="test")
     r.add_argument("--out", type=Path)
 
-    i = run_parser("interpolate", "decode straight paths between pairs of test images", cmd_interpolate)
+    i = run_parser("interpolate", "decode straight paths between pairs of test examples", cmd_interpolate)
     i.add_argument("--pairs", type=_positive_int, default=8, help="random pairs (default 8)")
-    i.add_argument("--between", type=int, nargs=2, metavar=("A", "B"), help="two test-set indices")
+    i.add_argument("--between", nargs=2, metavar=("A", "B"),
+                   help="images: two test-set indices; text: two sentences; audio: two WAV files")
+    generation(i)
     i.add_argument("--steps", type=_positive_int, default=10)
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--out", type=Path)
@@ -192,6 +246,10 @@ def cmd_train(args) -> int:
                 setattr(getattr(config, section), key, value)
         if config.data.source not in ("digits", "fashion-mnist") and Path(config.data.source).exists():
             config.data.source = str(Path(config.data.source).resolve())
+        for key in ("valid", "test"):  # a file or folder, stored absolute; a pattern stays as it is
+            value = getattr(config.data, key)
+            if value and Path(value).exists():
+                setattr(config.data, key, str(Path(value).resolve()))
         run = train(config, out=args.out, quiet=args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         print(run.path if args.quiet else f"done: {run.path}  (vaekit sample|evaluate|info {run.path})")
@@ -225,47 +283,126 @@ def _run(args):
     return Run.load(args.run, device=args.device)
 
 
+def _check_label(run, label) -> None:
+    if label is not None and not run.model.classes:
+        raise VaekitError(f"{run.path}: --label needs a conditional model (train with --conditional).")
+
+
+def _gen(args, default: str) -> dict:
+    return {"method": args.method or default, "temperature": args.temperature, "beam": args.beam}
+
+
 def cmd_sample(args) -> int:
-    from .generate import samples_png
+    from .generate import audio_samples, samples_png, text_samples, write_text
 
     run = _run(args)
+    _check_label(run, args.label)
+    if run.modality == "text":
+        g = _gen(args, "sample")
+        lines = text_samples(run.model, run.vocab, args.n or 10, g["method"], g["temperature"], g["beam"], args.seed)
+        out = args.out or run.path / "samples" / f"samples-{g['method']}-seed{args.seed}.txt"
+        print("\n".join(lines))
+        print(f"(written to {write_text(lines, out)})", file=sys.stderr)
+        return 0
+    if run.modality == "audio":
+        out = args.out or run.path / "samples" / f"samples-seed{args.seed}"
+        for f in audio_samples(run.model, run.info, out, args.n or 8, args.seed, args.label,
+                               run.info.get("label_names")):
+            print(f)
+        return 0
     out = args.out or run.path / "samples" / f"samples-seed{args.seed}.png"
-    if args.label is not None and not run.model.classes:
-        raise VaekitError(f"{args.run}: --label needs a conditional model (train with --conditional).")
-    print(samples_png(run.model, out, n=args.n, nrow=args.nrow, seed=args.seed, mean=not args.random,
+    print(samples_png(run.model, out, n=args.n or 64, nrow=args.nrow, seed=args.seed, mean=not args.random,
                       label=args.label))
     return 0
 
 
 def cmd_reconstruct(args) -> int:
-    from .generate import reconstructions_png
+    from .generate import audio_reconstructions, reconstructions_png, text_reconstructions, write_text
 
     run = _run(args)
-    x = run.data.split(args.split)[: args.n]
+    n = args.n or {"text": 10, "audio": 4}.get(run.modality, 32)
+    x = run.data.split(args.split)[:n]
     y = run.labels(args.split)
+    y = None if y is None else y[:n]
+    if run.modality == "text":
+        g = _gen(args, "greedy")
+        pairs = text_reconstructions(run.model, run.vocab, x, g["method"], g["beam"])
+        width = max(len(a) for a, _ in pairs)
+        lines = [f"{a:<{width}}  ->  {b}" for a, b in pairs]
+        print("\n".join(lines))
+        out = args.out or run.path / "samples" / f"reconstructions-{args.split}.txt"
+        print(f"(written to {write_text(lines, out)})", file=sys.stderr)
+        return 0
+    if run.modality == "audio":
+        out = args.out or run.path / "samples" / f"reconstructions-{args.split}"
+        for f in audio_reconstructions(run.model, run.info, x, out, y):
+            print(f)
+        return 0
     out = args.out or run.path / "samples" / f"reconstructions-{args.split}.png"
-    print(reconstructions_png(run.model, x, out, y=None if y is None else y[: args.n]))
+    print(reconstructions_png(run.model, x, out, y=y))
     return 0
 
 
 def cmd_interpolate(args) -> int:
     import torch
 
-    from .generate import interpolations_png, pick_pairs
+    from .generate import (audio_interpolation, encode_lines, interpolations_png, pick_pairs, text_interpolation,
+                           write_text)
 
     run = _run(args)
+    if run.modality == "text" and args.between:
+        x = encode_lines(run.vocab, list(args.between), run.model.device)
+        a, b = x[:1], x[1:]
+        g = _gen(args, "greedy")
+        lines = text_interpolation(run.model, run.vocab, a, b, args.steps, g["method"], g["beam"])[0]
+        print("\n".join(lines))
+        out = args.out or run.path / "samples" / "interpolation.txt"
+        print(f"(written to {write_text(lines, out)})", file=sys.stderr)
+        return 0
+    if run.modality == "audio" and args.between:
+        from .data.audio import load_clips
+
+        x = load_clips([Path(p) for p in args.between], run.info).to(run.model.device)
+        if run.model.classes:
+            raise VaekitError(f"{run.path}: a conditional model interpolates between test clips, whose labels it "
+                              f"knows; leave out --between.")
+        out = args.out or run.path / "samples" / "interpolation"
+        for f in audio_interpolation(run.model, run.info, x[:1], x[1:], out, args.steps):
+            print(f)
+        return 0
     test = run.data.test
     if args.between:
+        idx = []
         for j in args.between:
+            try:
+                j = int(j)
+            except ValueError:
+                raise VaekitError(f"--between takes two test-set indices for an image run, got '{j}'.") from None
             if not 0 <= j < test.shape[0]:
                 raise VaekitError(f"--between index {j} is outside the test set (0..{test.shape[0] - 1}).")
-        a, b = torch.tensor([args.between[0]]), torch.tensor([args.between[1]])
+            idx.append(j)
+        a, b = torch.tensor([idx[0]]), torch.tensor([idx[1]])
     else:
         a, b = pick_pairs(test.shape[0], args.pairs, args.seed)
     a, b = a.to(test.device), b.to(test.device)
     y = run.labels("test")
+    ya, yb = (None, None) if y is None else (y[a], y[b])
+    if run.modality == "text":
+        g = _gen(args, "greedy")
+        lines = []
+        for path in text_interpolation(run.model, run.vocab, test[a], test[b], args.steps, g["method"], g["beam"]):
+            lines += path + [""]
+        print("\n".join(lines))
+        out = args.out or run.path / "samples" / "interpolations.txt"
+        print(f"(written to {write_text(lines, out)})", file=sys.stderr)
+        return 0
+    if run.modality == "audio":
+        out = args.out or run.path / "samples" / "interpolation"
+        for f in audio_interpolation(run.model, run.info, test[a], test[b], out, args.steps, ya, yb):
+            print(f)
+        return 0
     out = args.out or run.path / "samples" / "interpolations.png"
-    print(interpolations_png(run.model, test[a], test[b], out, args.steps, *((None, None) if y is None else (y[a], y[b]))))
+    print(interpolations_png(run.model, test[a], test[b], out, args.steps, ya, yb))
     return 0
 
 
@@ -275,7 +412,11 @@ def cmd_evaluate(args) -> int:
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))
     print(f"{r['data']} {r['split']} set, {r['n']:,} examples, k = {r['k']}:")
-    print(f"  NLL (importance sampled)  {r['nll_nats']:.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
+    if "perplexity" in r:
+        print(f"  NLL (importance sampled)  {r['nll_nats']:.3f} nats per line   {r['nll_per_token']:.4f} nats per "
+              f"token   perplexity {r['perplexity']:.3f} ({r['tokens']:,} tokens with end-of-line)")
+    else:
+        print(f"  NLL (importance sampled)  {r['nll_nats']:.3f} nats   {r['bits_per_dim']:.4f} bits/dim")
     print(f"  ELBO                      {r['elbo_nats']:.3f} nats   (reconstruction {r['rec_nats']:.3f}, "
           f"KL {r['kl_nats']:.3f})")
     print(f"  active units              {r['active_units']} of {r['latent']} (posterior-mean variance > "
@@ -283,6 +424,9 @@ def cmd_evaluate(args) -> int:
     if r["kl_per_dim"] is not None:
         kls = sorted(r["kl_per_dim"], reverse=True)
         print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls))
+    if "spectral_convergence" in r:
+        print(f"  reconstructions           spectral convergence {r['spectral_convergence']:.4f}   log-spectral "
+              f"distance {r['log_spectral_distance_db']:.2f} dB (mel spectrograms)")
     print(f"  took {r['seconds']:.1f} s; written to {run.path / 'evaluation.json'}")
     return 0
 
@@ -313,7 +457,14 @@ def cmd_info(args) -> int:
     sizes = ", ".join(f"{k} {v:,}" for k, v in info["sizes"].items())
     print(f"run      {run.path}")
     print(f"data     {c.data.source}: {'x'.join(map(str, info['shape']))}, {info['value']}; {sizes}")
-    arch = f"hidden {c.model.hidden}" if c.model.net == "mlp" else f"channels {c.model.channels}"
+    m = c.model
+    arch = {"mlp": f"hidden {m.hidden}", "conv": f"channels {m.channels}",
+            "rnn": f"{m.cell}, embedding {m.embedding}, state {m.rnn_hidden}, word dropout {m.word_dropout}"
+                   + (", inputless" if m.inputless else "")}.get(m.net, m.net)
+    if run.modality == "text":
+        print(f"         {info['tokens']} tokens, vocabulary {info['vocab_size']:,} (vocab.json)")
+    elif run.modality == "audio":
+        print(f"         {info['clip_seconds']:g} s clips at {info['sample_rate']} Hz, {info['n_mels']} mel bins")
     kind = f"conditional ({run.model.classes} classes) " if run.model.classes else ""
     print(f"model    {kind}{c.model.net} ({arch}), latent {c.model.latent}, {c.model.likelihood} likelihood, "
           f"{c.model.prior} prior, {params:,} parameters")

@@ -29,6 +29,16 @@ class DataConfig:
     shape: ``[C, H, W]`` or ``[H, W]`` for flat ``(N, D)`` arrays; inferred when omitted.
     image_size: ``[H, W]`` images in a folder are resized to (default: first image's size).
     valid_fraction, test_fraction: used only when the source has no such split.
+    modality: ``auto`` (from the source: text files are text, folders of WAV files audio,
+        everything else images), ``image``, ``text`` or ``audio``.
+
+    Text (one example per line): tokens ``char`` | ``word``; max_length: lines with more
+    tokens are skipped (and counted); min_count: rarer tokens become ``<unk>`` (default 1 for
+    characters, 2 for words); valid, test: separate files for those splits.
+
+    Audio (a folder of WAV files): sample_rate to resample to; clip_seconds: clips are
+    trimmed or zero-padded to this length; n_mels, n_fft, hop: the log-mel spectrogram;
+    label_from: a file-name pattern such as ``{label}_*`` that gives each file its label.
     """
 
     source: str = "digits"
@@ -38,13 +48,28 @@ class DataConfig:
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     split_seed: int = 0
+    modality: str = "auto"
+    tokens: str = "char"
+    max_length: int = 128
+    min_count: int | None = None
+    valid: str | None = None
+    test: str | None = None
+    sample_rate: int = 8000
+    clip_seconds: float = 1.0
+    n_mels: int = 64
+    n_fft: int = 256
+    hop: int = 128
+    label_from: str | None = None
 
 
 @dataclass
 class ModelConfig:
     """The parts of the VAE.
 
-    net: ``mlp`` or ``conv``. hidden: MLP hidden sizes (decoder mirrors them).
+    net: ``auto`` (``mlp`` for images, ``rnn`` for text, ``conv`` for audio), ``mlp``,
+        ``conv`` or ``rnn`` (text: a bidirectional GRU/LSTM encoder and an autoregressive
+        GRU/LSTM decoder that gets z as its initial state and with every input token).
+        hidden: MLP hidden sizes (decoder mirrors them).
     channels: conv channels per block (each block halves the spatial size).
     likelihood: ``auto`` | ``bernoulli`` | ``gaussian`` | ``logistic`` (discretized).
     gaussian_std: fixed std for ``gaussian``; ``null`` learns one per dimension.
@@ -53,9 +78,13 @@ class ModelConfig:
         dimensions, default latent // 2, with p(z1|z2) and q(z2|z1) networks);
         prior_components: mixture size (default 10 for mog, 500 for vamp).
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
+    cell, embedding, rnn_hidden: the recurrent networks' cell (``gru`` | ``lstm``), token
+        embedding size and state size.
+    word_dropout: probability that a decoder input token is replaced by ``<unk>`` in training
+        (Bowman et al. 2016); inputless: the decoder never sees the previous tokens, only z.
     """
 
-    net: str = "mlp"
+    net: str = "auto"
     latent: int = 16
     hidden: list[int] = field(default_factory=lambda: [512, 256])
     channels: list[int] = field(default_factory=lambda: [32, 64])
@@ -66,6 +95,11 @@ class ModelConfig:
     prior_components: int | None = None
     conditional: bool = False
     top_latent: int | None = None
+    cell: str = "gru"
+    embedding: int = 64
+    rnn_hidden: int = 256
+    word_dropout: float = 0.0
+    inputless: bool = False
 
 
 @dataclass
@@ -138,8 +172,11 @@ class Config:
         m, t, d = self.model, self.train, self.data
         choices = {
             "data.binarize": (d.binarize, {"none", "threshold", "static", "dynamic"}),
-            "model.net": (m.net, {"mlp", "conv"}),
-            "model.likelihood": (m.likelihood, {"auto", "bernoulli", "gaussian", "logistic"}),
+            "data.modality": (d.modality, {"auto", "image", "text", "audio"}),
+            "data.tokens": (d.tokens, {"char", "word"}),
+            "model.net": (m.net, {"auto", "mlp", "conv", "rnn"}),
+            "model.cell": (m.cell, {"gru", "lstm"}),
+            "model.likelihood": (m.likelihood, {"auto", "bernoulli", "gaussian", "logistic", "categorical"}),
             "model.activation": (m.activation, {"relu", "tanh", "elu", "gelu"}),
             "model.prior": (m.prior, {"normal", "mog", "vamp", "hierarchical"}),
             "train.objective": (t.objective, {"elbo", "iwae"}),
@@ -151,7 +188,9 @@ class Config:
             if value not in allowed:
                 raise VaekitError(f"{key} is '{value}', expected one of: {', '.join(sorted(allowed))}.")
         positive = {
-            "model.latent": m.latent, "train.epochs": t.epochs,
+            "model.latent": m.latent, "train.epochs": t.epochs, "data.max_length": d.max_length,
+            "model.embedding": m.embedding, "model.rnn_hidden": m.rnn_hidden, "data.sample_rate": d.sample_rate,
+            "data.clip_seconds": d.clip_seconds, "data.n_mels": d.n_mels, "data.n_fft": d.n_fft, "data.hop": d.hop,
             "train.k": t.k, "train.lr": t.lr, "train.max_bad_steps": t.max_bad_steps,
         }
         for key, value in positive.items():
@@ -171,6 +210,14 @@ class Config:
         for key, value in nonneg.items():
             if value < 0:
                 raise VaekitError(f"{key} must not be negative, got {value}.")
+        if not 0 <= m.word_dropout <= 1:
+            raise VaekitError(f"model.word_dropout must be between 0 and 1, got {m.word_dropout}.")
+        if d.min_count is not None and d.min_count < 1:
+            raise VaekitError(f"data.min_count must be at least 1, got {d.min_count}.")
+        if d.hop > d.n_fft:
+            raise VaekitError(f"data.hop ({d.hop}) must not exceed data.n_fft ({d.n_fft}).")
+        if d.label_from is not None and "{label}" not in d.label_from:
+            raise VaekitError(f"data.label_from must contain {{label}}, got '{d.label_from}'.")
         if m.gaussian_std is not None and m.gaussian_std <= 0:
             raise VaekitError(f"model.gaussian_std must be positive, got {m.gaussian_std}.")
         for key, frac in (("data.valid_fraction", d.valid_fraction), ("data.test_fraction", d.test_fraction)):

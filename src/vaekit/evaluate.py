@@ -34,19 +34,23 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
              active_threshold: float = 0.01, y=None) -> dict:
     """Evaluate a model on x (N, *shape) (with labels y for a conditional model).
 
-    batch_rows: decoder rows per pass (examples x samples); default 32768.
+    batch_rows: decoder rows per pass (examples x samples); default 32768, fewer for large
+    decoder outputs (text with a large vocabulary).
     Returns nats per example: nll (IS estimate with k samples), elbo (average of the same
-    log-weights), rec, kl; bits_per_dim; kl_per_dim (analytic when the prior allows);
+    log-weights), rec, kl; bits_per_dim (over the values the likelihood scores: pixels, or
+    tokens for text, where ``perplexity`` = exp(NLL per token) is added); kl_per_dim
+    (analytic when the prior allows);
     active_units: dimensions whose posterior mean varies over the data by more than
     ``active_threshold`` (Burda et al. 2016).
     """
     was = model.training
     model.eval()
-    rows = batch_rows or 32768
+    rows = batch_rows or max(256, min(32768, int(2e8 // model.floats_per_row())))
     n = x.shape[0]
     per_batch = max(1, min(n, rows // k))          # examples per pass
     per_chunk = max(1, min(k, rows // per_batch))  # samples per pass
-    dim = math.prod(x.shape[1:])
+    dims = torch.cat([model.likelihood.dims(x[i:i + 4096]) for i in range(0, x.shape[0], 4096)])
+    total_dims = float(dims.sum())
     nll = torch.empty(n, device=x.device)
     elbo_sum = torch.zeros((), device=x.device)
     rec_sum = torch.zeros((), device=x.device)
@@ -82,6 +86,11 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     nll_mean = nll.mean().item()
     analytic = t["kl_dim"] is not None
     kl_per_dim = (kl_dim_sum / n).tolist() if analytic else None
+    nll_sum = nll.sum().item()
+    tokens = {}
+    if x.dtype == torch.long:  # token ids: per-token figures
+        tokens = {"tokens": int(total_dims), "nll_per_token": nll_sum / total_dims,
+                  "perplexity": math.exp(nll_sum / total_dims)}
     return {
         "n": n,
         "k": k,
@@ -89,8 +98,9 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
         "elbo_nats": elbo_sum.item() / n,
         "rec_nats": rec_sum.item() / n,
         "kl_nats": sum(kl_per_dim) if analytic else kl_mc_sum.item() / n,
-        "bits_per_dim": nll_mean / (dim * math.log(2)),
-        "dims": dim,
+        "bits_per_dim": nll_sum / (total_dims * math.log(2)),
+        "dims": total_dims / n,
+        **tokens,
         "kl_per_dim": kl_per_dim,
         "active_units": int((activity > active_threshold).sum().item()),
         "active_threshold": active_threshold,

@@ -150,9 +150,77 @@ def pick_pairs(n: int, pairs: int, seed: int = 0) -> tuple[torch.Tensor, torch.T
     return idx[:half], idx[half:2 * half]
 
 
+# ----------------------------------------------------------------------------- text
+
+def encode_lines(vocab, lines: list[str], device=None) -> torch.Tensor:
+    """Lines -> (B, L) token ids with </s> and padding, as the text loader stores them."""
+    from .data.text import EOS
+
+    ids = [vocab.encode(line) for line in lines]
+    if any(not i for i in ids):
+        raise VaekitError("an empty line cannot be encoded; give at least one token.")
+    out = torch.zeros(len(ids), max(len(i) for i in ids) + 1, dtype=torch.long)
+    for r, i in enumerate(ids):
+        out[r, :len(i)] = torch.tensor(i)
+        out[r, len(i)] = EOS
+    return out.to(device) if device is not None else out
+
+
+def text_samples(model, vocab, n: int = 10, method: str = "sample", temperature: float = 1.0, beam: int = 5,
+                 seed: int | None = 0) -> list[str]:
+    """Lines decoded from n latents drawn from the prior."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    return vocab.decode_batch(model.sample(n, method=method, temperature=temperature, beam=beam))
+
+
+def text_reconstructions(model, vocab, x: torch.Tensor, method: str = "greedy", beam: int = 5) -> list[tuple[str, str]]:
+    """(input line, the line decoded from its posterior mean) pairs."""
+    rec = model.reconstruct(x, method=method, beam=beam)
+    return list(zip(vocab.decode_batch(x), vocab.decode_batch(rec)))
+
+
+def text_interpolation(model, vocab, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8,
+                       method: str = "greedy", beam: int = 5) -> list[list[str]]:
+    """For each pair, the lines decoded along the straight path between the posterior means
+    (the homotopies of Bowman et al. 2016); the first and last are decoded from the ends."""
+    path = model.interpolate(x_a, x_b, steps, method=method, beam=beam)     # (B, steps, L)
+    return [vocab.decode_batch(p) for p in path]
+
+
+def write_text(lines: list[str], path) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot write the file ({e.strerror or e}).") from None
+    return path
+
+
+def write_text_outputs(run, bundle) -> list[Path]:
+    """Samples (greedy, sampled, beam), reconstructions and interpolations of a text run."""
+    model, vocab, out, test = run.model, run.vocab, run.path / "samples", bundle.test
+    samples = []
+    for method, label in (("greedy", "greedy"), ("sample", "sampled, temperature 1"), ("beam", "beam search, width 5")):
+        samples += [f"# {label}"] + text_samples(model, vocab, 10, method) + [""]
+    rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[:20])]
+    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 4))
+    inter = []
+    for path in text_interpolation(model, vocab, test[a], test[b], 8):
+        inter += path + [""]
+    return [write_text(samples, out / "samples.txt"), write_text(rec, out / "reconstructions.txt"),
+            write_text(inter, out / "interpolations.txt"),
+            latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names)]
+
+
 def write_run_pictures(run, bundle=None) -> list[Path]:
-    """The pictures written at the end of training, into ``<run>/samples/``."""
+    """The pictures (and text, and sound) written at the end of training, into ``<run>/samples/``."""
     bundle = bundle if bundle is not None else run.data
+    if run.modality == "text":
+        return write_text_outputs(run, bundle)
+    if run.modality == "audio":
+        return write_audio_outputs(run, bundle)
     model, out = run.model, run.path / "samples"
     test, y = bundle.test, (bundle.test_labels if model.classes else None)
     a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 8))
@@ -163,3 +231,136 @@ def write_run_pictures(run, bundle=None) -> list[Path]:
         interpolations_png(model, test[a], test[b], out / "interpolations.png", 10, ya, yb),
         latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names),
     ]
+
+
+# ----------------------------------------------------------------------------- audio
+
+def audio_clips(x: torch.Tensor, info: dict, iterations: int = 60) -> list[np.ndarray]:
+    """Normalised log-mel spectrograms (B, 1, mels, frames) -> waveforms by Griffin-Lim."""
+    from .data.audio import LogMel
+
+    waves = LogMel.from_info(info).to_wave(x, info["clip_samples"], iterations)
+    return [w.numpy() for w in waves]
+
+
+def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
+    """A 16-bit PCM WAV file in memory."""
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(wave, -1, 1), sample_rate, subtype="PCM_16", format="WAV")
+    return buf.getvalue()
+
+
+def write_wav(wave: np.ndarray, sample_rate: int, path) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(wav_bytes(wave, sample_rate))
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot write the sound file ({e.strerror or e}).") from None
+    return path
+
+
+def spectrogram_figure(x: torch.Tensor, info: dict, titles: list[str] | None = None, cols: int = 4):
+    """Log-mel spectrograms (in dB of mel power) as a grid of images, time across, low pitch at the bottom."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .data.audio import LogMel
+
+    db = 10 * torch.log10(LogMel.from_info(info).to_power(x.detach().float().cpu()) + 1e-10)
+    n = db.shape[0]
+    cols = min(cols, n)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.1 * rows), squeeze=False)
+    seconds = info["clip_samples"] / info["sample_rate"]
+    vmax = float(db.max())
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        ax.imshow(db[i].numpy(), origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
+                  extent=(0, seconds, 0, db.shape[1]))
+        ax.set_title(titles[i] if titles else f"{i}", fontsize=8)
+        ax.tick_params(labelsize=6)
+        if i % cols == 0:
+            ax.set_ylabel("mel bin", fontsize=7)
+        if i >= n - cols:
+            ax.set_xlabel("seconds", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def spectrogram_png(x: torch.Tensor, info: dict, path, titles=None, cols: int = 4) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig = spectrogram_figure(x, info, titles, cols)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_clips(x: torch.Tensor, info: dict, folder, names: list[str]) -> list[Path]:
+    """One WAV file per spectrogram, ``<folder>/<name>.wav``."""
+    return [write_wav(w, info["sample_rate"], Path(folder) / f"{name}.wav")
+            for w, name in zip(audio_clips(x, info), names)]
+
+
+def audio_samples(model, info: dict, folder, n: int = 8, seed: int | None = 0, label=None,
+                  label_names=None) -> list[Path]:
+    """Prior samples as WAV files and one PNG of their spectrograms."""
+    if seed is not None:
+        torch.manual_seed(seed)
+    if model.classes and label is None:
+        y = torch.arange(model.classes, device=model.device)
+        x = model.sample(model.classes, y=y)
+        names = [f"sample-{label_names[c] if label_names else c}" for c in range(model.classes)]
+    else:
+        x = sample_images(model, n, n, True, label)
+        tag = "" if label is None else f"-{label_names[label] if label_names else label}"
+        names = [f"sample{tag}-{i}" for i in range(x.shape[0])]
+    wavs = write_clips(x, info, folder, names)
+    return wavs + [spectrogram_png(x, info, Path(folder) / "samples.png", names)]
+
+
+def audio_reconstructions(model, info: dict, x: torch.Tensor, folder, y=None) -> list[Path]:
+    """Each clip and its reconstruction, side by side: WAV pairs and one PNG."""
+    rec = model.reconstruct(x, y=y)
+    both = torch.stack([x, rec], 1).flatten(0, 1)
+    names = [f"{i}-{kind}" for i in range(x.shape[0]) for kind in ("original", "reconstruction")]
+    return write_clips(both, info, folder, names) + [spectrogram_png(both, info, Path(folder) / "reconstructions.png",
+                                                                     names, cols=2)]
+
+
+def audio_interpolation(model, info: dict, x_a: torch.Tensor, x_b: torch.Tensor, folder, steps: int = 8,
+                        y_a=None, y_b=None) -> list[Path]:
+    """The clips decoded along the path between two clips' posterior means, as WAV files,
+    one WAV that plays them in turn, and a PNG."""
+    path = model.interpolate(x_a[:1], x_b[:1], steps, y_a, y_b)[0]
+    names = [f"step-{i}" for i in range(steps)]
+    waves = audio_clips(path, info)
+    files = [write_wav(w, info["sample_rate"], Path(folder) / f"{nm}.wav") for w, nm in zip(waves, names)]
+    gap = np.zeros(int(0.15 * info["sample_rate"]), dtype=np.float32)
+    files.append(write_wav(np.concatenate([c for w in waves for c in (w, gap)]), info["sample_rate"],
+                           Path(folder) / "interpolation.wav"))
+    return files + [spectrogram_png(path, info, Path(folder) / "interpolation.png", names, cols=steps)]
+
+
+def write_audio_outputs(run, bundle) -> list[Path]:
+    """Samples, reconstructions and an interpolation of an audio run, as WAV and PNG."""
+    model, info, out, test = run.model, run.info, run.path / "samples", bundle.test
+    y = bundle.test_labels if model.classes else None
+    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 1))
+    files = audio_samples(model, info, out / "prior", label_names=bundle.label_names)
+    files += audio_reconstructions(model, info, test[:4], out / "reconstructions", None if y is None else y[:4])
+    files += audio_interpolation(model, info, test[a], test[b], out / "interpolation", 8,
+                                 *((None, None) if y is None else (y[a], y[b])))
+    files.append(latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names))
+    return [f for f in files if f.suffix == ".png"] + [out / "prior", out / "reconstructions", out / "interpolation"]

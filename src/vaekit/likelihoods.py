@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Distribution, Independent, Normal, constraints
+from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal, constraints
 
 
 class Likelihood(nn.Module):
@@ -36,6 +36,11 @@ class Likelihood(nn.Module):
         """The expected image, for pictures: E[x | z]."""
         return self.dist(params).mean
 
+    def dims(self, x: torch.Tensor) -> torch.Tensor:
+        """How many values of each example the likelihood scores, (B,): the denominator of
+        bits per dimension (and, for text, of the per-token perplexity)."""
+        return torch.full((x.shape[0],), math.prod(self.event_shape), device=x.device)
+
 
 class BernoulliLikelihood(Likelihood):
     """p(x | z) = prod_i Bernoulli(x_i; sigmoid(logit_i)) for binary pixels."""
@@ -51,20 +56,23 @@ class BernoulliLikelihood(Likelihood):
 
 
 class GaussianLikelihood(Likelihood):
-    """p(x | z) = prod_i N(x_i; sigmoid(m_i), sigma_i^2) for continuous values in [0, 1].
+    """p(x | z) = prod_i N(x_i; m_i, sigma_i^2).
 
-    sigma is fixed (``std``) or, when ``std`` is None, a learned parameter per dimension.
+    For values in [0, 1] (``bounded``) the mean is sigmoid(m_i); for unbounded values (the
+    normalised log-mel spectrograms of audio) it is m_i itself. sigma is fixed (``std``)
+    or, when ``std`` is None, a learned parameter per dimension.
     """
 
-    def __init__(self, event_shape, std: float | None = None):
+    def __init__(self, event_shape, std: float | None = None, bounded: bool = True):
         super().__init__(event_shape)
-        if std is None:
-            self.log_std = nn.Parameter(torch.full(self.event_shape, math.log(0.1)))
+        self.bounded = bounded
+        if std is None:  # start at a tenth of the range of [0, 1] values, or at the unit scale of normalised ones
+            self.log_std = nn.Parameter(torch.full(self.event_shape, math.log(0.1 if bounded else 1.0)))
         else:
             self.register_buffer("log_std", torch.full(self.event_shape, math.log(std)))
 
     def dist(self, params):
-        mean = torch.sigmoid(params.squeeze(1))
+        mean = torch.sigmoid(params.squeeze(1)) if self.bounded else params.squeeze(1)
         std = self.log_std.clamp(min=math.log(1e-3)).exp().expand_as(mean)
         return Independent(Normal(mean, std, validate_args=False), len(self.event_shape))
 
@@ -127,19 +135,51 @@ class LogisticLikelihood(Likelihood):
         return Independent(DiscretizedLogistic(loc, log_scale, self.levels), len(self.event_shape))
 
 
+class CategoricalLikelihood(Likelihood):
+    """p(x | z) = prod_t Categorical(x_t; softmax(logits_t)) over the tokens of a line.
+
+    params: (B, vocab, L) logits; x: (B, L) token ids, where id 0 is padding after the end
+    of the line: it is not scored, so log p(x | z) sums over the line's tokens and its
+    end-of-line token only.
+    """
+
+    def __init__(self, event_shape, vocab: int):
+        super().__init__(event_shape)
+        self.n_params = vocab
+
+    def dist(self, params):
+        return Independent(Categorical(logits=params.transpose(1, 2), validate_args=False), 1)
+
+    def log_prob(self, params, x):
+        return -F.cross_entropy(params.float(), x, ignore_index=0, reduction="none").sum(-1)
+
+    def mean(self, params):
+        """The most likely token at each position (a mean of tokens does not exist)."""
+        return params.argmax(1)
+
+    def dims(self, x):
+        return (x != 0).sum(-1)
+
+
 def resolve_likelihood(name: str, value: str) -> str:
     """Pick the likelihood that fits the data when the config says ``auto``."""
     if name != "auto":
         return name
-    return {"binary": "bernoulli", "levels": "logistic", "continuous": "gaussian"}[value]
+    return {"binary": "bernoulli", "levels": "logistic", "continuous": "gaussian", "real": "gaussian",
+            "tokens": "categorical"}[value]
 
 
-def build_likelihood(name: str, event_shape, value: str, levels: int | None, gaussian_std=None) -> Likelihood:
+def build_likelihood(name: str, event_shape, value: str, levels: int | None, gaussian_std=None,
+                     vocab: int | None = None) -> Likelihood:
     name = resolve_likelihood(name, value)
+    if (name == "categorical") != (value == "tokens"):
+        raise ValueError(f"the {name} likelihood does not fit {value} data")
+    if name == "categorical":
+        return CategoricalLikelihood(event_shape, vocab)
     if name == "bernoulli":
         return BernoulliLikelihood(event_shape)
     if name == "gaussian":
-        return GaussianLikelihood(event_shape, gaussian_std)
+        return GaussianLikelihood(event_shape, gaussian_std, bounded=value != "real")
     if name == "logistic":
         return LogisticLikelihood(event_shape, levels or 256)
     raise ValueError(f"unknown likelihood {name!r}")

@@ -6,10 +6,15 @@
     log w_i  = log p(x | z_i) + log p(z_i) - log q(z_i | x),   z_i ~ q(z | x)
 
 Everything else (objectives, evaluation) is computed from :meth:`VAE.terms`.
+
+An *autoregressive* decoder (``decoder.autoregressive``, e.g. the recurrent text decoder)
+also reads x itself, shifted (teacher forcing), so p(x | z) = prod_t p(x_t | x_<t, z); it
+generates with ``decoder.generate(z, ...)`` instead of taking the likelihood's mean.
 """
 
 from __future__ import annotations
 
+import math
 
 import torch
 import torch.nn as nn
@@ -17,7 +22,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
-from .nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from .nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, RecurrentDecoder, RecurrentEncoder
 from .priors import Prior, build_prior
 
 
@@ -63,12 +68,19 @@ class VAE(nn.Module):
         mu, logvar = self.encoder(x) if not self.classes else self.encoder(x, self.onehot(y, x.shape[0]))
         return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
-    def _decoder(self, z: torch.Tensor, c: torch.Tensor | None):
-        return self.decoder(z if c is None else torch.cat([z, c], -1))
+    @property
+    def autoregressive(self) -> bool:
+        return getattr(self.decoder, "autoregressive", False)
 
-    def decode(self, z: torch.Tensor, y=None):
-        """p(x | z [, y]) for a batch of latents (B, latent); ``log_prob(x)`` gives (B,)."""
-        return self.likelihood.dist(self._decoder(z, self.onehot(y, z.shape[0])))
+    def _decoder(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor | None = None):
+        zc = z if c is None else torch.cat([z, c], -1)
+        return self.decoder(zc, x) if self.autoregressive else self.decoder(zc)
+
+    def decode(self, z: torch.Tensor, y=None, x: torch.Tensor | None = None):
+        """p(x | z [, y]) for a batch of latents (B, latent); ``log_prob(x)`` gives (B,).
+
+        An autoregressive decoder needs the x to be scored (its conditionals depend on it)."""
+        return self.likelihood.dist(self._decoder(z, self.onehot(y, z.shape[0]), x))
 
     def terms(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None) -> dict[str, torch.Tensor]:
         """Draw k reparameterised samples z ~ q(z|x) and return the pieces of every bound.
@@ -88,7 +100,7 @@ class VAE(nn.Module):
             z = q.rsample((k,))                               # (k, B, latent)
             xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
             ck = None if c is None else c.repeat(k, 1)
-        log_px = self.likelihood.log_prob(self._decoder(z.view(k * b, -1), ck), xk).view(k, b)
+        log_px = self.likelihood.log_prob(self._decoder(z.view(k * b, -1), ck, xk), xk).view(k, b)
         kl_dim = self.prior.analytic_kl(q)
         if log_weights or kl_dim is None:
             log_pz, log_qz = self.prior.log_prob(z), q.log_prob(z).sum(-1)
@@ -101,29 +113,37 @@ class VAE(nn.Module):
         return self.terms(x, k, log_weights, y)
 
     @torch.no_grad()
-    def sample(self, n: int, mean: bool = True, y=None) -> torch.Tensor:
+    def sample(self, n: int, mean: bool = True, y=None, **generate) -> torch.Tensor:
         """Draw n latents from the prior and decode them: the mean of p(x|z), or a sample.
 
         A conditional model decodes with labels ``y`` (one label for all, or one per sample);
-        without them, labels are drawn uniformly.
+        without them, labels are drawn uniformly. ``generate``: options of an autoregressive
+        decoder's ``generate`` (method, temperature, beam).
         """
         z = self.prior.sample(n).to(self.device)
         if self.classes and y is None:
             y = torch.randint(self.classes, (n,), device=self.device)
-        return self.decode_to_data(z, mean, y)
+        return self.decode_to_data(z, mean, y, **generate)
 
     @torch.no_grad()
-    def decode_to_data(self, z: torch.Tensor, mean: bool = True, y=None) -> torch.Tensor:
-        params = self._decoder(z, self.onehot(y, z.shape[0]))
+    def decode_to_data(self, z: torch.Tensor, mean: bool = True, y=None, **generate) -> torch.Tensor:
+        """Data for latents z: the mean of p(x|z) or a draw from it; an autoregressive decoder
+        generates (greedy for ``mean``, else sampling, unless ``generate`` says otherwise)."""
+        zc = z if not self.classes else torch.cat([z, self.onehot(y, z.shape[0])], -1)
+        if self.autoregressive:
+            generate.setdefault("method", "greedy" if mean else "sample")
+            return self.decoder.generate(zc, **generate)
+        params = self.decoder(zc)
         return self.likelihood.mean(params) if mean else self.likelihood.dist(params).sample()
 
     @torch.no_grad()
-    def reconstruct(self, x: torch.Tensor, mean: bool = True, y=None) -> torch.Tensor:
+    def reconstruct(self, x: torch.Tensor, mean: bool = True, y=None, **generate) -> torch.Tensor:
         """Decode the posterior mean of each input."""
-        return self.decode_to_data(self.encode(x, y).loc, mean, y)
+        return self.decode_to_data(self.encode(x, y).loc, mean, y, **generate)
 
     @torch.no_grad()
-    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10, y_a=None, y_b=None) -> torch.Tensor:
+    def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10, y_a=None, y_b=None,
+                    **generate) -> torch.Tensor:
         """Decode points on the straight line between the posterior means of x_a and x_b
         (and, for a conditional model, between their one-hot labels).
 
@@ -134,26 +154,55 @@ class VAE(nn.Module):
         t = torch.linspace(0, 1, steps, device=za.device).view(1, steps, 1)
         z = (1 - t) * za.unsqueeze(1) + t * zb.unsqueeze(1)
         c = None if ca is None else ((1 - t) * ca.unsqueeze(1) + t * cb.unsqueeze(1)).reshape(-1, self.classes)
-        out = self.decode_to_data(z.reshape(-1, za.shape[-1]), True, c)
+        out = self.decode_to_data(z.reshape(-1, za.shape[-1]), True, c, **generate)
         return out.view(x_a.shape[0], steps, *out.shape[1:])
+
+    def floats_per_row(self) -> int:
+        """Rough activation size of one decoder row, to size evaluation batches."""
+        n = self.likelihood.n_params * math.prod(self.likelihood.event_shape)
+        if self.autoregressive:
+            n += 4 * self.decoder.rnn.hidden_size * self.decoder.length
+        return n
+
+
+def resolve_net(net: str, modality: str) -> str:
+    """The network for ``auto``: MLP for images, recurrent for text, convolutional for audio."""
+    if net != "auto":
+        return net
+    return {"image": "mlp", "text": "rnn", "audio": "conv"}[modality]
 
 
 def build_model(model_cfg, data_info: dict) -> VAE:
     """Build a VAE from a ModelConfig and the data description saved with a run."""
     shape = tuple(data_info["shape"])
+    modality = data_info.get("modality", "image")
+    net = resolve_net(model_cfg.net, modality)
     classes = int(data_info.get("classes") or 0) if model_cfg.conditional else 0
     lik = build_likelihood(model_cfg.likelihood, shape, data_info["value"], data_info.get("levels"),
-                           model_cfg.gaussian_std)
-    if model_cfg.net == "mlp":
+                           model_cfg.gaussian_std, data_info.get("vocab_size"))
+    if net == "rnn" and modality != "text":
+        raise ValueError(f"the rnn network reads text, not {modality} data")
+    if modality == "text" and net != "rnn":
+        raise ValueError(f"text needs the rnn network, not {net}")
+    if net == "rnn":
+        m = model_cfg
+        vocab = int(data_info["vocab_size"])
+        enc = RecurrentEncoder(vocab, m.latent, m.embedding, m.rnn_hidden, m.cell, extra=classes)
+        dec = RecurrentDecoder(vocab, m.latent + classes, shape[0], m.embedding, m.rnn_hidden, m.cell,
+                               m.word_dropout, m.inputless)
+    elif net == "mlp":
         enc = MLPEncoder(shape, model_cfg.latent, model_cfg.hidden, model_cfg.activation, extra=classes)
         dec = MLPDecoder(shape, model_cfg.latent + classes, model_cfg.hidden, lik.n_params, model_cfg.activation)
-    elif model_cfg.net == "conv":
+    elif net == "conv":
         if len(shape) != 3:
             raise ValueError("the conv network needs (C, H, W) images")
         enc = ConvEncoder(shape, model_cfg.latent, model_cfg.channels, extra=classes)
         dec = ConvDecoder(shape, model_cfg.latent + classes, model_cfg.channels, lik.n_params)
     else:
-        raise ValueError(f"unknown net {model_cfg.net!r}")
+        raise ValueError(f"unknown net {net!r}")
+    if model_cfg.prior == "vamp" and modality == "text":
+        raise ValueError("the VampPrior learns pseudo-inputs in data space, which token ids are not; "
+                         "use another prior for text")
     prior = build_prior(model_cfg.prior, model_cfg.latent, shape, model_cfg.prior_components, model_cfg.top_latent,
                         model_cfg.hidden[-1])
     return VAE(enc, dec, prior, lik, classes)

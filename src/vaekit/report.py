@@ -81,6 +81,88 @@ def kl_per_dim(model, x: torch.Tensor, y=None) -> list[float] | None:
     return None if kl is None else kl.mean(0).tolist()
 
 
+def _image_sections(model, test, y) -> list[tuple[str, str]]:
+    sections = []
+    samples = grid(sample_images(model, 64, 8), 8)
+    note = "<p>One row per class.</p>" if model.classes else ""
+    sections.append(("Samples from the prior", f'{note}<img alt="prior samples" src="{_pil_uri(samples)}">'))
+    x = test[:32]
+    rec = model.reconstruct(x, y=None if y is None else y[:32])
+    rows = []
+    for i in range(0, x.shape[0], 8):
+        rows += [x[i:i + 8], rec[i:i + 8]]
+    sections.append(("Reconstructions", "<p>Each row of test images is followed by its reconstruction.</p>"
+                     f'<img alt="reconstructions" src="{_pil_uri(grid(torch.cat(rows), 8))}">'))
+    a, b = pick_pairs(test.shape[0], 6)
+    a, b = a.to(test.device), b.to(test.device)
+    path = model.interpolate(test[a], test[b], 10, *((None, None) if y is None else (y[a], y[b])))
+    strip = torch.cat([test[a].unsqueeze(1), path, test[b].unsqueeze(1)], 1).flatten(0, 1)
+    sections.append(("Interpolations", "<p>First image, the decoded straight line between the posterior means, "
+                     f'last image.</p><img alt="interpolations" src="{_pil_uri(grid(strip, 12))}">'))
+
+    return sections
+
+
+def _pre(lines: list[str]) -> str:
+    return "<pre>" + html.escape("\n".join(lines)) + "</pre>"
+
+
+def _text_sections(run, bundle) -> list[tuple[str, str]]:
+    from .generate import text_interpolation, text_reconstructions, text_samples
+
+    model, vocab, test = run.model, run.vocab, bundle.test
+    out = []
+    for method, what in (("greedy", "greedy decoding"), ("sample", "sampling at temperature 1"),
+                         ("beam", "beam search, width 5")):
+        out.append((f"Samples from the prior: {what}", _pre(text_samples(model, vocab, 10, method))))
+    rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[:16])]
+    out.append(("Reconstructions", "<p>Test line, then the line decoded (greedily) from its posterior mean.</p>"
+                + _pre(rec)))
+    a, b = pick_pairs(test.shape[0], 3)
+    lines = []
+    for path in text_interpolation(model, vocab, test[a.to(test.device)], test[b.to(test.device)], 8):
+        lines += path + [""]
+    out.append(("Interpolations", "<p>Lines decoded along the straight path between the posterior means of two "
+                "test lines (first and last: the decoded ends).</p>" + _pre(lines)))
+    return out
+
+
+def _audio_sections(run, bundle) -> list[tuple[str, str]]:
+    from .generate import audio_clips, spectrogram_figure, wav_bytes
+
+    model, test, info = run.model, bundle.test, run.info
+    y = bundle.test_labels if model.classes else None
+    out = []
+
+    def players(x, titles):
+        waves = audio_clips(x, info)
+        cells = "".join(f'<figure><figcaption>{html.escape(t)}</figcaption><audio controls src="data:audio/wav;base64,'
+                        f'{base64.b64encode(wav_bytes(w, info["sample_rate"])).decode("ascii")}"></audio></figure>'
+                        for w, t in zip(waves, titles))
+        return f'<div class="clips">{cells}</div>'
+
+    x = sample_images(model, 8, 8 if not model.classes else 1)
+    names = bundle.label_names or []
+    titles = [f"sample {i + 1}" + (f" (label {names[i] if i < len(names) else i})" if model.classes else "")
+              for i in range(x.shape[0])]
+    out.append(("Samples from the prior", players(x, titles) +
+                f'<img alt="sample spectrograms" src="{_fig_uri(spectrogram_figure(x, info, titles))}">'))
+    xt = test[:6]
+    rec = model.reconstruct(xt, y=None if y is None else y[:6])
+    both = torch.stack([xt, rec], 1).flatten(0, 1)
+    titles = [t for i in range(xt.shape[0]) for t in (f"test clip {i}", f"reconstruction {i}")]
+    out.append(("Reconstructions", players(both, titles) +
+                f'<img alt="reconstructions" src="{_fig_uri(spectrogram_figure(both, info, titles, cols=2))}">'))
+    a, b = pick_pairs(test.shape[0], 1)
+    a, b = a.to(test.device), b.to(test.device)
+    path = model.interpolate(test[a], test[b], 6, *((None, None) if y is None else (y[a], y[b])))[0]
+    titles = [f"step {i}" for i in range(path.shape[0])]
+    out.append(("Interpolation", "<p>Decoded along the straight path between the posterior means of two test clips.</p>"
+                + players(path, titles)
+                + f'<img alt="interpolation" src="{_fig_uri(spectrogram_figure(path, info, titles, cols=6))}">'))
+    return out
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows) \
         + "</table>"
@@ -121,22 +203,12 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
                                        f"{html.escape(str(run.path))}</code> and then <code>vaekit report</code>.</p>"))
 
     y = bundle.test_labels if model.classes else None
-    samples = grid(sample_images(model, 64, 8), 8)
-    note = "<p>One row per class.</p>" if model.classes else ""
-    sections.append(("Samples from the prior", f'{note}<img alt="prior samples" src="{_pil_uri(samples)}">'))
-    x = test[:32]
-    rec = model.reconstruct(x, y=None if y is None else y[:32])
-    rows = []
-    for i in range(0, x.shape[0], 8):
-        rows += [x[i:i + 8], rec[i:i + 8]]
-    sections.append(("Reconstructions", "<p>Each row of test images is followed by its reconstruction.</p>"
-                     f'<img alt="reconstructions" src="{_pil_uri(grid(torch.cat(rows), 8))}">'))
-    a, b = pick_pairs(test.shape[0], 6)
-    a, b = a.to(test.device), b.to(test.device)
-    path = model.interpolate(test[a], test[b], 10, *((None, None) if y is None else (y[a], y[b])))
-    strip = torch.cat([test[a].unsqueeze(1), path, test[b].unsqueeze(1)], 1).flatten(0, 1)
-    sections.append(("Interpolations", "<p>First image, the decoded straight line between the posterior means, "
-                     f'last image.</p><img alt="interpolations" src="{_pil_uri(grid(strip, 12))}">'))
+    if run.modality == "text":
+        sections += _text_sections(run, bundle)
+    elif run.modality == "audio":
+        sections += _audio_sections(run, bundle)
+    else:
+        sections += _image_sections(model, test, y)
 
     kls = ev["kl_per_dim"] if ev and ev.get("kl_per_dim") else kl_per_dim(model, test, y)
     if kls is not None:
@@ -153,6 +225,8 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
 h1 {{ font-size: 1.6em; }} h2 {{ font-size: 1.2em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }}
 img {{ max-width: 100%; image-rendering: pixelated; }}
+.clips {{ display: flex; flex-wrap: wrap; gap: .5em 1.5em; }} figure {{ margin: 0; }}
+figcaption {{ font-size: .85em; color: #555; }}
 pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; }}
 table {{ border-collapse: collapse; }} th, td {{ text-align: left; padding: .25em 1em .25em 0; }}
 </style></head><body>

@@ -32,11 +32,31 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def saved_data(path: Path, info: dict) -> dict:
+    """What a run keeps to encode its data as in training: a text run's vocabulary
+    (vocab.json), an audio run's normalisation statistics (in its data description)."""
+    saved = dict(info)
+    if info.get("modality") == "text":
+        from .data.text import Vocab
+
+        saved["vocab"] = Vocab.load(Path(path) / "vocab.json")
+    return saved
+
+
 class Run:
-    """A trained model with its config and data description, loaded from a run directory."""
+    """A trained model with its config and data description, loaded from a run directory.
+
+    ``vocab``: a text run's vocabulary, to turn generated token ids into lines.
+    """
 
     def __init__(self, path: Path, config: Config, info: dict, model: VAE):
         self.path, self.config, self.info, self.model = Path(path), config, info, model
+        self.saved = saved_data(self.path, info)
+        self.vocab = self.saved.get("vocab")
+
+    @property
+    def modality(self) -> str:
+        return self.info.get("modality", "image")
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "Run":
@@ -52,7 +72,10 @@ class Run:
         if not isinstance(info, dict) or "shape" not in info:
             raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
         config = Config.from_dict(raw, origin=str(cfg_file))
-        model = build_model(config.model, info)
+        try:
+            model = build_model(config.model, info)
+        except (ValueError, KeyError, TypeError) as e:
+            raise VaekitError(f"{cfg_file}: the model cannot be built from it ({e}).") from None
         weights = load_weights(path / "model.safetensors")
         own = model.state_dict()
         missing = sorted(set(own) - set(weights))
@@ -73,9 +96,9 @@ class Run:
         """The data set the run was trained on, reloaded from its source."""
         from .data import load_data
 
-        bundle = load_data(self.config.data)
-        if list(bundle.shape) != list(self.info["shape"]):
-            raise VaekitError(f"{self.config.data.source}: images are now {list(bundle.shape)}, "
+        bundle = load_data(self.config.data, self.saved)
+        if list(bundle.shape) != list(self.info["shape"]) and self.modality != "text":
+            raise VaekitError(f"{self.config.data.source}: the data are now {list(bundle.shape)}, "
                               f"but the run was trained on {self.info['shape']}.")
         return bundle.to(self.model.device)
 
@@ -109,9 +132,23 @@ class Run:
         result = evaluate(self.model, self.data.split(split), k=k, quiet=quiet, batch_rows=batch_size,
                           y=self.labels(split))
         result = {"data": self.info["name"], "split": split, **result}
+        if self.modality == "audio":
+            result.update(self.reconstruction_metrics(split))
         if write:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result
+
+    @torch.no_grad()
+    def reconstruction_metrics(self, split: str = "test") -> dict:
+        """Audio: spectral convergence and log-spectral distance between the split's mel
+        spectrograms and those decoded from the posterior means."""
+        from .data.audio import LogMel, spectral_metrics
+
+        fx = LogMel.from_info(self.info)
+        x, y = self.data.split(split), self.labels(split)
+        rec = torch.cat([self.model.reconstruct(x[i:i + 256], y=None if y is None else y[i:i + 256])
+                         for i in range(0, x.shape[0], 256)])
+        return spectral_metrics(fx.to_power(x.cpu()), fx.to_power(rec.cpu()))
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, latent={self.model.latent})"

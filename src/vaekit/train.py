@@ -33,7 +33,7 @@ from .config import Config, auto_batch_size, load_yaml, save_yaml
 from .data import Bundle, load_data
 from .errors import VaekitError
 from .evaluate import elbo_sums
-from .model import build_model, likelihood_name
+from .model import build_model, likelihood_name, resolve_net
 from .objectives import Objective
 from .run import Run, resolve_device
 
@@ -43,13 +43,22 @@ STATE_FILE = Path("state") / "last.pt"
 
 
 def check_data_fits(config: Config, bundle: Bundle) -> None:
-    lik = likelihood_name(config.model, bundle.info())
+    info = bundle.info()
+    config.model.net = resolve_net(config.model.net, bundle.modality)
+    try:
+        build_model(config.model, info)
+    except ValueError as e:
+        raise VaekitError(f"{config.data.source}: {e}.") from None
+    lik = likelihood_name(config.model, info)
     if config.model.conditional and any(bundle.labels(s) is None for s in ("train", "valid", "test")):
         raise VaekitError(f"{config.data.source}: a conditional model needs labels, and these data have none "
                           f"(labels come from IDX label files, a 'y' array, or sub-folder names).")
     if lik == "bernoulli" and bundle.value != "binary":
         raise VaekitError(f"{config.data.source}: the Bernoulli likelihood needs binary pixels but the data are "
                           f"{bundle.value}; add --binarize dynamic (or static/threshold), or use another likelihood.")
+    if lik == "logistic" and bundle.value not in ("levels", "binary", "continuous"):
+        raise VaekitError(f"{config.data.source}: the discretized logistic likelihood needs values in [0, 1], "
+                          f"but these data are {bundle.value}; use --likelihood gaussian.")
 
 
 def default_run_dir(bundle: Bundle) -> Path:
@@ -323,10 +332,17 @@ class Trainer:
         return run
 
 
-def _start(config: Config, data: Bundle | None):
+def _saved_data(path: Path, info: dict | None) -> dict:
+    """What a run keeps about its data encoding: the vocabulary, the audio normalisation."""
+    from .run import saved_data
+
+    return saved_data(path, info or {})
+
+
+def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     d, device_name = dist.setup(config.train.device)
     device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
-    bundle = data if data is not None else load_data(config.data)
+    bundle = data if data is not None else load_data(config.data, saved)
     check_data_fits(config, bundle)
     return d, device, bundle
 
@@ -357,6 +373,8 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     if d.main:
         target = _prepare_dir(Path(out) if out else default_run_dir(bundle))
         save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, target / "config.yaml")
+        if bundle.vocab is not None:
+            bundle.vocab.save(target / "vocab.json")
     target = Path(dist.broadcast_object(str(target), d))
     trainer = Trainer(config, bundle, target, d, device, quiet)
     _describe(trainer, (lambda *a: None) if trainer.quiet else print)
@@ -382,7 +400,7 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     if not state_file.is_file():
         raise VaekitError(f"{state_file}: no checkpoint to resume from.")
     state = load_state(state_file)
-    d, device, bundle = _start(config, data)
+    d, device, bundle = _start(config, data, _saved_data(path, info))
     if info and list(bundle.shape) != list(info.get("shape", [])):
         raise VaekitError(f"{config.data.source}: images are now {list(bundle.shape)}, but the run was trained on "
                           f"{info.get('shape')}.")

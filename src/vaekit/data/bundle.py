@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -11,10 +12,14 @@ import torch
 class Bundle:
     """Everything the trainer and the model need from a data source.
 
-    Images are float tensors of shape (N, C, H, W) with values in [0, 1].
-
+    modality: ``image``: float tensors (N, C, H, W) in [0, 1]; ``text``: int64 token ids
+        (N, L), padded with 0 after the end-of-line token; ``audio``: normalised log-mel
+        spectrograms (N, 1, mels, frames).
     value: ``binary`` (0/1), ``levels`` (``levels`` evenly spaced values k/(levels-1)),
-        or ``continuous``.
+        ``continuous`` (in [0, 1]), ``real`` (unbounded) or ``tokens``.
+    meta: what the modality must remember to rebuild the model and decode its output
+        (vocabulary size, sample rate, normalisation, ...); saved in ``info()``.
+    vocab: a text bundle's :class:`vaekit.data.text.Vocab` (saved as vocab.json in a run).
     dynamic: when True, training images are probabilities and each batch draws fresh
         binary pixels from them (dynamic binarisation); valid/test hold one fixed draw.
     """
@@ -31,6 +36,9 @@ class Bundle:
     valid_labels: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
     label_names: list[str] | None = None
+    modality: str = "image"
+    meta: dict[str, Any] = field(default_factory=dict)
+    vocab: Any = None
 
     @property
     def dim(self) -> int:
@@ -66,17 +74,30 @@ class Bundle:
         """What a saved model needs to be rebuilt without the data (kept in config.yaml)."""
         return {
             "name": self.name,
-            "modality": "image",
+            "modality": self.modality,
             "shape": list(self.shape),
             "value": self.value,
             "levels": self.levels,
             "label_names": self.label_names,
             "classes": self.classes,
             "sizes": {s: int(self.split(s).shape[0]) for s in ("train", "valid", "test")},
+            **self.meta,
         }
 
     def describe(self) -> str:
         sizes = ", ".join(f"{s} {self.split(s).shape[0]:,}" for s in ("train", "valid", "test"))
+        if self.modality == "text":
+            m = self.meta
+            sk = m.get("skipped", {})
+            return (f"{self.name}: {m['tokens']} tokens, vocabulary {m['vocab_size']:,}, up to {self.shape[0] - 1} "
+                    f"tokens a line; {sizes} lines; skipped {sk.get('empty', 0):,} empty, "
+                    f"{sk.get('too_long', 0):,} over {m['max_length']} tokens, "
+                    f"{sk.get('bad_encoding', 0):,} not UTF-8")
+        if self.modality == "audio":
+            m = self.meta
+            sk = m.get("skipped", [])
+            return (f"{self.name}: {m['clip_seconds']:g} s clips at {m['sample_rate']:,} Hz as {self.shape[1]} mel bins "
+                    f"x {self.shape[2]} frames; {sizes}" + (f"; skipped {len(sk)} unusable file(s)" if sk else ""))
         kind = f"{self.levels} levels" if self.value == "levels" else self.value
         if self.dynamic:
             kind = "binary (dynamic binarisation)"

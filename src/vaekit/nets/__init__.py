@@ -1,10 +1,13 @@
 """Encoders and decoders by shape of data.
 
 An encoder maps a batch x (B, *shape) to (mu, logvar), each (B, latent).
-A decoder maps z (B, latent) to likelihood parameters (B, n_params, *shape).
+A decoder maps z (B, latent) to likelihood parameters (B, n_params, *shape); an
+autoregressive decoder (``autoregressive = True``) also takes x (teacher forcing) and has
+``generate(z, ...)``.
 """
 
 from .conv import ConvDecoder, ConvEncoder
 from .mlp import MLPDecoder, MLPEncoder
+from .recurrent import RecurrentDecoder, RecurrentEncoder
 
-__all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder"]
+__all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder", "RecurrentDecoder"]

@@ -1,0 +1,169 @@
+"""Recurrent encoder and decoder for token sequences (text).
+
+Encoder: token embedding -> bidirectional GRU/LSTM over the line (packed, so padding is
+not read) -> the last forward and backward states -> a linear layer to (mu, logvar).
+
+Decoder (Bowman et al. 2016): a GRU/LSTM language model conditioned on z twice: its initial
+state is a linear function of z, and z is concatenated to every input embedding. Training
+uses teacher forcing: it reads ``<s> t_1 .. t_n`` and outputs the logits of
+``t_1 .. t_n </s>``. Two cures for posterior collapse live here: word dropout (inputs
+replaced by ``<unk>`` with some probability, in training only) and the inputless decoder
+(inputs always ``<unk>``, so everything it knows about the line comes from z).
+Generation is greedy, sampling with a temperature, or beam search.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from ..data.text import BOS, EOS, PAD, UNK
+
+CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
+
+
+class RecurrentEncoder(nn.Module):
+    def __init__(self, vocab: int, latent: int, embedding: int = 64, hidden: int = 256, cell: str = "gru",
+                 extra: int = 0):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embedding, padding_idx=PAD)
+        self.rnn = CELLS[cell](embedding, hidden, batch_first=True, bidirectional=True)
+        self.fc = nn.Linear(2 * hidden + extra, 2 * latent)
+
+    def forward(self, x, cond=None):
+        lengths = (x != PAD).sum(1).clamp(min=1).cpu()
+        packed = pack_padded_sequence(self.embed(x), lengths, batch_first=True, enforce_sorted=False)
+        _, h = self.rnn(packed)
+        if isinstance(h, tuple):  # LSTM: (h, c)
+            h = h[0]
+        h = torch.cat([h[-2], h[-1]], -1)  # last layer, forward and backward
+        if cond is not None:
+            h = torch.cat([h, cond], -1)
+        return self.fc(h).chunk(2, dim=-1)
+
+
+class RecurrentDecoder(nn.Module):
+    """z (B, latent) and the target tokens x (B, L) -> logits (B, vocab, L)."""
+
+    autoregressive = True
+
+    def __init__(self, vocab: int, latent: int, length: int, embedding: int = 64, hidden: int = 256,
+                 cell: str = "gru", word_dropout: float = 0.0, inputless: bool = False):
+        super().__init__()
+        self.vocab, self.length, self.cell = vocab, length, cell
+        self.word_dropout, self.inputless = word_dropout, inputless
+        self.embed = nn.Embedding(vocab, embedding, padding_idx=PAD)
+        self.init = nn.Linear(latent, hidden * (2 if cell == "lstm" else 1))
+        self.rnn = CELLS[cell](embedding + latent, hidden, batch_first=True)
+        self.out = nn.Linear(hidden, vocab)
+
+    def initial_state(self, z):
+        h = torch.tanh(self.init(z)).unsqueeze(0)
+        return tuple(h.chunk(2, -1)) if self.cell == "lstm" else h
+
+    def inputs(self, x):
+        """<s> t_1 .. t_{L-1}, with word dropout in training or all <unk> for the inputless decoder."""
+        inp = torch.cat([torch.full_like(x[:, :1], BOS), x[:, :-1]], 1)
+        if self.inputless:
+            inp = torch.where(inp == BOS, inp, torch.full_like(inp, UNK))
+        elif self.training and self.word_dropout > 0:
+            drop = (torch.rand(inp.shape, device=inp.device) < self.word_dropout) & (inp != BOS) & (inp != PAD)
+            inp = torch.where(drop, torch.full_like(inp, UNK), inp)
+        return inp
+
+    def forward(self, z, x):
+        inp = self.inputs(x)
+        e = self.embed(inp)
+        h, _ = self.rnn(torch.cat([e, z.unsqueeze(1).expand(-1, e.shape[1], -1)], -1), self.initial_state(z))
+        return self.out(h).transpose(1, 2)  # (B, vocab, L): the likelihood's (B, n_params, *shape)
+
+    def _step(self, z, tok, state):
+        e = self.embed(tok).unsqueeze(1)
+        h, state = self.rnn(torch.cat([e, z.unsqueeze(1)], -1), state)
+        return F.log_softmax(self.out(h[:, 0]).float(), -1), state
+
+    def _next_input(self, tok):
+        return torch.full_like(tok, UNK) if self.inputless else tok
+
+    @staticmethod
+    def _reorder(state, idx):
+        return tuple(s[:, idx] for s in state) if isinstance(state, tuple) else state[:, idx]
+
+    @torch.no_grad()
+    def generate(self, z, method: str = "greedy", temperature: float = 1.0, beam: int = 5,
+                 max_length: int | None = None) -> torch.Tensor:
+        """Decode token ids (B, L) from latents z (B, latent); padded with 0 after </s>.
+
+        method: ``greedy`` (the most likely token at each step), ``sample`` (from the
+        softmax at ``temperature``) or ``beam`` (beam search of width ``beam``, finished
+        lines ranked by log-probability with the length penalty of Wu et al. 2016).
+        """
+        length = max_length or self.length
+        if method == "beam":
+            return self._beam(z, beam, length)
+        b = z.shape[0]
+        out = torch.zeros(b, length, dtype=torch.long, device=z.device)
+        tok = torch.full((b,), BOS, dtype=torch.long, device=z.device)
+        done = torch.zeros(b, dtype=torch.bool, device=z.device)
+        state = self.initial_state(z)
+        for t in range(length):
+            logp, state = self._step(z, self._next_input(tok) if t else tok, state)
+            logp[:, PAD] = logp[:, BOS] = -math.inf
+            if t == 0 and length > 1:  # training lines are never empty
+                logp[:, EOS] = -math.inf
+            if t == length - 1:  # the last position can only end the line
+                tok = torch.full_like(tok, EOS)
+            elif method == "sample":
+                tok = torch.multinomial(F.softmax(logp / max(temperature, 1e-6), -1), 1)[:, 0]
+            else:
+                tok = logp.argmax(-1)
+            out[:, t] = torch.where(done, PAD, tok)
+            done |= tok == EOS
+            if done.all():
+                break
+        return out
+
+    def _beam(self, z, width: int, length: int) -> torch.Tensor:
+        b, dev = z.shape[0], z.device
+        zw = z.repeat_interleave(width, 0)                                  # (B*W, latent)
+        state = self.initial_state(zw)
+        scores = torch.full((b, width), -math.inf, device=dev)
+        scores[:, 0] = 0.0                                                  # one live beam at the start
+        seqs = torch.zeros(b, width, length, dtype=torch.long, device=dev)
+        done = torch.zeros(b, width, dtype=torch.bool, device=dev)
+        lengths = torch.zeros(b, width, device=dev)
+        tok = torch.full((b * width,), BOS, dtype=torch.long, device=dev)
+        v = self.vocab
+        for t in range(length):
+            logp, state = self._step(zw, self._next_input(tok) if t else tok, state)
+            logp[:, PAD] = logp[:, BOS] = -math.inf
+            if t == 0 and length > 1:
+                logp[:, EOS] = -math.inf
+            if t == length - 1:
+                logp[:, :EOS] = -math.inf
+                logp[:, EOS + 1:] = -math.inf
+            logp = logp.view(b, width, v)
+            # a finished line only extends with padding, at no cost
+            fin = torch.full_like(logp, -math.inf)
+            fin[..., PAD] = 0.0
+            logp = torch.where(done.unsqueeze(-1), fin, logp)
+            cand = (scores.unsqueeze(-1) + logp).view(b, width * v)
+            scores, flat = cand.topk(width, -1)
+            src, tok2 = flat // v, flat % v                                 # (B, W)
+            seqs = seqs.gather(1, src.unsqueeze(-1).expand(-1, -1, length)).clone()
+            seqs[:, :, t] = tok2
+            was_done = done.gather(1, src)
+            lengths = lengths.gather(1, src) + (~was_done).float()
+            done = was_done | (tok2 == EOS)
+            base = (torch.arange(b, device=dev) * width).unsqueeze(1)
+            state = self._reorder(state, (base + src).view(-1))
+            tok = tok2.view(-1)
+            if done.all():
+                break
+        penalty = ((5.0 + lengths) / 6.0) ** 0.6
+        best = (scores / penalty).argmax(-1)
+        return seqs[torch.arange(b, device=dev), best]
