@@ -92,12 +92,13 @@ def latent_points(model, x: torch.Tensor, max_points: int = 5000, y=None):
     y = None if y is None else y[:max_points]
     mu = torch.cat([model.encode(x[i:i + 2000], None if y is None else y[i:i + 2000]).loc
                     for i in range(0, x.shape[0], 2000)]).cpu().numpy()
-    if mu.shape[1] > 2:
+    if mu.shape[1] > 2 and mu.shape[0] >= 2:
         from sklearn.decomposition import PCA
 
         pca = PCA(n_components=2).fit(mu)
         ev = pca.explained_variance_ratio_
         return pca.transform(mu), (f"PC 1 ({ev[0]:.0%} of variance)", f"PC 2 ({ev[1]:.0%})"), pca
+    mu = mu[:, :2]
     return np.pad(mu, ((0, 0), (0, 2 - mu.shape[1]))), ("z 1", "z 2"), None
 
 
@@ -141,9 +142,13 @@ def latent_map_png(model, x: torch.Tensor, labels: torch.Tensor | None, path, la
     return path
 
 
-def pick_pairs(n: int, pairs: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def pick_pairs(n: int, pairs: int, seed: int = 0, allow_one: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random disjoint pairs of indices below n; with ``allow_one``, a lone example is paired
+    with itself (the pictures at the end of training must not fail on a tiny test split)."""
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(n, generator=g)[: 2 * pairs]
+    if idx.numel() == 1 and allow_one:
+        return idx, idx
     if idx.numel() < 2:
         raise VaekitError("interpolation needs at least two test examples.")
     half = idx.numel() // 2
@@ -205,7 +210,7 @@ def write_text_outputs(run, bundle) -> list[Path]:
     for method, label in (("greedy", "greedy"), ("sample", "sampled, temperature 1"), ("beam", "beam search, width 5")):
         samples += [f"# {label}"] + text_samples(model, vocab, 10, method) + [""]
     rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[:20])]
-    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 4))
+    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 4, allow_one=True))
     inter = []
     for path in text_interpolation(model, vocab, test[a], test[b], 8):
         inter += path + [""]
@@ -223,7 +228,7 @@ def write_run_pictures(run, bundle=None) -> list[Path]:
         return write_audio_outputs(run, bundle)
     model, out = run.model, run.path / "samples"
     test, y = bundle.test, (bundle.test_labels if model.classes else None)
-    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 8))
+    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 8, allow_one=True))
     ya, yb = (None, None) if y is None else (y[a], y[b])
     return [
         samples_png(model, out / "prior_samples.png"),
@@ -357,7 +362,7 @@ def write_audio_outputs(run, bundle) -> list[Path]:
     """Samples, reconstructions and an interpolation of an audio run, as WAV and PNG."""
     model, info, out, test = run.model, run.info, run.path / "samples", bundle.test
     y = bundle.test_labels if model.classes else None
-    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 1))
+    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 1, allow_one=True))
     files = audio_samples(model, info, out / "prior", label_names=bundle.label_names)
     files += audio_reconstructions(model, info, test[:4], out / "reconstructions", None if y is None else y[:4])
     files += audio_interpolation(model, info, test[a], test[b], out / "interpolation", 8,

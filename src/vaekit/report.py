@@ -93,7 +93,7 @@ def _image_sections(model, test, y) -> list[tuple[str, str]]:
         rows += [x[i:i + 8], rec[i:i + 8]]
     sections.append(("Reconstructions", "<p>Each row of test images is followed by its reconstruction.</p>"
                      f'<img alt="reconstructions" src="{_pil_uri(grid(torch.cat(rows), 8))}">'))
-    a, b = pick_pairs(test.shape[0], 6)
+    a, b = pick_pairs(test.shape[0], 6, allow_one=True)
     a, b = a.to(test.device), b.to(test.device)
     path = model.interpolate(test[a], test[b], 10, *((None, None) if y is None else (y[a], y[b])))
     strip = torch.cat([test[a].unsqueeze(1), path, test[b].unsqueeze(1)], 1).flatten(0, 1)
@@ -118,7 +118,7 @@ def _text_sections(run, bundle) -> list[tuple[str, str]]:
     rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[:16])]
     out.append(("Reconstructions", "<p>Test line, then the line decoded (greedily) from its posterior mean.</p>"
                 + _pre(rec)))
-    a, b = pick_pairs(test.shape[0], 3)
+    a, b = pick_pairs(test.shape[0], 3, allow_one=True)
     lines = []
     for path in text_interpolation(model, vocab, test[a.to(test.device)], test[b.to(test.device)], 8):
         lines += path + [""]
@@ -153,7 +153,7 @@ def _audio_sections(run, bundle) -> list[tuple[str, str]]:
     titles = [t for i in range(xt.shape[0]) for t in (f"test clip {i}", f"reconstruction {i}")]
     out.append(("Reconstructions", players(both, titles) +
                 f'<img alt="reconstructions" src="{_fig_uri(spectrogram_figure(both, info, titles, cols=2))}">'))
-    a, b = pick_pairs(test.shape[0], 1)
+    a, b = pick_pairs(test.shape[0], 1, allow_one=True)
     a, b = a.to(test.device), b.to(test.device)
     path = model.interpolate(test[a], test[b], 6, *((None, None) if y is None else (y[a], y[b])))[0]
     titles = [f"step {i}" for i in range(path.shape[0])]
