@@ -34,6 +34,8 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/binarized_mnist.py --data $(DATA)/binarized-mnist
+	$(BIN)/python bench/text.py --data $(DATA)/text
+	$(BIN)/python bench/audio.py --data $(DATA)/fsdd
 	$(BIN)/python bench/serve_load.py
 
 clean:

@@ -32,7 +32,7 @@ def test_info_and_decoding(client):
     r = client.post("/api/decode_point", json={"x": 0.5, "y": -1})
     assert r.status_code == 200 and len(r.get_json()["z"]) == 4
     r = client.get("/api/example/3").get_json()
-    assert len(r["z"]) == 4 and r["image"] != r["reconstruction"]
+    assert len(r["z"]) == 4 and r["example"]["image"] != r["reconstruction"]["image"]
     r = client.post("/api/interpolate", json={"a": 0, "b": 5, "steps": 6})
     assert r.status_code == 200
 
@@ -54,6 +54,33 @@ def test_bad_requests_get_400_with_a_message(client, path, payload, fragment):
     r = client.post(path, json=payload)
     assert r.status_code == 400
     assert fragment in r.get_json()["error"]
+
+
+def test_text_run_decodes_to_lines(tmp_path):
+    from test_text import make_names, text_config
+
+    run = vaekit.train(text_config(make_names(tmp_path / "n.txt", 120), epochs=1), out=tmp_path / "r", quiet=True,
+                       pictures=False)
+    c = create_app(vaekit.Run.load(run.path)).test_client()
+    info = c.get("/api/info").get_json()
+    assert info["modality"] == "text"
+    r = c.post("/api/decode", json={"z": [0.0] * info["latent"]}).get_json()
+    assert isinstance(r["text"], str) and r["text"] and "image" not in r
+    r = c.post("/api/interpolate", json={"a": 0, "b": 1, "steps": 4}).get_json()
+    assert len(r["text"].split("\n")) == 6
+    assert c.post("/api/decode", json={"z": [0.0]}).status_code == 400
+
+
+def test_audio_run_decodes_to_sound_and_spectrogram(tmp_path):
+    from test_audio import make_wavs
+
+    cfg = vaekit.Config()
+    cfg.data.source, cfg.data.clip_seconds, cfg.data.n_mels = str(make_wavs(tmp_path / "w", 5)), 0.5, 32
+    cfg.model.latent, cfg.model.channels, cfg.train.epochs = 3, [8], 1
+    run = vaekit.train(cfg, out=tmp_path / "r", quiet=True, pictures=False)
+    c = create_app(vaekit.Run.load(run.path)).test_client()
+    r = c.post("/api/decode", json={"z": [0.0, 0.5, -0.5]}).get_json()
+    assert r["image"].startswith("data:image/png;base64,") and r["audio"].startswith("data:audio/wav;base64,")
 
 
 def test_not_json_and_unknown_paths(client):

@@ -3,7 +3,8 @@
     vaekit serve runs/x [--port 8000] [--host 127.0.0.1]
 
 The page shows the 2-D map of the test set's posterior means (PCA when the latent is
-larger). Clicking the map decodes that point, and one slider per latent dimension (the
+larger). Decoded points are shown as images, as lines of text, or as a spectrogram with a
+sound player, by the run's kind of data. Clicking the map decodes that point, and one slider per latent dimension (the
 most active first) moves the decoded point. Picking two test examples shows the
 interpolation between them. Decoding runs on the server; every request is validated, and
 a malformed one gets HTTP 400 with a JSON message.
@@ -38,6 +39,34 @@ def _png(images: torch.Tensor) -> str:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _figure_png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def render(run, x: torch.Tensor) -> dict:
+    """Decoded data as the page shows them: ``image`` (a PNG data URI) for images; ``text``
+    (lines) for text; for audio a spectrogram ``image`` and ``audio`` (a WAV data URI that
+    plays the clips in turn)."""
+    if run.modality == "text":
+        return {"text": "\n".join(run.vocab.decode_batch(x))}
+    if run.modality == "audio":
+        from .generate import audio_clips, spectrogram_figure, wav_bytes
+
+        info = run.info
+        waves = audio_clips(x, info, iterations=32)
+        gap = np.zeros(int(0.1 * info["sample_rate"]), dtype=np.float32)
+        wav = wav_bytes(np.concatenate([c for w in waves for c in (w, gap)][:-1]), info["sample_rate"])
+        fig = spectrogram_figure(x, info, [""] * x.shape[0], cols=x.shape[0])
+        fig.set_size_inches(min(2.4 * x.shape[0], 24), 2.0)
+        return {"image": _figure_png(fig), "audio": "data:audio/wav;base64," + base64.b64encode(wav).decode("ascii")}
+    return {"image": _png(x)}
 
 
 def _number(v, what: str) -> float:
@@ -84,13 +113,13 @@ class Explorer:
         return {"run": str(self.run.path), "latent": self.latent, "order": self.order, "activity": self.activity,
                 "ranges": self.ranges, "axes": list(self.axes), "label_names": self.label_names,
                 "points": [[float(a), float(b)] for a, b in self.xy], "labels": self.labels,
-                "shape": list(self.run.info["shape"]), "classes": self.classes}
+                "shape": list(self.run.info["shape"]), "classes": self.classes, "modality": self.run.modality}
 
-    def decode(self, z: list[float], label: int | None = None) -> str:
+    def decode(self, z: list[float], label: int | None = None) -> dict:
         with self.lock, torch.no_grad():
             t = torch.tensor([z], dtype=torch.float32, device=self.mu.device)
             y = None if not self.classes else torch.tensor([label or 0], device=self.mu.device)
-            return _png(self.model.decode_to_data(t, True, y))
+            return render(self.run, self.model.decode_to_data(t, True, y))
 
     def point_to_z(self, x: float, y: float) -> list[float]:
         if self.pca is None:
@@ -102,15 +131,26 @@ class Explorer:
     def example(self, i: int) -> dict:
         with self.lock, torch.no_grad():
             y = None if self.y is None else self.y[i:i + 1]
-            return {"index": i, "z": self.mu[i].tolist(), "image": _png(self.x[i:i + 1]),
+            return {"index": i, "z": self.mu[i].tolist(), "example": render(self.run, self.x[i:i + 1]),
                     "label": None if self.labels is None else self.labels[i],
-                    "reconstruction": _png(self.model.reconstruct(self.x[i:i + 1], y=y))}
+                    "reconstruction": render(self.run, self.model.reconstruct(self.x[i:i + 1], y=y))}
 
-    def interpolate(self, a: int, b: int, steps: int) -> str:
+    def interpolate(self, a: int, b: int, steps: int) -> dict:
         with self.lock, torch.no_grad():
             ya, yb = (None, None) if self.y is None else (self.y[a:a + 1], self.y[b:b + 1])
             path = self.model.interpolate(self.x[a:a + 1], self.x[b:b + 1], steps, ya, yb)[0]
-            return _png(torch.cat([self.x[a:a + 1], path, self.x[b:b + 1]]))
+            if self.run.modality == "text":  # the decoded path, between the two test lines
+                return render(self.run, torch.cat([self._pad(self.x[a:a + 1], path), path,
+                                                   self._pad(self.x[b:b + 1], path)]))
+            return render(self.run, torch.cat([self.x[a:a + 1], path, self.x[b:b + 1]]))
+
+    @staticmethod
+    def _pad(x, like):
+        """Token rows padded or cut to the width of another batch of token rows."""
+        out = torch.zeros(x.shape[0], like.shape[1], dtype=x.dtype, device=x.device)
+        w = min(x.shape[1], like.shape[1])
+        out[:, :w] = x[:, :w]
+        return out
 
 
 def create_app(run) -> Flask:
@@ -152,14 +192,14 @@ def create_app(run) -> Flask:
         if not isinstance(z, list) or len(z) != ex.latent:
             raise BadRequest(f"'z' must be a list of {ex.latent} numbers")
         z = [_number(v, f"z[{i}]") for i, v in enumerate(z)]
-        return jsonify(image=ex.decode(z, label_of(data)))
+        return jsonify(ex.decode(z, label_of(data)))
 
     @app.post("/api/decode_point")
     def decode_point():
         data = body()
         x, y = _number(data.get("x"), "x"), _number(data.get("y"), "y")
         z = ex.point_to_z(x, y)
-        return jsonify(z=z, image=ex.decode(z, label_of(data)))
+        return jsonify(z=z, **ex.decode(z, label_of(data)))
 
     @app.get("/api/example/<int:i>")
     def example(i):
@@ -171,7 +211,7 @@ def create_app(run) -> Flask:
         n = ex.x.shape[0]
         a, b = _integer(data.get("a"), "'a'", n), _integer(data.get("b"), "'b'", n)
         steps = _integer(data.get("steps", 8), "'steps'", 33)
-        return jsonify(image=ex.interpolate(a, b, max(steps, 2)))
+        return jsonify(ex.interpolate(a, b, max(steps, 2)))
 
     return app
 
