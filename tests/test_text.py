@@ -204,3 +204,24 @@ def test_vocab_round_trip(tmp_path):
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(Exception, match="bad.json: not a vaekit vocabulary"):
         Vocab.load(tmp_path / "bad.json")
+
+
+def test_text_run_resumes_to_the_same_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from vaekit import resume
+
+    src = make_names(tmp_path / "names.txt", 150)
+
+    def cfg(epochs):
+        c = text_config(src, epochs=epochs, word_dropout=0.3)
+        c.train.free_bits = 0.2
+        return c
+
+    train(cfg(3), out=tmp_path / "full", quiet=True, pictures=False)
+    train(cfg(2), out=tmp_path / "part", quiet=True, pictures=False)
+    resume(tmp_path / "part", quiet=True, epochs=3, pictures=False)
+    a = torch.load(tmp_path / "full" / "state" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "part" / "state" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_file(tmp_path / "part" / "model.safetensors").keys() == a.keys()

@@ -110,7 +110,9 @@ class TrainConfig:
         training examples (more steps per epoch) and 128 above.
     objective: ``elbo`` or ``iwae`` (with ``k`` importance samples).
     beta: weight of the KL term (beta-VAE); warmup_epochs: beta ramps linearly from 0.
-    free_bits: minimum KL in nats per latent dimension (averaged over the batch).
+    free_bits: minimum KL in nats per latent dimension (averaged over the batch); ``null``
+        (the default) means 0 for images and audio and 0.25 for text, where a strong
+        autoregressive decoder would otherwise let the KL collapse to zero.
     lr_schedule: ``none`` | ``cosine`` | ``plateau`` (halve LR when valid ELBO stalls).
     patience: stop when the valid ELBO has not improved for this many epochs (0: never).
     max_bad_steps: steps with a non-finite loss or gradient are skipped; this many in a row
@@ -130,7 +132,7 @@ class TrainConfig:
     k: int = 1
     beta: float = 1.0
     warmup_epochs: int = 0
-    free_bits: float = 0.0
+    free_bits: float | None = None
     seed: int = 0
     device: str = "auto"
     max_bad_steps: int = 20
@@ -139,6 +141,11 @@ class TrainConfig:
 
 def auto_batch_size(n_train: int) -> int:
     return 32 if n_train < 20000 else 128
+
+
+def auto_free_bits(modality: str) -> float:
+    """The free-bits default: text VAEs need a floor on the KL to keep their latent in use."""
+    return 0.25 if modality == "text" else 0.0
 
 
 @dataclass
@@ -205,7 +212,7 @@ class Config:
         for key, sizes in (("model.hidden", m.hidden), ("model.channels", m.channels)):
             if not sizes or any(int(s) <= 0 for s in sizes):
                 raise VaekitError(f"{key} must be a non-empty list of positive sizes, got {sizes}.")
-        nonneg = {"train.beta": t.beta, "train.free_bits": t.free_bits, "train.warmup_epochs": t.warmup_epochs,
+        nonneg = {"train.beta": t.beta, "train.free_bits": t.free_bits or 0.0, "train.warmup_epochs": t.warmup_epochs,
                   "train.clip_grad": t.clip_grad, "train.patience": t.patience, "train.weight_decay": t.weight_decay}
         for key, value in nonneg.items():
             if value < 0:

@@ -30,7 +30,7 @@ class Objective:
     def from_config(cls, train_cfg, steps_per_epoch: int) -> "Objective":
         return cls(kind=train_cfg.objective, k=train_cfg.k if train_cfg.objective == "iwae" else 1,
                    beta=train_cfg.beta, warmup_steps=int(train_cfg.warmup_epochs * steps_per_epoch),
-                   free_bits=train_cfg.free_bits)
+                   free_bits=train_cfg.free_bits or 0.0)
 
     def beta_at(self, step: int) -> float:
         if self.warmup_steps <= 0:

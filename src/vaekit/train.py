@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from . import __version__
 from . import distributed as dist
 from .checkpoint import load_state, save_state, save_weights
-from .config import Config, auto_batch_size, load_yaml, save_yaml
+from .config import Config, auto_batch_size, auto_free_bits, load_yaml, save_yaml
 from .data import Bundle, load_data
 from .errors import VaekitError
 from .evaluate import elbo_sums
@@ -45,6 +45,8 @@ STATE_FILE = Path("state") / "last.pt"
 def check_data_fits(config: Config, bundle: Bundle) -> None:
     info = bundle.info()
     config.model.net = resolve_net(config.model.net, bundle.modality)
+    if config.train.free_bits is None:
+        config.train.free_bits = auto_free_bits(bundle.modality)
     try:
         build_model(config.model, info)
     except ValueError as e:
