@@ -90,7 +90,7 @@ def main():
     p.add_argument("--data", default="../shared/data/fsdd", help="the FSDD folder (with recordings/)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--latent", type=int, default=32)
-    p.add_argument("--k", type=int, default=1000, help="importance samples for the test NLL")
+    p.add_argument("--k", type=int, default=500, help="importance samples for the test NLL")
     p.add_argument("--samples-per-digit", type=int, default=50)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
     p.add_argument("--quiet", action="store_true")

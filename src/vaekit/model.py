@@ -159,7 +159,8 @@ class VAE(nn.Module):
 
     def floats_per_row(self) -> int:
         """Rough activation size of one decoder row, to size evaluation batches."""
-        n = self.likelihood.n_params * math.prod(self.likelihood.event_shape)
+        n = 3 * self.likelihood.n_params * math.prod(self.likelihood.event_shape)  # parameters, log-densities
+        n += getattr(self.decoder, "activation_floats", 0)
         if self.autoregressive:
             n += 4 * self.decoder.rnn.hidden_size * self.decoder.length
         return n

@@ -41,8 +41,10 @@ class ConvDecoder(nn.Module):
         self.fc = nn.Sequential(nn.Linear(latent, channels[-1] * sizes[-1][0] * sizes[-1][1]), nn.ReLU())
         outs = list(reversed(channels[:-1])) + [n_params * c]
         blocks, cin = [], channels[-1]
+        self.activation_floats = channels[-1] * sizes[-1][0] * sizes[-1][1]  # per example, to size batches
         for i, (cout, size) in enumerate(zip(outs, reversed(sizes[:-1]))):
             blocks += [nn.Upsample(size=size, mode="nearest"), nn.ConvTranspose2d(cin, cout, 3, padding=1)]
+            self.activation_floats += (2 * cin + 2 * cout) * size[0] * size[1]  # upsampled, conv, ReLU
             if i < len(outs) - 1:
                 blocks.append(nn.ReLU())
             cin = cout
