@@ -88,8 +88,8 @@ def config(data, conditional, epochs, latent):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/fsdd", help="the FSDD folder (with recordings/)")
-    p.add_argument("--epochs", type=int, default=60)
-    p.add_argument("--latent", type=int, default=32)
+    p.add_argument("--epochs", type=int, default=40)
+    p.add_argument("--latent", type=int, default=16)
     p.add_argument("--k", type=int, default=500, help="importance samples for the test NLL")
     p.add_argument("--samples-per-digit", type=int, default=50)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")

@@ -278,7 +278,7 @@ def spectrogram_figure(x: torch.Tensor, info: dict, titles: list[str] | None = N
 
     from .data.audio import LogMel
 
-    db = 10 * torch.log10(LogMel.from_info(info).to_power(x.detach().float().cpu()) + 1e-10)
+    db = LogMel.from_info(info).denormalise(x.detach().float().cpu()) * (10 / np.log(10))  # log-mel in dB
     n = db.shape[0]
     cols = min(cols, n)
     rows = int(np.ceil(n / cols))
@@ -289,7 +289,7 @@ def spectrogram_figure(x: torch.Tensor, info: dict, titles: list[str] | None = N
         if i >= n:
             ax.axis("off")
             continue
-        ax.imshow(db[i].numpy(), origin="lower", aspect="auto", cmap="magma", vmin=vmax - 80, vmax=vmax,
+        ax.imshow(db[i].numpy(), origin="lower", aspect="auto", cmap="magma", vmin=vmax - 60, vmax=vmax,
                   extent=(0, seconds, 0, db.shape[1]))
         ax.set_title(titles[i] if titles else f"{i}", fontsize=8)
         ax.tick_params(labelsize=6)

@@ -7,7 +7,7 @@ read, is empty or is silent is skipped and named in the data description; if not
 left, loading stops with a clear message.
 
 Features: the power spectrogram from ``torch.stft`` (Hann window), a mel filterbank, then
-log(mel + 1e-6), normalised per mel bin with the training split's mean and standard
+log(mel + 1e-5), normalised per mel bin with the training split's mean and standard
 deviation (saved with the run, so later commands encode exactly as in training). Each
 clip is a (1, n_mels, frames) "image" for the convolutional networks.
 
@@ -34,7 +34,7 @@ from ..errors import VaekitError
 from .bundle import Bundle
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".aiff", ".aif"}
-LOG_EPS = 1e-6
+LOG_EPS = 1e-5  # floor of mel power: about the background noise of quiet recordings, so zero padding is not an outlier
 SILENCE = 1e-4  # peak amplitude below which a clip counts as silent
 
 
