@@ -139,10 +139,14 @@ class LogMel:
 def spectral_metrics(power: torch.Tensor, power_hat: torch.Tensor) -> dict:
     """Spectral convergence ||S - S^||_F / ||S||_F (magnitudes) and log-spectral distance
     (root mean square over bins of the dB difference of powers, averaged over frames), per
-    clip, averaged over clips. Inputs: mel power spectrograms (B, bins, frames)."""
+    clip, averaged over clips. Inputs: mel power spectrograms (B, bins, frames).
+
+    The dB values are taken of power + the features' floor (LOG_EPS), the dynamic range the
+    model sees: below it, zero padding and background noise differ by tens of dB that
+    nobody hears and the model is not asked to reproduce."""
     mag, mag_hat = power.sqrt(), power_hat.sqrt()
     sc = (mag - mag_hat).flatten(1).norm(dim=1) / mag.flatten(1).norm(dim=1).clamp(min=1e-12)
-    db = 10 * torch.log10(power + 1e-10) - 10 * torch.log10(power_hat + 1e-10)
+    db = 10 * torch.log10(power + LOG_EPS) - 10 * torch.log10(power_hat + LOG_EPS)
     lsd = db.square().mean(1).sqrt().mean(1)
     return {"spectral_convergence": float(sc.mean()), "log_spectral_distance_db": float(lsd.mean())}
 
