@@ -36,7 +36,7 @@ from vaekit.data import load_data  # noqa: E402
 
 # The conditional model: a small latent (and beta) leave the digit's identity to the label,
 # so that samples asked for a digit say that digit; z keeps speaker and timing.
-CONDITIONAL = {"latent": 4, "beta": 1.0}
+CONDITIONAL = {"latent": 4, "beta": 2.0}
 
 
 class DigitClassifier(nn.Module):
