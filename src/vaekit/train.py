@@ -54,7 +54,8 @@ def check_data_fits(config: Config, bundle: Bundle) -> None:
     lik = likelihood_name(config.model, info)
     if config.model.conditional and any(bundle.labels(s) is None for s in ("train", "valid", "test")):
         raise VaekitError(f"{config.data.source}: a conditional model needs labels, and these data have none "
-                          f"(labels come from IDX label files, a 'y' array, or sub-folder names).")
+                          f"(labels come from IDX label files, a 'y' array, sub-folder names, or --label-from "
+                          f"for audio).")
     if lik == "bernoulli" and bundle.value != "binary":
         raise VaekitError(f"{config.data.source}: the Bernoulli likelihood needs binary pixels but the data are "
                           f"{bundle.value}; add --binarize dynamic (or static/threshold), or use another likelihood.")
