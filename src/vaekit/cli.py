@@ -288,22 +288,28 @@ def _check_label(run, label) -> None:
         raise VaekitError(f"{run.path}: --label needs a conditional model (train with --conditional).")
 
 
+def _show_lines(lines: list[str], out) -> int:
+    """Print lines of text, write them to ``out`` too, and say where."""
+    from .generate import write_text
+
+    print("\n".join(lines))
+    print(f"(written to {write_text(lines, out)})", file=sys.stderr)
+    return 0
+
+
 def _gen(args, default: str) -> dict:
     return {"method": args.method or default, "temperature": args.temperature, "beam": args.beam}
 
 
 def cmd_sample(args) -> int:
-    from .generate import audio_samples, samples_png, text_samples, write_text
+    from .generate import audio_samples, samples_png, text_samples
 
     run = _run(args)
     _check_label(run, args.label)
     if run.modality == "text":
         g = _gen(args, "sample")
         lines = text_samples(run.model, run.vocab, args.n or 10, g["method"], g["temperature"], g["beam"], args.seed)
-        out = args.out or run.path / "samples" / f"samples-{g['method']}-seed{args.seed}.txt"
-        print("\n".join(lines))
-        print(f"(written to {write_text(lines, out)})", file=sys.stderr)
-        return 0
+        return _show_lines(lines, args.out or run.path / "samples" / f"samples-{g['method']}-seed{args.seed}.txt")
     if run.modality == "audio":
         out = args.out or run.path / "samples" / f"samples-seed{args.seed}"
         for f in audio_samples(run.model, run.info, out, args.n or 8, args.seed, args.label,
@@ -317,7 +323,7 @@ def cmd_sample(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from .generate import audio_reconstructions, reconstructions_png, text_reconstructions, write_text
+    from .generate import audio_reconstructions, reconstructions_png, text_reconstructions
 
     run = _run(args)
     n = args.n or {"text": 10, "audio": 4}.get(run.modality, 32)
@@ -329,10 +335,7 @@ def cmd_reconstruct(args) -> int:
         pairs = text_reconstructions(run.model, run.vocab, x, g["method"], g["beam"])
         width = max(len(a) for a, _ in pairs)
         lines = [f"{a:<{width}}  ->  {b}" for a, b in pairs]
-        print("\n".join(lines))
-        out = args.out or run.path / "samples" / f"reconstructions-{args.split}.txt"
-        print(f"(written to {write_text(lines, out)})", file=sys.stderr)
-        return 0
+        return _show_lines(lines, args.out or run.path / "samples" / f"reconstructions-{args.split}.txt")
     if run.modality == "audio":
         out = args.out or run.path / "samples" / f"reconstructions-{args.split}"
         for f in audio_reconstructions(run.model, run.info, x, out, y):
@@ -346,8 +349,7 @@ def cmd_reconstruct(args) -> int:
 def cmd_interpolate(args) -> int:
     import torch
 
-    from .generate import (audio_interpolation, encode_lines, interpolations_png, pick_pairs, text_interpolation,
-                           write_text)
+    from .generate import audio_interpolation, encode_lines, interpolations_png, pick_pairs, text_interpolation
 
     run = _run(args)
     if run.modality == "text" and args.between:
@@ -355,10 +357,7 @@ def cmd_interpolate(args) -> int:
         a, b = x[:1], x[1:]
         g = _gen(args, "greedy")
         lines = text_interpolation(run.model, run.vocab, a, b, args.steps, g["method"], g["beam"])[0]
-        print("\n".join(lines))
-        out = args.out or run.path / "samples" / "interpolation.txt"
-        print(f"(written to {write_text(lines, out)})", file=sys.stderr)
-        return 0
+        return _show_lines(lines, args.out or run.path / "samples" / "interpolation.txt")
     if run.modality == "audio" and args.between:
         from .data.audio import load_clips
 
@@ -392,10 +391,7 @@ def cmd_interpolate(args) -> int:
         lines = []
         for path in text_interpolation(run.model, run.vocab, test[a], test[b], args.steps, g["method"], g["beam"]):
             lines += path + [""]
-        print("\n".join(lines))
-        out = args.out or run.path / "samples" / "interpolations.txt"
-        print(f"(written to {write_text(lines, out)})", file=sys.stderr)
-        return 0
+        return _show_lines(lines, args.out or run.path / "samples" / "interpolations.txt")
     if run.modality == "audio":
         out = args.out or run.path / "samples" / "interpolation"
         for f in audio_interpolation(run.model, run.info, test[a], test[b], out, args.steps, ya, yb):

@@ -203,20 +203,29 @@ def write_text(lines: list[str], path) -> Path:
     return path
 
 
+SAMPLE_METHODS = (("greedy", "greedy decoding"), ("sample", "sampling at temperature 1"),
+                  ("beam", "beam search, width 5"))
+
+
+def text_outputs(model, vocab, test: torch.Tensor, n_rec: int = 20, pairs: int = 4) -> dict[str, list[str]]:
+    """What a text run shows, as lines: 10 prior samples per generation method,
+    ``test line  ->  reconstruction`` lines, and interpolations between test lines (each path
+    followed by an empty line). Written to files after training and shown in the report."""
+    samples = {label: text_samples(model, vocab, 10, method) for method, label in SAMPLE_METHODS}
+    rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[:n_rec])]
+    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], pairs, allow_one=True))
+    inter = [line for path in text_interpolation(model, vocab, test[a], test[b], 8) for line in path + [""]]
+    return {"samples": samples, "reconstructions": rec, "interpolations": inter}
+
+
 def write_text_outputs(run, bundle) -> list[Path]:
     """Samples (greedy, sampled, beam), reconstructions and interpolations of a text run."""
-    model, vocab, out, test = run.model, run.vocab, run.path / "samples", bundle.test
-    samples = []
-    for method, label in (("greedy", "greedy"), ("sample", "sampled, temperature 1"), ("beam", "beam search, width 5")):
-        samples += [f"# {label}"] + text_samples(model, vocab, 10, method) + [""]
-    rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[:20])]
-    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 4, allow_one=True))
-    inter = []
-    for path in text_interpolation(model, vocab, test[a], test[b], 8):
-        inter += path + [""]
-    return [write_text(samples, out / "samples.txt"), write_text(rec, out / "reconstructions.txt"),
-            write_text(inter, out / "interpolations.txt"),
-            latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names)]
+    out, test = run.path / "samples", bundle.test
+    t = text_outputs(run.model, run.vocab, test)
+    samples = [line for label, lines in t["samples"].items() for line in [f"# {label}", *lines, ""]]
+    return [write_text(samples, out / "samples.txt"), write_text(t["reconstructions"], out / "reconstructions.txt"),
+            write_text(t["interpolations"], out / "interpolations.txt"),
+            latent_map_png(run.model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names)]
 
 
 def write_run_pictures(run, bundle=None) -> list[Path]:

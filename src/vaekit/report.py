@@ -108,22 +108,14 @@ def _pre(lines: list[str]) -> str:
 
 
 def _text_sections(run, bundle) -> list[tuple[str, str]]:
-    from .generate import text_interpolation, text_reconstructions, text_samples
+    from .generate import text_outputs
 
-    model, vocab, test = run.model, run.vocab, bundle.test
-    out = []
-    for method, what in (("greedy", "greedy decoding"), ("sample", "sampling at temperature 1"),
-                         ("beam", "beam search, width 5")):
-        out.append((f"Samples from the prior: {what}", _pre(text_samples(model, vocab, 10, method))))
-    rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[:16])]
+    t = text_outputs(run.model, run.vocab, bundle.test, n_rec=16, pairs=3)
+    out = [(f"Samples from the prior: {label}", _pre(lines)) for label, lines in t["samples"].items()]
     out.append(("Reconstructions", "<p>Test line, then the line decoded (greedily) from its posterior mean.</p>"
-                + _pre(rec)))
-    a, b = pick_pairs(test.shape[0], 3, allow_one=True)
-    lines = []
-    for path in text_interpolation(model, vocab, test[a.to(test.device)], test[b.to(test.device)], 8):
-        lines += path + [""]
+                + _pre(t["reconstructions"])))
     out.append(("Interpolations", "<p>Lines decoded along the straight path between the posterior means of two "
-                "test lines (first and last: the decoded ends).</p>" + _pre(lines)))
+                "test lines (first and last: the decoded ends).</p>" + _pre(t["interpolations"])))
     return out
 
 

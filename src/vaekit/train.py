@@ -35,7 +35,7 @@ from .errors import VaekitError
 from .evaluate import elbo_sums
 from .model import build_model, likelihood_name, resolve_net
 from .objectives import Objective
-from .run import Run, resolve_device
+from .run import Run, resolve_device, saved_data
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_elbo", "train_rec", "train_kl", "valid_elbo", "valid_rec",
                  "valid_kl", "beta", "lr", "seconds", "examples_per_s", "skipped_steps"]
@@ -335,13 +335,6 @@ class Trainer:
         return run
 
 
-def _saved_data(path: Path, info: dict | None) -> dict:
-    """What a run keeps about its data encoding: the vocabulary, the audio normalisation."""
-    from .run import saved_data
-
-    return saved_data(path, info or {})
-
-
 def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     d, device_name = dist.setup(config.train.device)
     device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
@@ -403,7 +396,7 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     if not state_file.is_file():
         raise VaekitError(f"{state_file}: no checkpoint to resume from.")
     state = load_state(state_file)
-    d, device, bundle = _start(config, data, _saved_data(path, info))
+    d, device, bundle = _start(config, data, saved_data(path, info or {}))
     if info and list(bundle.shape) != list(info.get("shape", [])):
         raise VaekitError(f"{config.data.source}: images are now {list(bundle.shape)}, but the run was trained on "
                           f"{info.get('shape')}.")
