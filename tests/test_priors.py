@@ -9,7 +9,7 @@ import vaekit
 from vaekit.config import ModelConfig
 from vaekit.evaluate import evaluate
 from vaekit.model import build_model
-from vaekit.priors import MixtureOfGaussians, VampPrior
+from vaekit.priors import MixtureOfGaussians, VampPrior, diagonal_mixture_log_prob
 
 
 def test_mixture_of_gaussians_density():
@@ -22,6 +22,20 @@ def test_mixture_of_gaussians_density():
     torch.testing.assert_close(p.log_prob(z), expected)
     assert p.sample(7).shape == (7, 3)
     assert p.analytic_kl(torch.distributions.Normal(torch.zeros(2, 3), torch.ones(2, 3))) is None
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_mixture_log_prob_by_matrix_products_matches_torch_distributions(weighted):
+    torch.manual_seed(0)
+    means, log_vars = torch.randn(50, 6), torch.randn(50, 6) - 2
+    logits = torch.randn(50) if weighted else None
+    z = 2 * torch.randn(3, 7, 6)                                  # any batch shape
+    comp = torch.distributions.Independent(torch.distributions.Normal(means, torch.exp(0.5 * log_vars)), 1)
+    mix = torch.distributions.Categorical(logits=logits if weighted else torch.zeros(50))
+    expected = torch.distributions.MixtureSameFamily(mix, comp).log_prob(z)
+    got = diagonal_mixture_log_prob(z, means, log_vars, logits)
+    assert got.shape == (3, 7)
+    torch.testing.assert_close(got, expected, atol=2e-3, rtol=1e-5)
 
 
 def test_vampprior_is_a_mixture_of_encoder_posteriors_and_is_stored_once():
