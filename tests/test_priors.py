@@ -9,7 +9,7 @@ import vaekit
 from vaekit.config import ModelConfig
 from vaekit.evaluate import evaluate
 from vaekit.model import build_model
-from vaekit.priors import MixtureOfGaussians, VampPrior, diagonal_mixture_log_prob
+from vaekit.priors import ClassPrior, MixtureOfGaussians, VampPrior, diagonal_mixture_log_prob
 
 
 def test_mixture_of_gaussians_density():
@@ -106,6 +106,63 @@ def test_conditional_vae_generates_the_class_asked_for(tmp_path, cli):
         assert rc == 0, (verb, err)
 
 
+def test_class_prior_density_kl_and_samples():
+    torch.manual_seed(0)
+    p = ClassPrior(3, classes=4)
+    with torch.no_grad():
+        p.means.copy_(3 * torch.randn(4, 3))
+        p.log_vars.copy_(torch.randn(4, 3))
+    y = torch.tensor([2, 0, 3])
+    c = torch.nn.functional.one_hot(y, 4).float()
+    pz = torch.distributions.Normal(p.means[y], torch.exp(0.5 * p.log_vars[y]))
+    z = torch.randn(5, 3, 3)                                       # (k, B, dim)
+    torch.testing.assert_close(p.log_prob(z, c), pz.log_prob(z).sum(-1))
+    q = torch.distributions.Normal(torch.randn(3, 3), torch.rand(3, 3) + 0.1)
+    torch.testing.assert_close(p.analytic_kl(q, c), torch.distributions.kl_divergence(q, pz))
+    draws = p.sample(20000, torch.nn.functional.one_hot(torch.full((20000,), 1), 4).float())
+    torch.testing.assert_close(draws.mean(0), p.means[1].detach(), atol=0.06, rtol=0)
+    torch.testing.assert_close(draws.std(0), torch.exp(0.5 * p.log_vars[1]).detach(), atol=0.05, rtol=0)
+    with pytest.raises(ValueError, match="needs labels"):
+        p.log_prob(z)
+
+
+def test_nll_with_a_class_prior_matches_exact_conditional_likelihood():
+    """log p(x | y) = log integral p(x | z, y) p(z | y) dz, by quadrature, against evaluate."""
+    torch.manual_seed(0)
+    info = {"shape": [1, 1, 4], "value": "binary", "levels": None, "classes": 3}
+    model = build_model(ModelConfig(latent=1, hidden=[8], activation="tanh", prior="class", conditional=True), info)
+    with torch.no_grad():
+        # near the untrained encoder's posteriors, so that q is a good proposal
+        model.prior.means.copy_(torch.tensor([[-0.8], [0.3], [0.6]]))
+        model.prior.log_vars.copy_(torch.tensor([[-0.5], [0.0], [-0.2]]))
+    x = torch.tensor([[[[1.0, 0.0, 1.0, 1.0]]]])
+    zs = torch.linspace(-15, 15, 30001)[:, None]
+    for label in (0, 2):
+        y = torch.full((zs.shape[0],), label)
+        with torch.no_grad():
+            log_joint = (model.decode(zs, y).log_prob(x.expand(zs.shape[0], 1, 1, 4))
+                         + model.prior.log_prob(zs, model.onehot(y)))
+        exact = (torch.logsumexp(log_joint, 0) + torch.log(zs[1, 0] - zs[0, 0])).item()
+        torch.manual_seed(1)
+        r = evaluate(model, x, k=20000, quiet=True, y=torch.tensor([label]))
+        assert abs(r["nll_nats"] + exact) < 0.01
+
+
+def test_class_prior_trains_samples_and_evaluates(tmp_path, cli):
+    rc, _, err = cli("train", "--prior", "class", "--epochs", "1", "--quiet", "--out", tmp_path / "r")
+    assert rc == 2 and "needs a conditional model" in err and "Traceback" not in err
+    rc, _, err = cli("train", "--conditional", "--prior", "class", "--epochs", "2", "--hidden", "32",
+                     "--objective", "iwae", "--k", "4", "--quiet", "--out", tmp_path / "c")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "c")
+    assert isinstance(run.model.prior, ClassPrior) and run.model.prior.means.shape == (10, 16)
+    assert run.model.sample(4, y=3).shape == (4, 1, 8, 8)
+    for verb in (("sample", "--label", "3", "-n", "8", "--out", tmp_path / "three.png"),
+                 ("evaluate", "--k", "10", "--quiet"), ("interpolate", "--between", "0", "4"), ("report",)):
+        rc, out, err = cli(verb[0], tmp_path / "c", *verb[1:])
+        assert rc == 0, (verb, err)
+
+
 def test_conditional_needs_labels(tmp_path, cli):
     import numpy as np
 
@@ -127,12 +184,14 @@ def test_conditional_explorer(tmp_path, cli):
     assert client.post("/api/decode", json={"z": [0.0] * 16, "label": 10}).status_code == 400
 
 
-def test_hierarchical_nll_matches_exact_two_layer_likelihood():
-    """p(x) = integral of p(x|z1) p(z1|z2) N(z2) over (z1, z2), by 2-D quadrature."""
+@pytest.mark.parametrize("top_prior", ["normal", "vamp"])
+def test_hierarchical_nll_matches_exact_two_layer_likelihood(top_prior):
+    """p(x) = integral of p(x|z1) p(z1|z2) p(z2) over (z1, z2), by 2-D quadrature; p(z2) is
+    N(0, I) or the VampPrior at the top, the mixture of q(z2 | mu1(u_k))."""
     torch.manual_seed(0)
     info = {"shape": [1, 1, 4], "value": "binary", "levels": None}
-    model = build_model(ModelConfig(latent=1, hidden=[8], activation="tanh", prior="hierarchical", top_latent=1),
-                        info)
+    model = build_model(ModelConfig(latent=1, hidden=[8], activation="tanh", prior="hierarchical", top_latent=1,
+                                    top_prior=top_prior, prior_components=3), info)
     x = torch.tensor([[[[1.0, 0.0, 1.0, 1.0]]]])
     z1 = torch.linspace(-12, 12, 2401)[:, None]
     z2 = torch.linspace(-9, 9, 1801)[:, None]
@@ -140,7 +199,12 @@ def test_hierarchical_nll_matches_exact_two_layer_likelihood():
         log_px = model.decode(z1).log_prob(x.expand(z1.shape[0], 1, 1, 4))                    # (n1,)
         p1 = model.prior._normal(model.prior.down(z2))                                       # batch (n2, 1)
         log_p1 = p1.log_prob(z1[:, None, :]).sum(-1)                                         # (n1, n2)
-        log_p2 = torch.distributions.Normal(0.0, 1.0).log_prob(z2[:, 0])                     # (n2,)
+        if top_prior == "normal":
+            log_p2 = torch.distributions.Normal(0.0, 1.0).log_prob(z2[:, 0])                 # (n2,)
+        else:
+            mu1, _ = model.encoder(torch.sigmoid(model.prior.top_prior.pseudo_logits))      # (3, 1)
+            top = model.prior._normal(model.prior.up(mu1))                                   # batch (3, 1)
+            log_p2 = torch.logsumexp(top.log_prob(z2[:, None, :]).sum(-1), 1) - math.log(3)
     cell = (z1[1, 0] - z1[0, 0]) * (z2[1, 0] - z2[0, 0])
     exact = (torch.logsumexp(log_px[:, None] + log_p1 + log_p2[None, :], (0, 1)) + torch.log(cell)).item()
     torch.manual_seed(1)
@@ -156,4 +220,18 @@ def test_hierarchical_vae_with_conv_nets_and_iwae(tmp_path, cli):
     run = vaekit.Run.load(tmp_path / "h")
     assert run.model.prior.top == 3 and run.model.sample(5).shape == (5, 1, 8, 8)
     rc, out, _ = cli("evaluate", tmp_path / "h", "--k", "20", "--quiet")
+    assert rc == 0 and "NLL" in out
+
+
+def test_hierarchical_vae_with_a_vampprior_at_the_top(tmp_path, cli):
+    rc, _, err = cli("train", "--prior", "hierarchical", "--top-prior", "vamp", "--prior-components", "6",
+                     "--hidden", "32", "--objective", "iwae", "--k", "3", "--epochs", "2", "--quiet",
+                     "--out", tmp_path / "hv")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "hv")
+    top = run.model.prior.top_prior
+    assert isinstance(top, VampPrior) and top.pseudo_logits.shape == (6, 1, 8, 8)
+    assert not any("_encoder" in k or "_head" in k for k in run.model.state_dict())
+    assert run.model.sample(5).shape == (5, 1, 8, 8)
+    rc, out, _ = cli("evaluate", tmp_path / "hv", "--k", "20", "--quiet")
     assert rc == 0 and "NLL" in out

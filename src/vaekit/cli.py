@@ -66,6 +66,7 @@ TRAIN_FLAGS = {
     "channels": ("model", "channels"), "activation": ("model", "activation"),
     "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"),
     "prior": ("model", "prior"), "prior_components": ("model", "prior_components"),
+    "top_prior": ("model", "top_prior"),
     "conditional": ("model", "conditional"), "top_latent": ("model", "top_latent"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
@@ -129,11 +130,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
     g.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "logistic", "categorical"])
     g.add_argument("--gaussian-std", type=float, help="fixed std of the Gaussian likelihood (default: learned)")
-    g.add_argument("--prior", choices=["normal", "mog", "vamp", "hierarchical"],
-                   help="N(0, I) (default), a learned mixture of Gaussians, the VampPrior, or a second "
-                        "stochastic layer (hierarchical VAE)")
+    g.add_argument("--prior", choices=["normal", "mog", "vamp", "hierarchical", "class"],
+                   help="N(0, I) (default), a learned mixture of Gaussians, the VampPrior, a second "
+                        "stochastic layer (hierarchical VAE), or class: a learned Gaussian per class, "
+                        "p(z | y), for --conditional")
     g.add_argument("--top-latent", type=_positive_int,
                    help="size of the second stochastic layer of --prior hierarchical (default latent/2)")
+    g.add_argument("--top-prior", choices=["normal", "vamp"],
+                   help="prior of the second stochastic layer of --prior hierarchical: N(0, I) (default) or "
+                        "a VampPrior (--prior-components pseudo-inputs)")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,

@@ -75,8 +75,10 @@ class ModelConfig:
     gaussian_std: fixed std for ``gaussian``; ``null`` learns one per dimension.
     prior: ``normal`` (N(0, I)), ``mog`` (learned mixture of Gaussians) or ``vamp``
         (VampPrior) or ``hierarchical`` (a second stochastic layer z2 of ``top_latent``
-        dimensions, default latent // 2, with p(z1|z2) and q(z2|z1) networks);
-        prior_components: mixture size (default 10 for mog, 500 for vamp).
+        dimensions, default latent // 2, with p(z1|z2) and q(z2|z1) networks, and p(z2) given
+        by ``top_prior``: ``normal`` or ``vamp``) or ``class``
+        (conditional models: p(z | y), a learned Gaussian per class);
+        prior_components: mixture size (default 10 for mog, 500 for vamp, also at the top).
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
     cell, embedding, rnn_hidden: the recurrent networks' cell (``gru`` | ``lstm``), token
         embedding size and state size.
@@ -95,6 +97,7 @@ class ModelConfig:
     prior_components: int | None = None
     conditional: bool = False
     top_latent: int | None = None
+    top_prior: str = "normal"
     cell: str = "gru"
     embedding: int = 64
     rnn_hidden: int = 256
@@ -185,7 +188,8 @@ class Config:
             "model.cell": (m.cell, {"gru", "lstm"}),
             "model.likelihood": (m.likelihood, {"auto", "bernoulli", "gaussian", "logistic", "categorical"}),
             "model.activation": (m.activation, {"relu", "tanh", "elu", "gelu"}),
-            "model.prior": (m.prior, {"normal", "mog", "vamp", "hierarchical"}),
+            "model.prior": (m.prior, {"normal", "mog", "vamp", "hierarchical", "class"}),
+            "model.top_prior": (m.top_prior, {"normal", "vamp"}),
             "train.objective": (t.objective, {"elbo", "iwae"}),
             "train.lr_schedule": (t.lr_schedule, {"none", "cosine", "plateau"}),
             "train.device": (t.device, {"auto", "cpu", "cuda"}),
@@ -203,6 +207,9 @@ class Config:
         for key, value in positive.items():
             if not value > 0:
                 raise VaekitError(f"{key} must be positive, got {value}.")
+        if m.prior == "class" and not m.conditional:
+            raise VaekitError("model.prior 'class' (a learned Gaussian per class) needs a conditional model: "
+                              "set model.conditional (--conditional) and give labels.")
         if m.top_latent is not None and not m.top_latent > 0:
             raise VaekitError(f"model.top_latent must be positive, got {m.top_latent}.")
         if m.prior_components is not None and not m.prior_components > 0:

@@ -30,7 +30,8 @@ class VAE(nn.Module):
     """encoder + prior + decoder + likelihood; with ``classes > 0`` a conditional VAE.
 
     A conditional VAE (Sohn et al. 2015) gets a label y as an extra input to the encoder,
-    q(z | x, y), and to the decoder, p(x | z, y); the prior stays p(z). Labels are class
+    q(z | x, y), and to the decoder, p(x | z, y). The prior is p(z), or p(z | y) with a prior
+    that reads labels (``prior.conditional``, e.g. the class prior). Labels are class
     indices (B,) or probability vectors (B, classes); the latter allow soft labels.
     """
 
@@ -101,9 +102,9 @@ class VAE(nn.Module):
             xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
             ck = None if c is None else c.repeat(k, 1)
         log_px = self.likelihood.log_prob(self._decoder(z.view(k * b, -1), ck, xk), xk).view(k, b)
-        kl_dim = self.prior.analytic_kl(q)
+        kl_dim = self.prior.analytic_kl(q, c)
         if log_weights or kl_dim is None:
-            log_pz, log_qz = self.prior.log_prob(z), q.log_prob(z).sum(-1)
+            log_pz, log_qz = self.prior.log_prob(z, c), q.log_prob(z).sum(-1)
         else:
             log_pz = log_qz = None
         return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q}
@@ -120,10 +121,11 @@ class VAE(nn.Module):
         without them, labels are drawn uniformly. ``generate``: options of an autoregressive
         decoder's ``generate`` (method, temperature, beam).
         """
-        z = self.prior.sample(n).to(self.device)
         if self.classes and y is None:
             y = torch.randint(self.classes, (n,), device=self.device)
-        return self.decode_to_data(z, mean, y, **generate)
+        c = self.onehot(y, n)
+        z = self.prior.sample(n, c).to(self.device)
+        return self.decode_to_data(z, mean, c, **generate)
 
     @torch.no_grad()
     def decode_to_data(self, z: torch.Tensor, mean: bool = True, y=None, **generate) -> torch.Tensor:
@@ -201,11 +203,12 @@ def build_model(model_cfg, data_info: dict) -> VAE:
         dec = ConvDecoder(shape, model_cfg.latent + classes, model_cfg.channels, lik.n_params)
     else:
         raise ValueError(f"unknown net {net!r}")
-    if model_cfg.prior == "vamp" and modality == "text":
+    if "vamp" in (model_cfg.prior, model_cfg.top_prior if model_cfg.prior == "hierarchical" else None) \
+            and modality == "text":
         raise ValueError("the VampPrior learns pseudo-inputs in data space, which token ids are not; "
                          "use another prior for text")
     prior = build_prior(model_cfg.prior, model_cfg.latent, shape, model_cfg.prior_components, model_cfg.top_latent,
-                        model_cfg.hidden[-1])
+                        model_cfg.hidden[-1], classes, model_cfg.top_prior)
     return VAE(enc, dec, prior, lik, classes)
 
 

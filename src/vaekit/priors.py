@@ -12,23 +12,27 @@ from torch.distributions import Categorical, Distribution, Independent, MixtureS
 class Prior(nn.Module):
     """Interface for priors over a latent of size ``dim``.
 
-    log_prob(z): (..., dim) -> (...) in nats.
-    sample(n): (n, dim).
-    analytic_kl(q): KL(q || p) per latent dimension, (B, dim), when it has a closed form,
+    log_prob(z, c): (..., B, dim) -> (..., B) in nats.
+    sample(n, c): (n, dim).
+    analytic_kl(q, c): KL(q || p) per latent dimension, (B, dim), when it has a closed form,
         else None (the objective then uses the Monte Carlo estimate log q(z) - log p(z)).
+    ``c`` is the one-hot (or soft) label of each example, (B, classes), for a conditional
+    model; only a prior with ``conditional = True`` reads it, the others ignore it.
     """
+
+    conditional = False
 
     def __init__(self, dim: int):
         super().__init__()
         self.dim = dim
 
-    def log_prob(self, z: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
+    def log_prob(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def sample(self, n: int) -> torch.Tensor:  # pragma: no cover - interface
+    def sample(self, n: int, c: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def analytic_kl(self, q: Normal) -> torch.Tensor | None:
+    def analytic_kl(self, q: Normal, c: torch.Tensor | None = None) -> torch.Tensor | None:
         return None
 
 
@@ -66,13 +70,13 @@ class StandardNormal(Prior):
         loc = self.zero.expand(*shape, self.dim)
         return Independent(Normal(loc, torch.ones_like(loc), validate_args=False), 1)
 
-    def log_prob(self, z):
+    def log_prob(self, z, c=None):
         return self._dist().log_prob(z)
 
-    def sample(self, n):
+    def sample(self, n, c=None):
         return self._dist((n,)).sample()
 
-    def analytic_kl(self, q: Normal):
+    def analytic_kl(self, q: Normal, c=None):
         """KL(N(mu, s^2) || N(0, 1)) = (mu^2 + s^2 - 1) / 2 - log s, per dimension.
 
         The same value as ``kl_divergence(q, Normal(0, 1))`` (a test checks it); written out
@@ -80,6 +84,46 @@ class StandardNormal(Prior):
         per training step, which is measurable on CPU with small networks.
         """
         return 0.5 * (q.loc.square() + q.scale.square() - 1.0) - q.scale.log()
+
+
+class ClassPrior(Prior):
+    """p(z | y) = N(z; m_y, diag s_y^2): one learned Gaussian per class, for a conditional VAE.
+
+    With the plain N(0, I) prior a conditional VAE often keeps the class in z as well as in
+    the label, and a z drawn from N(0, I) may lie where another class's posteriors are, so a
+    sample asked for one class looks like another. With p(z | y) the KL term pulls each class's
+    posteriors to that class's Gaussian, and a sample for y is drawn from where class y lives.
+    Soft labels (B, classes) mix the means and log-variances linearly. The means start at 0 and
+    the variances at 1, so training starts from the N(0, I) prior.
+    """
+
+    conditional = True
+
+    def __init__(self, dim: int, classes: int):
+        super().__init__(dim)
+        if classes < 1:
+            raise ValueError("the class prior needs a conditional model (labels)")
+        self.means = nn.Parameter(torch.zeros(classes, dim))
+        self.log_vars = nn.Parameter(torch.zeros(classes, dim))
+
+    def _params(self, c):
+        if c is None:
+            raise ValueError("the class prior p(z | y) needs labels")
+        return c @ self.means, c @ self.log_vars
+
+    def log_prob(self, z, c=None):
+        mu, logvar = self._params(c)
+        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False).log_prob(z).sum(-1)
+
+    def sample(self, n, c=None):
+        mu, logvar = self._params(c)
+        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False).sample()
+
+    def analytic_kl(self, q: Normal, c=None):
+        """KL(N(m, s^2) || N(mu_y, v_y)) = (log v_y - log s^2 + (s^2 + (m - mu_y)^2) / v_y - 1) / 2."""
+        mu, logvar = self._params(c)
+        var = q.scale.square()
+        return 0.5 * (logvar - var.log() + (var + (q.loc - mu).square()) * torch.exp(-logvar) - 1.0)
 
 
 class MixtureOfGaussians(Prior):
@@ -98,10 +142,10 @@ class MixtureOfGaussians(Prior):
         comp = Independent(Normal(self.means, torch.exp(0.5 * self.log_vars), validate_args=False), 1)
         return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), comp, validate_args=False)
 
-    def log_prob(self, z):
+    def log_prob(self, z, c=None):
         return diagonal_mixture_log_prob(z, self.means, self.log_vars, self.logits)
 
-    def sample(self, n):
+    def sample(self, n, c=None):
         return self._dist().sample((n,))
 
 
@@ -118,28 +162,44 @@ class VampPrior(Prior):
         # start near mid-grey with a little noise, so the components differ from the start
         self.pseudo_logits = nn.Parameter(0.1 * torch.randn(components, *shape))
         self.__dict__["_encoder"] = None
+        self.__dict__["_head"] = None
 
-    def attach(self, encoder: nn.Module) -> None:
+    def attach(self, encoder: nn.Module, head: nn.Module | None = None) -> None:
+        """The encoder whose posteriors make the mixture. ``head`` (optional) maps the encoder's
+        posterior mean to the (mean, log-variance) of a higher stochastic layer: then the mixture
+        is over that layer (the top of a hierarchical VAE)."""
         self.__dict__["_encoder"] = encoder
+        self.__dict__["_head"] = head
+
+    def _components(self):
+        mu, logvar = self._encoder(torch.sigmoid(self.pseudo_logits))
+        if self._head is not None:
+            mu, logvar = self._head(mu).chunk(2, -1)
+        return mu, logvar
 
     def _dist(self) -> Distribution:
-        mu, logvar = self._encoder(torch.sigmoid(self.pseudo_logits))
+        mu, logvar = self._components()
         comp = Independent(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1)
         mix = Categorical(logits=torch.zeros(mu.shape[0], device=mu.device), validate_args=False)
         return MixtureSameFamily(mix, comp, validate_args=False)
 
-    def log_prob(self, z):
-        mu, logvar = self._encoder(torch.sigmoid(self.pseudo_logits))
+    def log_prob(self, z, c=None):
+        mu, logvar = self._components()
         return diagonal_mixture_log_prob(z, mu, logvar)
 
     @torch.no_grad()
-    def sample(self, n):
+    def sample(self, n, c=None):
         return self._dist().sample((n,))
 
 
 class HierarchicalPrior(Prior):
-    """A second stochastic layer: p(z1) = integral of p(z1 | z2) N(z2; 0, I) dz2, with a bottom-up
+    """A second stochastic layer: p(z1) = integral of p(z1 | z2) p(z2) dz2, with a bottom-up
     inference network q(z2 | z1) (the two-layer model of Burda et al. 2016).
+
+    p(z2) is N(0, I), or with ``top_prior="vamp"`` a VampPrior over z2: the mixture of
+    q(z2 | z1 = mu1(u_k)) at K learned pseudo-inputs u_k, where mu1 is the encoder's posterior
+    mean (as in the hierarchical VampPrior VAE of Tomczak & Welling 2018, with the bottom-up
+    inference path). Any such mixture is a proper density, so every bound stays a bound.
 
     ``log_prob(z1)`` draws z2 ~ q(z2 | z1) (reparameterised) and returns
     log p(z1 | z2) + log p(z2) - log q(z2 | z1), whose expectation is a lower bound on log p(z1).
@@ -149,34 +209,51 @@ class HierarchicalPrior(Prior):
     of z1 gets its own z2).
     """
 
-    def __init__(self, dim: int, top: int | None = None, hidden: int = 128):
+    def __init__(self, dim: int, top: int | None = None, hidden: int = 128, top_prior: str = "normal",
+                 shape: tuple[int, ...] | None = None, components: int = 500):
         super().__init__(dim)
         self.top = top or max(1, dim // 2)
         self.up = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * self.top))    # q(z2|z1)
         self.down = nn.Sequential(nn.Linear(self.top, hidden), nn.Tanh(), nn.Linear(hidden, 2 * dim))  # p(z1|z2)
+        if top_prior == "vamp":
+            self.top_prior = VampPrior(self.top, tuple(shape), components)
+        elif top_prior == "normal":
+            self.top_prior = None  # N(0, I), written out below (and no entry in saved weights)
+        else:
+            raise ValueError(f"unknown top prior {top_prior!r}")
+
+    def attach(self, encoder: nn.Module) -> None:
+        if self.top_prior is not None:
+            self.top_prior.attach(encoder, self.up)
 
     @staticmethod
     def _normal(params):
         mu, logvar = params.chunk(2, -1)
         return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
-    def log_prob(self, z):
+    def log_prob(self, z, c=None):
         shape = z.shape[:-1]
         z1 = z.reshape(-1, self.dim)
         q2 = self._normal(self.up(z1))
         z2 = q2.rsample()
-        log_p2 = Normal(torch.zeros_like(z2), torch.ones_like(z2), validate_args=False).log_prob(z2).sum(-1)
+        if self.top_prior is None:
+            log_p2 = Normal(torch.zeros_like(z2), torch.ones_like(z2), validate_args=False).log_prob(z2).sum(-1)
+        else:
+            log_p2 = self.top_prior.log_prob(z2)
         log_p1 = self._normal(self.down(z2)).log_prob(z1).sum(-1)
         return (log_p1 + log_p2 - q2.log_prob(z2).sum(-1)).view(shape)
 
     @torch.no_grad()
-    def sample(self, n):
-        z2 = torch.randn(n, self.top, device=self.down[0].weight.device)
+    def sample(self, n, c=None):
+        if self.top_prior is None:
+            z2 = torch.randn(n, self.top, device=self.down[0].weight.device)
+        else:
+            z2 = self.top_prior.sample(n)
         return self._normal(self.down(z2)).sample()
 
 
 def build_prior(name: str, dim: int, shape=None, components: int | None = None, top: int | None = None,
-                hidden: int = 128) -> Prior:
+                hidden: int = 128, classes: int = 0, top_prior: str = "normal") -> Prior:
     if name == "normal":
         return StandardNormal(dim)
     if name == "mog":
@@ -184,5 +261,7 @@ def build_prior(name: str, dim: int, shape=None, components: int | None = None, 
     if name == "vamp":
         return VampPrior(dim, tuple(shape), components or 500)
     if name == "hierarchical":
-        return HierarchicalPrior(dim, top, hidden)
+        return HierarchicalPrior(dim, top, hidden, top_prior, shape, components or 500)
+    if name == "class":
+        return ClassPrior(dim, classes)
     raise ValueError(f"unknown prior {name!r}")

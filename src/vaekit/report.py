@@ -77,7 +77,7 @@ def kl_bars(kl_per_dim: list[float]):
 @torch.no_grad()
 def kl_per_dim(model, x: torch.Tensor, y=None) -> list[float] | None:
     q = model.encode(x, y)
-    kl = model.prior.analytic_kl(q)
+    kl = model.prior.analytic_kl(q, model.onehot(y, x.shape[0]))
     return None if kl is None else kl.mean(0).tolist()
 
 

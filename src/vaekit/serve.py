@@ -95,7 +95,7 @@ class Explorer:
         with torch.no_grad():
             q = self.model.encode(self.x, self.y)
             self.mu = q.loc
-            kl = self.model.prior.analytic_kl(q)
+            kl = self.model.prior.analytic_kl(q, self.model.onehot(self.y, self.x.shape[0]))
         self.xy, self.axes, self.pca = latent_points(self.model, self.x, max_points, self.y)
         activity = (kl.mean(0) if kl is not None else self.mu.var(0)).cpu().numpy()
         self.order = [int(i) for i in np.argsort(-activity)]
