@@ -110,8 +110,8 @@ def test_class_prior_density_kl_and_samples():
     torch.manual_seed(0)
     p = ClassPrior(3, classes=4)
     with torch.no_grad():
-        p.means.copy_(3 * torch.randn(4, 3))
-        p.log_vars.copy_(torch.randn(4, 3))
+        p.scaled_means.copy_(3 * torch.randn(4, 3) / p.SCALE)
+        p.scaled_log_vars.copy_(torch.randn(4, 3) / p.SCALE)
     y = torch.tensor([2, 0, 3])
     c = torch.nn.functional.one_hot(y, 4).float()
     pz = torch.distributions.Normal(p.means[y], torch.exp(0.5 * p.log_vars[y]))
@@ -133,8 +133,8 @@ def test_nll_with_a_class_prior_matches_exact_conditional_likelihood():
     model = build_model(ModelConfig(latent=1, hidden=[8], activation="tanh", prior="class", conditional=True), info)
     with torch.no_grad():
         # near the untrained encoder's posteriors, so that q is a good proposal
-        model.prior.means.copy_(torch.tensor([[-0.8], [0.3], [0.6]]))
-        model.prior.log_vars.copy_(torch.tensor([[-0.5], [0.0], [-0.2]]))
+        model.prior.scaled_means.copy_(torch.tensor([[-0.8], [0.3], [0.6]]) / model.prior.SCALE)
+        model.prior.scaled_log_vars.copy_(torch.tensor([[-0.5], [0.0], [-0.2]]) / model.prior.SCALE)
     x = torch.tensor([[[[1.0, 0.0, 1.0, 1.0]]]])
     zs = torch.linspace(-15, 15, 30001)[:, None]
     for label in (0, 2):
