@@ -224,6 +224,8 @@ def test_hierarchical_vae_with_conv_nets_and_iwae(tmp_path, cli):
 
 
 def test_hierarchical_vae_with_a_vampprior_at_the_top(tmp_path, cli):
+    rc, _, err = cli("train", "--top-prior", "vamp", "--epochs", "1", "--quiet", "--out", tmp_path / "x")
+    assert rc == 2 and "--prior hierarchical" in err and "Traceback" not in err
     rc, _, err = cli("train", "--prior", "hierarchical", "--top-prior", "vamp", "--prior-components", "6",
                      "--hidden", "32", "--objective", "iwae", "--k", "3", "--epochs", "2", "--quiet",
                      "--out", tmp_path / "hv")

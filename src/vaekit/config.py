@@ -210,6 +210,9 @@ class Config:
         if m.prior == "class" and not m.conditional:
             raise VaekitError("model.prior 'class' (a learned Gaussian per class) needs a conditional model: "
                               "set model.conditional (--conditional) and give labels.")
+        if m.top_prior != "normal" and m.prior != "hierarchical":
+            raise VaekitError(f"model.top_prior '{m.top_prior}' is the prior of a second stochastic layer: "
+                              "it needs model.prior 'hierarchical' (--prior hierarchical).")
         if m.top_latent is not None and not m.top_latent > 0:
             raise VaekitError(f"model.top_latent must be positive, got {m.top_latent}.")
         if m.prior_components is not None and not m.prior_components > 0:
