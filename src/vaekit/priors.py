@@ -59,6 +59,13 @@ def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: to
     return out.view(shape)
 
 
+def diagonal_mixture(means: torch.Tensor, log_vars: torch.Tensor, logits: torch.Tensor | None = None) -> Distribution:
+    """The same mixture as a torch distribution, for sampling (uniform weights when ``logits`` is None)."""
+    comp = Independent(Normal(means, torch.exp(0.5 * log_vars), validate_args=False), 1)
+    logits = torch.zeros(means.shape[0], device=means.device) if logits is None else logits
+    return MixtureSameFamily(Categorical(logits=logits, validate_args=False), comp, validate_args=False)
+
+
 class StandardNormal(Prior):
     """p(z) = N(0, I)."""
 
@@ -128,13 +135,15 @@ class ClassPrior(Prior):
             raise ValueError("the class prior p(z | y) needs labels")
         return self.SCALE * (c @ self.scaled_means), self.SCALE * (c @ self.scaled_log_vars)
 
-    def log_prob(self, z, c=None):
+    def _dist(self, c) -> Normal:
         mu, logvar = self._params(c)
-        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False).log_prob(z).sum(-1)
+        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+
+    def log_prob(self, z, c=None):
+        return self._dist(c).log_prob(z).sum(-1)
 
     def sample(self, n, c=None):
-        mu, logvar = self._params(c)
-        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False).sample()
+        return self._dist(c).sample()
 
     def analytic_kl(self, q: Normal, c=None):
         """KL(N(m, s^2) || N(mu_y, v_y)) = (log v_y - log s^2 + (s^2 + (m - mu_y)^2) / v_y - 1) / 2."""
@@ -155,15 +164,11 @@ class MixtureOfGaussians(Prior):
         self.log_vars = nn.Parameter(torch.zeros(components, dim))
         self.logits = nn.Parameter(torch.zeros(components))
 
-    def _dist(self) -> Distribution:
-        comp = Independent(Normal(self.means, torch.exp(0.5 * self.log_vars), validate_args=False), 1)
-        return MixtureSameFamily(Categorical(logits=self.logits, validate_args=False), comp, validate_args=False)
-
     def log_prob(self, z, c=None):
         return diagonal_mixture_log_prob(z, self.means, self.log_vars, self.logits)
 
     def sample(self, n, c=None):
-        return self._dist().sample((n,))
+        return diagonal_mixture(self.means, self.log_vars, self.logits).sample((n,))
 
 
 class VampPrior(Prior):
@@ -194,19 +199,12 @@ class VampPrior(Prior):
             mu, logvar = self._head(mu).chunk(2, -1)
         return mu, logvar
 
-    def _dist(self) -> Distribution:
-        mu, logvar = self._components()
-        comp = Independent(Normal(mu, torch.exp(0.5 * logvar), validate_args=False), 1)
-        mix = Categorical(logits=torch.zeros(mu.shape[0], device=mu.device), validate_args=False)
-        return MixtureSameFamily(mix, comp, validate_args=False)
-
     def log_prob(self, z, c=None):
-        mu, logvar = self._components()
-        return diagonal_mixture_log_prob(z, mu, logvar)
+        return diagonal_mixture_log_prob(z, *self._components())
 
     @torch.no_grad()
     def sample(self, n, c=None):
-        return self._dist().sample((n,))
+        return diagonal_mixture(*self._components()).sample((n,))
 
 
 class HierarchicalPrior(Prior):
