@@ -135,3 +135,73 @@ def test_console_script_and_module_entry_point(tmp_path):
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     assert "prior_samples.png" in p.stdout and str(tmp_path / "r") in p.stdout
+
+
+def test_init_fine_tunes_from_a_run(digits_run, cli, tmp_path):
+    """--init starts a new run from another run's weights and config; flags change the training."""
+    from vaekit.checkpoint import load_weights
+    from vaekit.config import load_yaml
+
+    out = tmp_path / "ft"
+    rc, _, err = cli("train", "--init", digits_run, "--objective", "iwae", "--k", "3", "--epochs", "1",
+                     "--lr", "1e-12", "--quiet", "--out", out)
+    assert rc == 0, err
+    cfg = load_yaml(out / "config.yaml")
+    assert cfg["train"]["init"] == str(digits_run.resolve())
+    assert cfg["train"]["warmup_epochs"] == 0 and cfg["train"]["objective"] == "iwae"
+    assert cfg["model"] == load_yaml(digits_run / "config.yaml")["model"]
+    # with a learning rate of 1e-12 the weights are still those it started from
+    before, after = load_weights(digits_run / "model.safetensors"), load_weights(out / "model.safetensors")
+    assert before.keys() == after.keys()
+    for k in before:
+        assert torch.allclose(before[k], after[k], atol=1e-6), k
+    # an IWAE run is judged by its validation bound, which is at least its validation ELBO
+    row = next(csv.DictReader(open(out / "metrics.csv")))
+    assert float(row["valid_iwae"]) > float(row["valid_elbo"])
+    rc, info, _ = cli("info", out)
+    assert rc == 0 and str(digits_run.resolve()) in info
+
+
+def test_init_refuses_what_it_cannot_start_from(digits_run, cli, tmp_path):
+    rc, _, err = cli("train", "--init", tmp_path / "nothing", "--quiet", "--out", tmp_path / "a")
+    assert rc == 2 and "no config.yaml" in err and "Traceback" not in err
+    rc, _, err = cli("train", "--init", digits_run, "--latent", "3", "--quiet", "--out", tmp_path / "b")
+    assert rc == 2 and "model.safetensors" in err and "shape" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()  # nothing written for a refused start
+    rc, _, err = cli("train", "--init", digits_run, "--resume", digits_run)
+    assert rc == 2 and "one of them" in err
+    rc, _, err = cli("train", "--init", digits_run, "--config", digits_run / "config.yaml")
+    assert rc == 2 and "--config" in err
+
+
+def test_best_iwae_weights_are_kept_by_the_validation_bound(tmp_path):
+    from vaekit.checkpoint import load_state
+    from vaekit.evaluate import iwae_sum
+
+    cfg = vaekit.Config()
+    cfg.model.hidden, cfg.model.latent = [64], 4
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.objective, cfg.train.k = 3, 64, "iwae", 4
+    vaekit.train(cfg, out=tmp_path / "r", quiet=True, pictures=False)
+    rows = list(csv.DictReader(open(tmp_path / "r" / "metrics.csv")))
+    bounds = [float(r["valid_iwae"]) for r in rows]
+    state = load_state(tmp_path / "r" / "state" / "last.pt")
+    assert state["best_epoch"] == 1 + int(np.argmax(bounds))
+    assert abs(state["best_valid_elbo"] - max(bounds)) < 1e-3 * abs(max(bounds))
+    # iwae_sum is the mean over examples of log (1/k) sum_i w_i, as computed from the model's terms
+    run = vaekit.Run.load(tmp_path / "r")
+    x = run.data.valid[:50]
+    torch.manual_seed(3)
+    got = iwae_sum(run.model, x, 4)
+    torch.manual_seed(3)
+    t = run.model.terms(x, 4, log_weights=True)
+    want = (torch.logsumexp(t["log_px"] + t["log_pz"] - t["log_qz"], 0) - np.log(4)).sum()
+    assert torch.allclose(got, want.reshape(1), rtol=1e-5)
+
+
+def test_import_does_not_need_the_web_stack():
+    """Flask is imported by the explorer only: training and evaluation work without it."""
+    code = ("import sys; sys.modules['flask'] = None; sys.modules['werkzeug'] = None\n"
+            "import vaekit, vaekit.cli, vaekit.serve\n"
+            "print(vaekit.Config().model.latent)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

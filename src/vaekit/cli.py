@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train with this many processes (DistributedDataParallel, started with torchrun)")
     t.add_argument("--resume", type=Path, metavar="RUN",
                    help="continue a run from its last checkpoint (with --epochs: train to that many in all)")
+    t.add_argument("--init", type=Path, metavar="RUN",
+                   help="fine-tune: a new run that starts from RUN's weights and config (flags override it; "
+                        "KL warm-up is off unless --warmup is given), e.g. with --objective iwae")
     t.add_argument("--config", type=Path, help="YAML config; flags override it")
     t.add_argument("--out", type=Path, help="run directory (default runs/<data>-<time>)")
     t.add_argument("--quiet", action="store_true", help="no progress bar or log")
@@ -232,6 +235,10 @@ def cmd_train(args) -> int:
 
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _torchrun(args.nproc)
+    if args.resume and args.init:
+        raise VaekitError("--resume continues a run and --init starts a new one from a run's weights; give one of them.")
+    if args.init and args.config:
+        raise VaekitError(f"--init takes its config from {args.init}; give flags to change it, not --config.")
     if args.resume:
         given = [f"--{f.replace('_', '-')}" for f in TRAIN_FLAGS if f != "epochs" and getattr(args, f) is not None]
         if args.config or args.out or given:
@@ -239,12 +246,21 @@ def cmd_train(args) -> int:
                               f"can be given with it (got {' '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))}).")
         run = resume(args.resume, quiet=args.quiet, epochs=args.epochs)
     else:
-        base = {}
+        base, origin = {}, "config"
         if args.config:
-            base = load_yaml(args.config)
-            base.pop("data_info", None)
-            base.pop("vaekit", None)
-        config = Config.from_dict(base, origin=str(args.config) if args.config else "config")
+            base, origin = load_yaml(args.config), str(args.config)
+        if args.init:
+            origin = str(args.init / "config.yaml")
+            if not (args.init / "config.yaml").is_file():
+                raise VaekitError(f"{args.init}: not a vaekit run directory (no config.yaml), so --init cannot "
+                                  f"start from it.")
+            base = load_yaml(args.init / "config.yaml")
+            if isinstance(base.get("train"), dict):  # (a broken section is reported by from_dict)
+                base["train"]["init"] = str(args.init.resolve())
+                base["train"]["warmup_epochs"] = 0  # the model has learnt its posteriors already
+        base.pop("data_info", None)
+        base.pop("vaekit", None)
+        config = Config.from_dict(base, origin=origin)
         for flag, (section, key) in TRAIN_FLAGS.items():
             value = getattr(args, flag)
             if value is not None:
@@ -473,13 +489,13 @@ def cmd_info(args) -> int:
     obj = f"IWAE k={t.k}" if t.objective == "iwae" else f"ELBO, beta {t.beta}, warm-up {t.warmup_epochs}, " \
                                                           f"free bits {t.free_bits}"
     batch = t.batch_size or f"auto ({auto_batch_size(info['sizes']['train'])})"
-    print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}), batch {batch}, seed {t.seed}")
+    print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}), batch {batch}, seed {t.seed}"
+          + (f"; started from the weights of {t.init}" if t.init else ""))
     m = run.metrics
     if m:
-        best = max(m, key=lambda r: r["valid_elbo"])
+        best, key, what = run.best()
         secs = sum(r["seconds"] for r in m)
-        print(f"epochs   {len(m)} in {secs:.0f} s; best valid ELBO {best['valid_elbo']:.3f} at epoch "
-              f"{int(best['epoch'])}")
+        print(f"epochs   {len(m)} in {secs:.0f} s; best {what} {best[key]:.3f} at epoch {int(best['epoch'])}")
     ev = run.evaluation
     if ev:
         print(f"evaluate {ev['split']}: NLL {ev['nll_nats']:.3f} nats (k={ev['k']}), ELBO {ev['elbo_nats']:.3f}, "

@@ -121,6 +121,8 @@ class TrainConfig:
     max_bad_steps: steps with a non-finite loss or gradient are skipped; this many in a row
         stop training (the last good checkpoint stays intact).
     amp: mixed precision: ``auto`` (on for CUDA, off on CPU), ``on`` or ``off``.
+    init: a run directory whose weights (its ``model.safetensors``) the model starts from,
+        to fine-tune it, e.g. with another objective; ``null``: a fresh initialisation.
     """
 
     epochs: int = 60
@@ -140,6 +142,7 @@ class TrainConfig:
     device: str = "auto"
     max_bad_steps: int = 20
     amp: str = "auto"
+    init: str | None = None
 
 
 def auto_batch_size(n_train: int) -> int:

@@ -30,6 +30,21 @@ def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000, y=None) -> torch.T
 
 
 @torch.no_grad()
+def iwae_sum(model, x: torch.Tensor, k: int, rows: int = 32768, y=None) -> torch.Tensor:
+    """Sum over x of the k-sample importance-weighted bound log (1/k) sum_i p(x, z_i) / q(z_i | x),
+    the quantity the IWAE objective maximises (a one-element tensor that can be all-reduced)."""
+    was = model.training
+    model.eval()
+    total = torch.zeros(1, device=x.device)
+    step = max(1, rows // k)
+    for i in range(0, x.shape[0], step):
+        t = model.terms(x[i:i + step], k, log_weights=True, y=None if y is None else y[i:i + step])
+        total += (torch.logsumexp(t["log_px"] + t["log_pz"] - t["log_qz"], 0) - math.log(k)).sum()
+    model.train(was)
+    return total
+
+
+@torch.no_grad()
 def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = None, quiet: bool = False,
              active_threshold: float = 0.01, y=None) -> dict:
     """Evaluate a model on x (N, *shape) (with labels y for a conditional model).

@@ -175,9 +175,9 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
 
     metrics = run.metrics
     if metrics:
-        last, best = metrics[-1], max(metrics, key=lambda m: m["valid_elbo"])
+        last, (best, key, what) = metrics[-1], run.best()
         summary = _table([("epochs", str(len(metrics))),
-                          ("best valid ELBO", f"{best['valid_elbo']:.3f} nats (epoch {int(best['epoch'])})"),
+                          (f"best {what}", f"{best[key]:.3f} nats (epoch {int(best['epoch'])})"),
                           ("last train ELBO", f"{last['train_elbo']:.3f} nats"),
                           ("training time", f"{sum(m['seconds'] for m in metrics):.0f} s")])
         sections.append(("Learning curves", summary + f'<img alt="learning curves" src="{_fig_uri(learning_curves(metrics))}">'))

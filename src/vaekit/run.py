@@ -43,6 +43,22 @@ def saved_data(path: Path, info: dict) -> dict:
     return saved
 
 
+def load_into(model: torch.nn.Module, file: Path, against: str) -> None:
+    """Load a safetensors file into ``model``; if its names or shapes differ, say so in one
+    sentence naming the file (``against``: what the model was built from)."""
+    weights = load_weights(file)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(weights))
+    extra = sorted(set(weights) - set(own))
+    if missing or extra:
+        raise VaekitError(f"{file}: weights do not match {against} (missing {missing[:3]}, unexpected {extra[:3]}).")
+    for k, v in weights.items():
+        if v.shape != own[k].shape:
+            raise VaekitError(f"{file}: weights do not match {against} ({k} has shape {tuple(v.shape)}, "
+                              f"{against} needs {tuple(own[k].shape)}).")
+    model.load_state_dict(weights)
+
+
 class Run:
     """A trained model with its config and data description, loaded from a run directory.
 
@@ -76,18 +92,7 @@ class Run:
             model = build_model(config.model, info)
         except (ValueError, KeyError, TypeError) as e:
             raise VaekitError(f"{cfg_file}: the model cannot be built from it ({e}).") from None
-        weights = load_weights(path / "model.safetensors")
-        own = model.state_dict()
-        missing = sorted(set(own) - set(weights))
-        extra = sorted(set(weights) - set(own))
-        if missing or extra:
-            raise VaekitError(f"{path / 'model.safetensors'}: weights do not match config.yaml "
-                              f"(missing {missing[:3]}, unexpected {extra[:3]}).")
-        for k, v in weights.items():
-            if v.shape != own[k].shape:
-                raise VaekitError(f"{path / 'model.safetensors'}: weights do not match config.yaml "
-                                  f"({k} has shape {tuple(v.shape)}, the config needs {tuple(own[k].shape)}).")
-        model.load_state_dict(weights)
+        load_into(model, path / "model.safetensors", "config.yaml")
         model.to(resolve_device(device)).eval()
         return cls(path, config, info, model)
 
@@ -118,7 +123,20 @@ class Run:
         if not f.exists():
             return []
         with open(f) as fh:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+            # a column without a value (valid_iwae of an ELBO run) is left out of the row
+            return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+
+    def best(self) -> tuple[dict, str, str] | None:
+        """The epoch whose weights model.safetensors holds, as (metrics row, column, what it is):
+        the best validation ELBO, or for an IWAE run the best validation IWAE bound."""
+        m = self.metrics
+        if not m:
+            return None
+        if "valid_iwae" in m[-1]:
+            key, what = "valid_iwae", f"valid IWAE-{self.config.train.k} bound"
+        else:
+            key, what = "valid_elbo", "valid ELBO"
+        return max(m, key=lambda r: r[key]), key, what
 
     @property
     def evaluation(self) -> dict | None:

@@ -20,8 +20,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from flask import Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
 
 from .generate import grid, latent_points
 
@@ -153,7 +151,10 @@ class Explorer:
         return out
 
 
-def create_app(run) -> Flask:
+def create_app(run) -> "Flask":
+    from flask import Flask, jsonify, request  # imported here: `import vaekit` does not need a web stack
+    from werkzeug.exceptions import HTTPException
+
     ex = Explorer(run)
     app = Flask("vaekit")
     app.json.sort_keys = False

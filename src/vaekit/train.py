@@ -32,13 +32,13 @@ from .checkpoint import load_state, save_state, save_weights
 from .config import Config, auto_batch_size, auto_free_bits, load_yaml, save_yaml
 from .data import Bundle, load_data
 from .errors import VaekitError
-from .evaluate import elbo_sums
+from .evaluate import elbo_sums, iwae_sum
 from .model import build_model, likelihood_name, resolve_net
 from .objectives import Objective
-from .run import Run, resolve_device, saved_data
+from .run import Run, load_into, resolve_device, saved_data
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_elbo", "train_rec", "train_kl", "valid_elbo", "valid_rec",
-                 "valid_kl", "beta", "lr", "seconds", "examples_per_s", "skipped_steps"]
+                 "valid_kl", "beta", "lr", "seconds", "examples_per_s", "skipped_steps", "valid_iwae"]
 STATE_FILE = Path("state") / "last.pt"
 
 
@@ -216,6 +216,8 @@ class Trainer:
         log = (lambda *a, **k: None) if self.quiet else print
         if self.epoch == 0:
             self.save_checkpoint()  # epoch 0: an interrupted first epoch can be resumed too
+        iwae = self.objective.kind == "iwae"
+        what = f"IWAE-{self.objective.k} bound" if iwae else "ELBO"  # what picks the best weights
         metrics_file = open(out / "metrics.csv", "a", newline="") if d.main else None
         writer = csv.DictWriter(metrics_file, fieldnames=METRIC_FIELDS) if d.main else None
         if d.main and metrics_file.tell() == 0:
@@ -265,6 +267,8 @@ class Trainer:
                                     - skipped_now * local_batch])
                 seconds = time.perf_counter() - t0
                 v = torch.cat([elbo_sums(self.model, valid, y=valid_y), valid.new_tensor([valid.shape[0]])])
+                if iwae:
+                    v = torch.cat([v, iwae_sum(self.model, valid, self.objective.k, y=valid_y)])
                 dist.all_reduce_sum(used, d)
                 dist.all_reduce_sum(v, d)
                 rec, kl, loss, count = used.tolist()
@@ -274,36 +278,40 @@ class Trainer:
                 rec, kl, loss = rec / count, kl / count, loss / count
                 v_rec, v_kl = (v[:2] / v[2]).tolist()
                 v_elbo = -(v_rec + v_kl)
+                v_iwae = (v[3] / v[2]).item() if iwae else None
+                score = v_iwae if iwae else v_elbo  # the validation value of the training objective
                 self.epoch = epoch
-                if not math.isfinite(v_elbo):
+                if not math.isfinite(v_elbo) or not math.isfinite(score):
                     raise VaekitError(f"the validation ELBO is not finite after epoch {epoch}; the checkpoint "
                                       f"of epoch {epoch - 1} in {out / STATE_FILE} is intact.")
                 row = {"epoch": epoch, "train_loss": loss, "train_elbo": -(rec + kl), "train_rec": rec,
                        "train_kl": kl, "valid_elbo": v_elbo, "valid_rec": v_rec, "valid_kl": v_kl,
                        "beta": self.objective.beta_at(self.step - 1), "lr": self.opt.param_groups[0]["lr"],
                        "seconds": seconds, "examples_per_s": count / seconds,
-                       "skipped_steps": int(skipped_now.item())}
+                       "skipped_steps": int(skipped_now.item()), "valid_iwae": v_iwae if iwae else ""}
                 if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    self.sched.step(v_elbo)
+                    self.sched.step(score)
                 elif self.sched is not None:
                     self.sched.step()
-                improved = v_elbo > self.best
+                improved = score > self.best
                 if improved:
-                    self.best, self.best_epoch = v_elbo, epoch
+                    self.best, self.best_epoch = score, epoch
                 if d.main:  # the row first: a resume drops rows newer than the checkpoint
                     writer.writerow({k: (f"{val:.6g}" if isinstance(val, float) else val) for k, val in row.items()})
                     metrics_file.flush()
                     if improved:
                         save_weights(self.model.state_dict(), out / "model.safetensors")
                     self.save_checkpoint()
-                bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {v_elbo:.2f}", refresh=False)
+                shown = f", valid IWAE-{self.objective.k} {v_iwae:.2f}" if iwae else ""
+                bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {v_elbo:.2f}{shown}",
+                                    refresh=False)
                 if not self.quiet and (epoch == 1 or epoch % max(1, tc.epochs // 10) == 0 or epoch == tc.epochs):
                     bar.write(f"epoch {epoch:4d}  train ELBO {row['train_elbo']:9.3f}  valid ELBO {v_elbo:9.3f}  "
-                              f"(rec {v_rec:.3f}, KL {v_kl:.3f})  {count / seconds:,.0f} ex/s"
+                              f"(rec {v_rec:.3f}, KL {v_kl:.3f}){shown.replace(',', ' ')}  {count / seconds:,.0f} ex/s"
                               + (f"  {row['skipped_steps']} steps skipped" if row["skipped_steps"] else ""))
                 if tc.patience and epoch - self.best_epoch >= tc.patience:
                     if not self.quiet:
-                        bar.write(f"early stop: valid ELBO has not improved for {tc.patience} epochs "
+                        bar.write(f"early stop: valid {what} has not improved for {tc.patience} epochs "
                                   f"(best {self.best:.3f} at epoch {self.best_epoch})")
                     break
         except KeyboardInterrupt:
@@ -320,7 +328,7 @@ class Trainer:
         dist.barrier(d)
         run = Run.load(out, device=str(device))
         if d.main:
-            log(f"best valid ELBO {self.best:.3f} nats at epoch {self.best_epoch}")
+            log(f"best valid {what} {self.best:.3f} nats at epoch {self.best_epoch}")
             if int(self.skipped.item()):
                 log(f"{int(self.skipped.item())} steps with a non-finite loss or gradient were skipped")
             if pictures:
@@ -362,8 +370,15 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     DistributedDataParallel and only rank 0 writes the run directory.
     """
     config.check()
-    d, device, bundle = _start(config, data)
+    init = None
+    if config.train.init:
+        init = Run.load(config.train.init)  # a broken run is refused before anything is written
+    d, device, bundle = _start(config, data, init.saved if init else None)
     info = bundle.info()
+    start = None
+    if init is not None:  # checked before the run directory is made
+        start = build_model(config.model, info)
+        load_into(start, init.path / "model.safetensors", "the model this run's config builds")
     bundle.to(device)
     target = None
     if d.main:
@@ -373,7 +388,11 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
             bundle.vocab.save(target / "vocab.json")
     target = Path(dist.broadcast_object(str(target), d))
     trainer = Trainer(config, bundle, target, d, device, quiet)
+    if start is not None:
+        trainer.model.load_state_dict(start.state_dict())
     _describe(trainer, (lambda *a: None) if trainer.quiet else print)
+    if init is not None and not trainer.quiet:
+        print(f"init   weights of {init.path}")
     try:
         return trainer.fit(pictures)
     finally:
@@ -412,7 +431,8 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
         if epochs is not None:
             save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, cfg_file)
     if not trainer.quiet:
-        print(f"resuming {path} after epoch {trainer.epoch} (best valid ELBO {trainer.best:.3f})")
+        what = f"IWAE-{trainer.objective.k} bound" if trainer.objective.kind == "iwae" else "ELBO"
+        print(f"resuming {path} after epoch {trainer.epoch} (best valid {what} {trainer.best:.3f})")
     _describe(trainer, (lambda *a: None) if trainer.quiet else print)
     try:
         return trainer.fit(pictures)
@@ -426,8 +446,10 @@ def _truncate_metrics(path: Path, epoch: int) -> None:
         return
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
+    with open(path, newline="") as f:
+        header = next(csv.reader(f), [])
     keep = [r for r in rows if int(r["epoch"]) <= epoch]
-    if len(keep) != len(rows):
+    if len(keep) != len(rows) or header != METRIC_FIELDS:  # (also a file written before a column was added)
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
             w.writeheader()
