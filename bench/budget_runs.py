@@ -1,0 +1,130 @@
+"""Train several likelihood configurations side by side within a wall-clock budget, then
+evaluate each (test NLL with k importance samples).
+
+Made for a GPU lent for a fixed time: every configuration runs in its own process on the
+same device. Each first trains 4 epochs to measure its own epoch time (with the others
+running, so under the same contention), then trains as many epochs as fit before the common
+deadline (with a cosine schedule over exactly that many), then runs `vaekit evaluate`.
+A summary with epochs, seconds and the evaluation goes to <out>/summary.json; each run
+directory (without its trainer state) is packed into <out>/<name>.tar.gz.
+
+    python bench/budget_runs.py --data ../shared/data/binarized-mnist --train-seconds 420 \
+        --device cuda --out /tmp/budget --jobs iwae50,vamp-iwae50,hvamp-iwae50
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+MLP = ["--likelihood", "bernoulli", "--hidden", "300,300", "--latent", "40", "--activation", "elu",
+       "--batch-size", "200", "--lr", "1e-3", "--lr-schedule", "cosine", "--amp", "off"]
+VAMP = ["--prior", "vamp", "--prior-components", "500"]
+HVAMP = ["--prior", "hierarchical", "--top-prior", "vamp", "--prior-components", "500"]
+JOBS = {
+    "elbo": MLP + ["--warmup", "20"],
+    "iwae50": MLP + ["--objective", "iwae", "--k", "50"],
+    "vamp": MLP + VAMP + ["--warmup", "20"],
+    "vamp-iwae50": MLP + VAMP + ["--objective", "iwae", "--k", "50"],
+    "hvamp": MLP + HVAMP + ["--warmup", "20"],
+    "hvamp-iwae50": MLP + HVAMP + ["--objective", "iwae", "--k", "50"],
+}
+VAEKIT = [sys.executable, "-m", "vaekit"]
+
+
+def epoch_seconds(run: Path) -> float:
+    """Wall seconds per epoch of a short run: its median training epoch after the first (which
+    warms up), plus 15% for validation and the checkpoint (12% on an H200)."""
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    steps = sorted(float(r["seconds"]) for r in rows[1:])
+    return 1.15 * steps[len(steps) // 2]
+
+
+def one(name: str, args) -> dict:
+    flags = JOBS[name] + ["--data", str(args.data), "--device", args.device, "--seed", str(args.seed), "--quiet",
+                          *args.extra.split()]
+    out = args.out / name
+    probe = args.out / f"{name}-probe"
+    t = time.time()
+    subprocess.run(VAEKIT + ["train", *flags, "--epochs", "4", "--out", str(probe)], check=True)
+    per_epoch = epoch_seconds(probe)
+    shutil.rmtree(probe)
+    epochs = max(1, int((args.deadline - time.time() - 15) / per_epoch))
+    t0 = time.time()
+    subprocess.run(VAEKIT + ["train", *flags, "--epochs", str(epochs), "--out", str(out)], check=True)
+    t1 = time.time()
+    subprocess.run(VAEKIT + ["evaluate", str(out), "--k", str(args.k), "--device", args.device, "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL)
+    t2 = time.time()
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    ev = json.loads((out / "evaluation.json").read_text())
+    return {"job": name, "command": "vaekit train " + " ".join(flags + ["--epochs", str(epochs)]),
+            "probe_seconds_per_epoch": per_epoch, "epochs": epochs, "train_wall_s": t1 - t0,
+            "train_step_s": sum(float(r["seconds"]) for r in rows), "eval_wall_s": t2 - t1,
+            "probe_wall_s": t0 - t, "nll_nats": ev["nll_nats"], "elbo_nats": ev["elbo_nats"],
+            "active_units": ev["active_units"], "k": ev["k"],
+            "best_epoch": max(rows, key=lambda r: float(r["valid_iwae"] or r["valid_elbo"]))["epoch"],
+            "last_valid_elbo": float(rows[-1]["valid_elbo"])}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--jobs", default="iwae50,vamp-iwae50,hvamp-iwae50",
+                   help=f"comma-separated, from: {', '.join(JOBS)}")
+    p.add_argument("--train-seconds", type=float, default=420, help="wall seconds until training must end")
+    p.add_argument("--k", type=int, default=5000)
+    p.add_argument("--device", default="cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("bench/out/budget"))
+    p.add_argument("--extra", default="", help="more flags for every `vaekit train`, e.g. \"--binarize dynamic\"")
+    p.add_argument("--one", help=argparse.SUPPRESS)
+    p.add_argument("--deadline", type=float, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.one:
+        result = one(args.one, args)
+        (args.out / f"{args.one}.json").write_text(json.dumps(result, indent=2))
+        return 0
+    deadline = time.time() + args.train_seconds
+    names = args.jobs.split(",")
+    unknown = [n for n in names if n not in JOBS]
+    if unknown:
+        p.error(f"unknown job(s) {unknown}; known: {', '.join(JOBS)}")
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    procs = {n: subprocess.Popen([sys.executable, __file__, "--one", n, "--deadline", str(deadline),
+                                  "--data", str(args.data), "--k", str(args.k), "--device", args.device,
+                                  "--seed", str(args.seed), "--out", str(args.out), "--extra=" + args.extra],
+                                 env=env) for n in names}
+    summary = {"device": _device(args.device), "train_seconds": args.train_seconds, "jobs": {}}
+    for n, proc in procs.items():
+        rc = proc.wait()
+        f = args.out / f"{n}.json"
+        summary["jobs"][n] = json.loads(f.read_text()) if rc == 0 and f.exists() else {"job": n, "exit": rc}
+        run = args.out / n
+        if run.is_dir():
+            with tarfile.open(args.out / f"{n}.tar.gz", "w:gz") as tar:
+                tar.add(run, arcname=n, filter=lambda m: None if "/state" in m.name else m)
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "cuda" and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    return f"cpu, torch {torch.__version__}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
