@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data
 
-.PHONY: setup browser demo test test-slow bench clean
+.PHONY: setup browser demo test test-slow bench bench-gpu clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/text.py --data $(DATA)/text
 	$(BIN)/python bench/audio.py --data $(DATA)/fsdd
 	$(BIN)/python bench/serve_load.py
+
+# the H200 rows of the results: three likelihood models side by side on one GPU (about 7 minutes)
+bench-gpu: $(STAMP)
+	$(BIN)/python bench/budget_runs.py --data $(DATA)/binarized-mnist --device cuda --train-seconds 380 \
+		--jobs iwae50,vamp-iwae50,hvamp-iwae50 --out bench/out/budget
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -246,3 +246,20 @@ def test_mixed_precision_on_cpu_when_asked(tmp_path):
     m = run.metrics
     assert len(m) == 2 and all(math.isfinite(r["valid_elbo"]) for r in m)
     assert m[-1]["skipped_steps"] == 0
+
+
+def test_resume_rewrites_metrics_written_before_a_column_was_added(tmp_path):
+    """A run whose metrics.csv has no valid_iwae column (older vaekit) resumes with aligned rows."""
+    vaekit.train(small_config(epochs=2), out=tmp_path / "r", quiet=True, pictures=False)
+    path = tmp_path / "r" / "metrics.csv"
+    old = [{k: v for k, v in r.items() if k != "valid_iwae"} for r in rows(tmp_path / "r")]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(old[0]))
+        w.writeheader()
+        w.writerows(old)
+    vaekit.resume(tmp_path / "r", epochs=3, quiet=True, pictures=False)
+    assert next(csv.reader(open(path))) == train_mod.METRIC_FIELDS
+    got = rows(tmp_path / "r")
+    assert [int(r["epoch"]) for r in got] == [1, 2, 3]
+    assert all(float(r["valid_elbo"]) < 0 and r["valid_iwae"] == "" for r in got)
+    assert len(vaekit.Run.load(tmp_path / "r").metrics) == 3
