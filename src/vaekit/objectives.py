@@ -32,6 +32,11 @@ class Objective:
                    beta=train_cfg.beta, warmup_steps=int(train_cfg.warmup_epochs * steps_per_epoch),
                    free_bits=train_cfg.free_bits or 0.0)
 
+    @property
+    def name(self) -> str:
+        """What the validation score of a run with this objective is called."""
+        return f"IWAE-{self.k} bound" if self.kind == "iwae" else "ELBO"
+
     def beta_at(self, step: int) -> float:
         if self.warmup_steps <= 0:
             return self.beta

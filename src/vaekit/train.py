@@ -217,7 +217,7 @@ class Trainer:
         if self.epoch == 0:
             self.save_checkpoint()  # epoch 0: an interrupted first epoch can be resumed too
         iwae = self.objective.kind == "iwae"
-        what = f"IWAE-{self.objective.k} bound" if iwae else "ELBO"  # what picks the best weights
+        what = self.objective.name  # what picks the best weights: the valid ELBO, or IWAE-k bound
         metrics_file = open(out / "metrics.csv", "a", newline="") if d.main else None
         writer = csv.DictWriter(metrics_file, fieldnames=METRIC_FIELDS) if d.main else None
         if d.main and metrics_file.tell() == 0:
@@ -282,7 +282,8 @@ class Trainer:
                 score = v_iwae if iwae else v_elbo  # the validation value of the training objective
                 self.epoch = epoch
                 if not math.isfinite(v_elbo) or not math.isfinite(score):
-                    raise VaekitError(f"the validation ELBO is not finite after epoch {epoch}; the checkpoint "
+                    bad = what if math.isfinite(v_elbo) else "ELBO"
+                    raise VaekitError(f"the validation {bad} is not finite after epoch {epoch}; the checkpoint "
                                       f"of epoch {epoch - 1} in {out / STATE_FILE} is intact.")
                 row = {"epoch": epoch, "train_loss": loss, "train_elbo": -(rec + kl), "train_rec": rec,
                        "train_kl": kl, "valid_elbo": v_elbo, "valid_rec": v_rec, "valid_kl": v_kl,
@@ -431,8 +432,8 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
         if epochs is not None:
             save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, cfg_file)
     if not trainer.quiet:
-        what = f"IWAE-{trainer.objective.k} bound" if trainer.objective.kind == "iwae" else "ELBO"
-        print(f"resuming {path} after epoch {trainer.epoch} (best valid {what} {trainer.best:.3f})")
+        print(f"resuming {path} after epoch {trainer.epoch} (best valid {trainer.objective.name} "
+              f"{trainer.best:.3f})")
     _describe(trainer, (lambda *a: None) if trainer.quiet else print)
     try:
         return trainer.fit(pictures)
