@@ -327,54 +327,81 @@ def write_clips(x: torch.Tensor, info: dict, folder, names: list[str]) -> list[P
             for w, name in zip(audio_clips(x, info), names)]
 
 
-def audio_samples(model, info: dict, folder, n: int = 8, seed: int | None = 0, label=None,
-                  label_names=None) -> list[Path]:
-    """Prior samples as WAV files and one PNG of their spectrograms."""
+def sampled_clips(model, n: int = 8, seed: int | None = 0, label=None, label_names=None):
+    """Prior samples as spectrograms with a name each; a conditional model without a label
+    gives one per class."""
     if seed is not None:
         torch.manual_seed(seed)
     if model.classes and label is None:
         y = torch.arange(model.classes, device=model.device)
-        x = model.sample(model.classes, y=y)
-        names = [f"sample-{label_names[c] if label_names else c}" for c in range(model.classes)]
-    else:
-        x = sample_images(model, n, n, True, label)
-        tag = "" if label is None else f"-{label_names[label] if label_names else label}"
-        names = [f"sample{tag}-{i}" for i in range(x.shape[0])]
-    wavs = write_clips(x, info, folder, names)
-    return wavs + [spectrogram_png(x, info, Path(folder) / "samples.png", names)]
+        return model.sample(model.classes, y=y), [f"label-{label_names[c] if label_names else c}"
+                                                   for c in range(model.classes)]
+    x = sample_images(model, n, n, True, label)
+    tag = "" if label is None else f"-{label_names[label] if label_names else label}"
+    return x, [f"sample{tag}-{i}" for i in range(x.shape[0])]
+
+
+def reconstructed_clips(model, x: torch.Tensor, y=None):
+    """Each clip followed by its reconstruction, with names."""
+    both = torch.stack([x, model.reconstruct(x, y=y)], 1).flatten(0, 1)
+    return both, [f"{i}-{kind}" for i in range(x.shape[0]) for kind in ("original", "reconstruction")]
+
+
+def interpolated_clips(model, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 8, y_a=None, y_b=None):
+    """The clips decoded along the straight path between two clips' posterior means, with names."""
+    return model.interpolate(x_a[:1], x_b[:1], steps, y_a, y_b)[0], [f"step-{i}" for i in range(steps)]
+
+
+def audio_outputs(model, test: torch.Tensor, y=None, label_names=None, n_rec: int = 4, steps: int = 8) -> dict:
+    """What an audio run shows, each as (spectrograms, names): prior samples, test clips with
+    their reconstructions, and an interpolation between two test clips. Written as WAV and PNG
+    after training (``write_audio_outputs``) and played in the report."""
+    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 1, allow_one=True))
+    return {"samples": sampled_clips(model, label_names=label_names),
+            "reconstructions": reconstructed_clips(model, test[:n_rec], None if y is None else y[:n_rec]),
+            "interpolation": interpolated_clips(model, test[a], test[b], steps,
+                                                *((None, None) if y is None else (y[a], y[b])))}
+
+
+def write_clip_set(clips, info: dict, folder, png: str, cols: int = 4, joined: bool = False) -> list[Path]:
+    """WAV files of (spectrograms, names) in ``folder``, one PNG of their spectrograms, and with
+    ``joined`` one more WAV that plays them in turn."""
+    x, names = clips
+    waves = audio_clips(x, info)
+    files = [write_wav(w, info["sample_rate"], Path(folder) / f"{nm}.wav") for w, nm in zip(waves, names)]
+    if joined:
+        gap = np.zeros(int(0.15 * info["sample_rate"]), dtype=np.float32)
+        files.append(write_wav(np.concatenate([c for w in waves for c in (w, gap)]), info["sample_rate"],
+                               Path(folder) / "interpolation.wav"))
+    return files + [spectrogram_png(x, info, Path(folder) / png, names, cols=cols)]
+
+
+def audio_samples(model, info: dict, folder, n: int = 8, seed: int | None = 0, label=None,
+                  label_names=None) -> list[Path]:
+    """Prior samples as WAV files and one PNG of their spectrograms."""
+    return write_clip_set(sampled_clips(model, n, seed, label, label_names), info, folder, "samples.png")
 
 
 def audio_reconstructions(model, info: dict, x: torch.Tensor, folder, y=None) -> list[Path]:
     """Each clip and its reconstruction, side by side: WAV pairs and one PNG."""
-    rec = model.reconstruct(x, y=y)
-    both = torch.stack([x, rec], 1).flatten(0, 1)
-    names = [f"{i}-{kind}" for i in range(x.shape[0]) for kind in ("original", "reconstruction")]
-    return write_clips(both, info, folder, names) + [spectrogram_png(both, info, Path(folder) / "reconstructions.png",
-                                                                     names, cols=2)]
+    return write_clip_set(reconstructed_clips(model, x, y), info, folder, "reconstructions.png", cols=2)
 
 
 def audio_interpolation(model, info: dict, x_a: torch.Tensor, x_b: torch.Tensor, folder, steps: int = 8,
                         y_a=None, y_b=None) -> list[Path]:
     """The clips decoded along the path between two clips' posterior means, as WAV files,
     one WAV that plays them in turn, and a PNG."""
-    path = model.interpolate(x_a[:1], x_b[:1], steps, y_a, y_b)[0]
-    names = [f"step-{i}" for i in range(steps)]
-    waves = audio_clips(path, info)
-    files = [write_wav(w, info["sample_rate"], Path(folder) / f"{nm}.wav") for w, nm in zip(waves, names)]
-    gap = np.zeros(int(0.15 * info["sample_rate"]), dtype=np.float32)
-    files.append(write_wav(np.concatenate([c for w in waves for c in (w, gap)]), info["sample_rate"],
-                           Path(folder) / "interpolation.wav"))
-    return files + [spectrogram_png(path, info, Path(folder) / "interpolation.png", names, cols=steps)]
+    return write_clip_set(interpolated_clips(model, x_a, x_b, steps, y_a, y_b), info, folder, "interpolation.png",
+                          cols=steps, joined=True)
 
 
 def write_audio_outputs(run, bundle) -> list[Path]:
     """Samples, reconstructions and an interpolation of an audio run, as WAV and PNG."""
     model, info, out, test = run.model, run.info, run.path / "samples", bundle.test
-    y = bundle.test_labels if model.classes else None
-    a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 1, allow_one=True))
-    files = audio_samples(model, info, out / "prior", label_names=bundle.label_names)
-    files += audio_reconstructions(model, info, test[:4], out / "reconstructions", None if y is None else y[:4])
-    files += audio_interpolation(model, info, test[a], test[b], out / "interpolation", 8,
-                                 *((None, None) if y is None else (y[a], y[b])))
+    o = audio_outputs(model, test, bundle.test_labels if model.classes else None, bundle.label_names)
+    files = write_clip_set(o["samples"], info, out / "prior", "samples.png")
+    files += write_clip_set(o["reconstructions"], info, out / "reconstructions", "reconstructions.png", cols=2)
+    files += write_clip_set(o["interpolation"], info, out / "interpolation", "interpolation.png",
+                            cols=len(o["interpolation"][1]), joined=True)
     files.append(latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names))
     return [f for f in files if f.suffix == ".png"] + [out / "prior", out / "reconstructions", out / "interpolation"]

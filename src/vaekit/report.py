@@ -120,39 +120,25 @@ def _text_sections(run, bundle) -> list[tuple[str, str]]:
 
 
 def _audio_sections(run, bundle) -> list[tuple[str, str]]:
-    from .generate import audio_clips, spectrogram_figure, wav_bytes
+    from .generate import audio_clips, audio_outputs, spectrogram_figure, wav_bytes
 
-    model, test, info = run.model, bundle.test, run.info
-    y = bundle.test_labels if model.classes else None
-    out = []
+    info = run.info
+    o = audio_outputs(run.model, bundle.test, bundle.test_labels if run.model.classes else None,
+                      bundle.label_names, n_rec=6, steps=6)
 
-    def players(x, titles):
-        waves = audio_clips(x, info)
+    def section(clips, cols, note=""):
+        x, names = clips
+        titles = [n.replace("-", " ") for n in names]
         cells = "".join(f'<figure><figcaption>{html.escape(t)}</figcaption><audio controls src="data:audio/wav;base64,'
                         f'{base64.b64encode(wav_bytes(w, info["sample_rate"])).decode("ascii")}"></audio></figure>'
-                        for w, t in zip(waves, titles))
-        return f'<div class="clips">{cells}</div>'
+                        for w, t in zip(audio_clips(x, info), titles))
+        return (note + f'<div class="clips">{cells}</div>'
+                + f'<img alt="spectrograms" src="{_fig_uri(spectrogram_figure(x, info, titles, cols=cols))}">')
 
-    x = sample_images(model, 8, 8 if not model.classes else 1)
-    names = bundle.label_names or []
-    titles = [f"sample {i + 1}" + (f" (label {names[i] if i < len(names) else i})" if model.classes else "")
-              for i in range(x.shape[0])]
-    out.append(("Samples from the prior", players(x, titles) +
-                f'<img alt="sample spectrograms" src="{_fig_uri(spectrogram_figure(x, info, titles))}">'))
-    xt = test[:6]
-    rec = model.reconstruct(xt, y=None if y is None else y[:6])
-    both = torch.stack([xt, rec], 1).flatten(0, 1)
-    titles = [t for i in range(xt.shape[0]) for t in (f"test clip {i}", f"reconstruction {i}")]
-    out.append(("Reconstructions", players(both, titles) +
-                f'<img alt="reconstructions" src="{_fig_uri(spectrogram_figure(both, info, titles, cols=2))}">'))
-    a, b = pick_pairs(test.shape[0], 1, allow_one=True)
-    a, b = a.to(test.device), b.to(test.device)
-    path = model.interpolate(test[a], test[b], 6, *((None, None) if y is None else (y[a], y[b])))[0]
-    titles = [f"step {i}" for i in range(path.shape[0])]
-    out.append(("Interpolation", "<p>Decoded along the straight path between the posterior means of two test clips.</p>"
-                + players(path, titles)
-                + f'<img alt="interpolation" src="{_fig_uri(spectrogram_figure(path, info, titles, cols=6))}">'))
-    return out
+    return [("Samples from the prior", section(o["samples"], 4)),
+            ("Reconstructions", section(o["reconstructions"], 2)),
+            ("Interpolation", section(o["interpolation"], 6, "<p>Decoded along the straight path between the "
+                                                              "posterior means of two test clips.</p>"))]
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
