@@ -74,6 +74,13 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
     return torch.from_numpy(fb.astype(np.float32))
 
 
+@lru_cache(maxsize=8)
+def mel_pseudo_inverse(sample_rate: int, n_fft: int, n_mels: int) -> torch.Tensor:
+    """The filterbank's pseudo-inverse (n_fft // 2 + 1, n_mels): mel power -> the least-squares
+    linear power, as Griffin-Lim needs it; computed once per setting."""
+    return torch.linalg.pinv(mel_filterbank(sample_rate, n_fft, n_mels))
+
+
 class LogMel:
     """Waveforms <-> normalised log-mel spectrograms with fixed settings."""
 
@@ -120,7 +127,8 @@ class LogMel:
                 seed: int = 0) -> torch.Tensor:
         """The model's (normalised) log-mel -> waveforms (B, length) by Griffin-Lim."""
         power = self.to_power(x.detach().float().cpu())
-        linear = (torch.linalg.pinv(self.fb) @ power).clamp(min=0.0)      # mel -> linear power
+        inverse = mel_pseudo_inverse(self.sample_rate, self.n_fft, self.n_mels)
+        linear = (inverse @ power).clamp(min=0.0)                              # mel -> linear power
         magnitude = linear.sqrt()
         g = torch.Generator().manual_seed(seed)
         angles = torch.exp(2j * math.pi * torch.rand(magnitude.shape, generator=g))
