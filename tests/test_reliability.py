@@ -75,7 +75,8 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     p = subprocess.Popen(PY + args + ["--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while time.time() < deadline and p.poll() is None:
-        if (out / "metrics.csv").exists() and len(rows(out)) >= 3:
+        # a row is written before its epoch's checkpoint: with 4 rows, epoch 3's checkpoint is on disk
+        if (out / "metrics.csv").exists() and len(rows(out)) >= 4:
             break
         time.sleep(0.05)
     time.sleep(0.1)  # into the next epoch
@@ -135,7 +136,8 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
-    while time.time() < deadline and not ((out / "metrics.csv").exists() and len(rows(out)) >= 2):
+    # 3 rows: epoch 2's checkpoint is on disk (each row is written before its epoch's checkpoint)
+    while time.time() < deadline and not ((out / "metrics.csv").exists() and len(rows(out)) >= 3):
         time.sleep(0.05)
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
