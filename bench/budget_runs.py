@@ -15,7 +15,6 @@ directory (without its trainer state) is packed into <out>/<name>.tar.gz.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -24,6 +23,8 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+
+import vaekit
 
 MLP = ["--likelihood", "bernoulli", "--hidden", "300,300", "--latent", "40", "--activation", "elu",
        "--batch-size", "200", "--lr", "1e-3", "--lr-schedule", "cosine", "--amp", "off"]
@@ -43,8 +44,7 @@ VAEKIT = [sys.executable, "-m", "vaekit"]
 def epoch_seconds(run: Path) -> float:
     """Wall seconds per epoch of a short run: its median training epoch after the first (which
     warms up), plus 15% for validation and the checkpoint (12% on an H200)."""
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
-    steps = sorted(float(r["seconds"]) for r in rows[1:])
+    steps = sorted(r["seconds"] for r in vaekit.Run.load(run).metrics[1:])
     return 1.15 * steps[len(steps) // 2]
 
 
@@ -64,15 +64,14 @@ def one(name: str, args) -> dict:
     subprocess.run(VAEKIT + ["evaluate", str(out), "--k", str(args.k), "--device", args.device, "--quiet"],
                    check=True, stdout=subprocess.DEVNULL)
     t2 = time.time()
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
-    ev = json.loads((out / "evaluation.json").read_text())
+    run = vaekit.Run.load(out)
+    rows, ev, (best, _, _) = run.metrics, run.evaluation, run.best()
     return {"job": name, "command": "vaekit train " + " ".join(flags + ["--epochs", str(epochs)]),
             "probe_seconds_per_epoch": per_epoch, "epochs": epochs, "train_wall_s": t1 - t0,
-            "train_step_s": sum(float(r["seconds"]) for r in rows), "eval_wall_s": t2 - t1,
+            "train_step_s": sum(r["seconds"] for r in rows), "eval_wall_s": t2 - t1,
             "probe_wall_s": t0 - t, "nll_nats": ev["nll_nats"], "elbo_nats": ev["elbo_nats"],
             "active_units": ev["active_units"], "k": ev["k"],
-            "best_epoch": max(rows, key=lambda r: float(r["valid_iwae"] or r["valid_elbo"]))["epoch"],
-            "last_valid_elbo": float(rows[-1]["valid_elbo"])}
+            "best_epoch": int(best["epoch"]), "last_valid_elbo": rows[-1]["valid_elbo"]}
 
 
 def main() -> int:

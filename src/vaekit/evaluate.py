@@ -14,6 +14,8 @@ import time
 import torch
 from tqdm.auto import tqdm
 
+from .objectives import log_mean_exp
+
 
 @torch.no_grad()
 def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000, y=None) -> torch.Tensor:
@@ -39,7 +41,7 @@ def iwae_sum(model, x: torch.Tensor, k: int, rows: int = 32768, y=None) -> torch
     step = max(1, rows // k)
     for i in range(0, x.shape[0], step):
         t = model.terms(x[i:i + step], k, log_weights=True, y=None if y is None else y[i:i + step])
-        total += (torch.logsumexp(t["log_px"] + t["log_pz"] - t["log_qz"], 0) - math.log(k)).sum()
+        total += log_mean_exp(t["log_px"] + t["log_pz"] - t["log_qz"]).sum()
     model.train(was)
     return total
 
@@ -86,7 +88,7 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
             rec_sum += -t["log_px"].sum() / k
             kl_mc_sum += (t["log_qz"] - t["log_pz"]).sum() / k
         log_w = torch.cat(chunks, 0)                                 # (k, b)
-        nll[i:i + xb.shape[0]] = -(torch.logsumexp(log_w, 0) - math.log(k))
+        nll[i:i + xb.shape[0]] = -log_mean_exp(log_w)
         elbo_sum += log_w.mean(0).sum()
         q = t["q"]
         means.append(q.loc)

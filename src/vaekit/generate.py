@@ -321,12 +321,6 @@ def spectrogram_png(x: torch.Tensor, info: dict, path, titles=None, cols: int = 
     return path
 
 
-def write_clips(x: torch.Tensor, info: dict, folder, names: list[str]) -> list[Path]:
-    """One WAV file per spectrogram, ``<folder>/<name>.wav``."""
-    return [write_wav(w, info["sample_rate"], Path(folder) / f"{name}.wav")
-            for w, name in zip(audio_clips(x, info), names)]
-
-
 def sampled_clips(model, n: int = 8, seed: int | None = 0, label=None, label_names=None):
     """Prior samples as spectrograms with a name each; a conditional model without a label
     gives one per class."""
@@ -363,45 +357,49 @@ def audio_outputs(model, test: torch.Tensor, y=None, label_names=None, n_rec: in
                                                 *((None, None) if y is None else (y[a], y[b])))}
 
 
-def write_clip_set(clips, info: dict, folder, png: str, cols: int = 4, joined: bool = False) -> list[Path]:
-    """WAV files of (spectrograms, names) in ``folder``, one PNG of their spectrograms, and with
-    ``joined`` one more WAV that plays them in turn."""
+def clip_columns(kind: str, names: list[str]) -> int:
+    """Columns of a clip set's spectrogram grid: 4 samples a row, a clip next to its
+    reconstruction, an interpolation in one row."""
+    return {"samples": 4, "reconstructions": 2}.get(kind, len(names))
+
+
+def write_clip_set(clips, info: dict, folder, kind: str) -> list[Path]:
+    """WAV files of a clip set (spectrograms, names) from ``audio_outputs`` in ``folder``, a PNG of
+    their spectrograms (``<kind>.png``), and for an interpolation one more WAV that plays the steps
+    in turn."""
     x, names = clips
     waves = audio_clips(x, info)
     files = [write_wav(w, info["sample_rate"], Path(folder) / f"{nm}.wav") for w, nm in zip(waves, names)]
-    if joined:
+    if kind == "interpolation":
         gap = np.zeros(int(0.15 * info["sample_rate"]), dtype=np.float32)
         files.append(write_wav(np.concatenate([c for w in waves for c in (w, gap)]), info["sample_rate"],
                                Path(folder) / "interpolation.wav"))
-    return files + [spectrogram_png(x, info, Path(folder) / png, names, cols=cols)]
+    return files + [spectrogram_png(x, info, Path(folder) / f"{kind}.png", names, cols=clip_columns(kind, names))]
 
 
 def audio_samples(model, info: dict, folder, n: int = 8, seed: int | None = 0, label=None,
                   label_names=None) -> list[Path]:
     """Prior samples as WAV files and one PNG of their spectrograms."""
-    return write_clip_set(sampled_clips(model, n, seed, label, label_names), info, folder, "samples.png")
+    return write_clip_set(sampled_clips(model, n, seed, label, label_names), info, folder, "samples")
 
 
 def audio_reconstructions(model, info: dict, x: torch.Tensor, folder, y=None) -> list[Path]:
     """Each clip and its reconstruction, side by side: WAV pairs and one PNG."""
-    return write_clip_set(reconstructed_clips(model, x, y), info, folder, "reconstructions.png", cols=2)
+    return write_clip_set(reconstructed_clips(model, x, y), info, folder, "reconstructions")
 
 
 def audio_interpolation(model, info: dict, x_a: torch.Tensor, x_b: torch.Tensor, folder, steps: int = 8,
                         y_a=None, y_b=None) -> list[Path]:
     """The clips decoded along the path between two clips' posterior means, as WAV files,
     one WAV that plays them in turn, and a PNG."""
-    return write_clip_set(interpolated_clips(model, x_a, x_b, steps, y_a, y_b), info, folder, "interpolation.png",
-                          cols=steps, joined=True)
+    return write_clip_set(interpolated_clips(model, x_a, x_b, steps, y_a, y_b), info, folder, "interpolation")
 
 
 def write_audio_outputs(run, bundle) -> list[Path]:
     """Samples, reconstructions and an interpolation of an audio run, as WAV and PNG."""
     model, info, out, test = run.model, run.info, run.path / "samples", bundle.test
     o = audio_outputs(model, test, bundle.test_labels if model.classes else None, bundle.label_names)
-    files = write_clip_set(o["samples"], info, out / "prior", "samples.png")
-    files += write_clip_set(o["reconstructions"], info, out / "reconstructions", "reconstructions.png", cols=2)
-    files += write_clip_set(o["interpolation"], info, out / "interpolation", "interpolation.png",
-                            cols=len(o["interpolation"][1]), joined=True)
+    folders = {"samples": "prior", "reconstructions": "reconstructions", "interpolation": "interpolation"}
+    files = [f for kind, clips in o.items() for f in write_clip_set(clips, info, out / folders[kind], kind)]
     files.append(latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names))
     return [f for f in files if f.suffix == ".png"] + [out / "prior", out / "reconstructions", out / "interpolation"]

@@ -18,6 +18,12 @@ from dataclasses import dataclass
 import torch
 
 
+def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """log (1/k) sum_i exp(log_w_i) over ``dim`` (k = its size), computed stably: with the
+    log-weights log p(x, z_i) - log q(z_i | x), the k-sample importance-weighted bound."""
+    return torch.logsumexp(log_w, dim) - math.log(log_w.shape[dim])
+
+
 @dataclass
 class Objective:
     kind: str = "elbo"
@@ -51,7 +57,7 @@ class Objective:
         kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)     # (B,)
         log_px_mean = log_px.squeeze(0) if self.k == 1 else log_px.mean(0)          # (B,)
         if self.kind == "iwae":
-            bound = torch.logsumexp(log_px + log_pz - log_qz, 0) - math.log(self.k)
+            bound = log_mean_exp(log_px + log_pz - log_qz)
             loss = -bound.mean()
         else:
             beta = self.beta_at(step)

@@ -120,25 +120,24 @@ def _text_sections(run, bundle) -> list[tuple[str, str]]:
 
 
 def _audio_sections(run, bundle) -> list[tuple[str, str]]:
-    from .generate import audio_clips, audio_outputs, spectrogram_figure, wav_bytes
+    from .generate import audio_clips, audio_outputs, clip_columns, spectrogram_figure, wav_bytes
 
     info = run.info
     o = audio_outputs(run.model, bundle.test, bundle.test_labels if run.model.classes else None,
                       bundle.label_names, n_rec=6, steps=6)
 
-    def section(clips, cols, note=""):
-        x, names = clips
+    def section(kind, note=""):
+        x, names = o[kind]
         titles = [n.replace("-", " ") for n in names]
         cells = "".join(f'<figure><figcaption>{html.escape(t)}</figcaption><audio controls src="data:audio/wav;base64,'
                         f'{base64.b64encode(wav_bytes(w, info["sample_rate"])).decode("ascii")}"></audio></figure>'
                         for w, t in zip(audio_clips(x, info), titles))
         return (note + f'<div class="clips">{cells}</div>'
-                + f'<img alt="spectrograms" src="{_fig_uri(spectrogram_figure(x, info, titles, cols=cols))}">')
+                + f'<img alt="spectrograms" src="{_fig_uri(spectrogram_figure(x, info, titles, cols=clip_columns(kind, names)))}">')
 
-    return [("Samples from the prior", section(o["samples"], 4)),
-            ("Reconstructions", section(o["reconstructions"], 2)),
-            ("Interpolation", section(o["interpolation"], 6, "<p>Decoded along the straight path between the "
-                                                              "posterior means of two test clips.</p>"))]
+    return [("Samples from the prior", section("samples")), ("Reconstructions", section("reconstructions")),
+            ("Interpolation", section("interpolation", "<p>Decoded along the straight path between the "
+                                                        "posterior means of two test clips.</p>"))]
 
 
 def _table(rows: list[tuple[str, str]]) -> str:

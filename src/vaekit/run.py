@@ -43,10 +43,10 @@ def saved_data(path: Path, info: dict) -> dict:
     return saved
 
 
-def load_into(model: torch.nn.Module, file: Path, against: str) -> None:
-    """Load a safetensors file into ``model``; if its names or shapes differ, say so in one
-    sentence naming the file (``against``: what the model was built from)."""
-    weights = load_weights(file)
+def load_into(model: torch.nn.Module, file: Path, against: str, weights: dict | None = None) -> None:
+    """Load a safetensors file (or ``weights`` read from it) into ``model``; if names or shapes
+    differ, say so in one sentence naming the file (``against``: what the model was built from)."""
+    weights = load_weights(file) if weights is None else weights
     own = model.state_dict()
     missing = sorted(set(own) - set(weights))
     extra = sorted(set(weights) - set(own))

@@ -377,9 +377,10 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     d, device, bundle = _start(config, data, init.saved if init else None)
     info = bundle.info()
     start = None
-    if init is not None:  # checked before the run directory is made
+    if init is not None:  # the weights (read once, by Run.load) are checked before the run directory is made
         start = build_model(config.model, info)
-        load_into(start, init.path / "model.safetensors", "the model this run's config builds")
+        load_into(start, init.path / "model.safetensors", "the model this run's config builds",
+                  weights=init.model.state_dict())
     bundle.to(device)
     target = None
     if d.main:
