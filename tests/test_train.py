@@ -205,3 +205,14 @@ def test_import_does_not_need_the_web_stack():
             "print(vaekit.Config().model.latent)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_pictures_spread_their_examples_over_the_split():
+    """A test set sorted by class must not show only its first class."""
+    from vaekit.generate import spread
+
+    idx = spread(10000, 32)
+    assert idx.numel() == 32 and idx[0] == 0 and idx[-1] == 9999 and bool((idx.diff() > 0).all())
+    labels = torch.arange(10).repeat_interleave(1000)  # sorted, as binarized MNIST's test set
+    assert set(labels[idx].tolist()) == set(range(10))
+    assert spread(5, 32).tolist() == [0, 1, 2, 3, 4]

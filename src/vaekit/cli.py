@@ -344,13 +344,14 @@ def cmd_sample(args) -> int:
 
 
 def cmd_reconstruct(args) -> int:
-    from .generate import audio_reconstructions, reconstructions_png, text_reconstructions
+    from .generate import audio_reconstructions, reconstructions_png, spread, text_reconstructions
 
     run = _run(args)
     n = args.n or {"text": 10, "audio": 4}.get(run.modality, 32)
-    x = run.data.split(args.split)[:n]
-    y = run.labels(args.split)
-    y = None if y is None else y[:n]
+    x = run.data.split(args.split)
+    shown = spread(x.shape[0], n).to(x.device)
+    x, y = x[shown], run.labels(args.split)
+    y = None if y is None else y[shown]
     if run.modality == "text":
         g = _gen(args, "greedy")
         pairs = text_reconstructions(run.model, run.vocab, x, g["method"], g["beam"])

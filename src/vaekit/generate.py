@@ -88,8 +88,8 @@ def latent_points(model, x: torch.Tensor, max_points: int = 5000, y=None):
 
     Returns (xy (N, 2) numpy, axis names, the fitted PCA or None).
     """
-    x = x[:max_points]
-    y = None if y is None else y[:max_points]
+    shown = spread(x.shape[0], max_points).to(x.device)
+    x, y = x[shown], None if y is None else y[shown]
     mu = torch.cat([model.encode(x[i:i + 2000], None if y is None else y[i:i + 2000]).loc
                     for i in range(0, x.shape[0], 2000)]).cpu().numpy()
     if mu.shape[1] > 2 and mu.shape[0] >= 2:
@@ -113,7 +113,7 @@ def latent_map_figure(model, x: torch.Tensor, labels: torch.Tensor | None, label
     xy, axes, _ = latent_points(model, x, max_points, labels if model.classes else None)
     fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=110)
     if labels is not None:
-        y = labels[:max_points].cpu().numpy()
+        y = labels[spread(labels.shape[0], max_points).to(labels.device)].cpu().numpy()  # as latent_points
         classes = np.unique(y)
         cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
         for i, c in enumerate(classes):
@@ -140,6 +140,13 @@ def latent_map_png(model, x: torch.Tensor, labels: torch.Tensor | None, path, la
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def spread(total: int, n: int) -> torch.Tensor:
+    """n indices spread evenly over 0..total-1 (all of them when total <= n): the examples a
+    picture shows. A data set stored sorted by class (as some test sets are) then shows every
+    class, not only the first."""
+    return torch.linspace(0, total - 1, min(n, total)).round().long()
 
 
 def pick_pairs(n: int, pairs: int, seed: int = 0, allow_one: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +219,8 @@ def text_outputs(model, vocab, test: torch.Tensor, n_rec: int = 20, pairs: int =
     ``test line  ->  reconstruction`` lines, and interpolations between test lines (each path
     followed by an empty line). Written to files after training and shown in the report."""
     samples = {label: text_samples(model, vocab, 10, method) for method, label in SAMPLE_METHODS}
-    rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[:n_rec])]
+    shown = spread(test.shape[0], n_rec).to(test.device)
+    rec = [f"{a}  ->  {b}" for a, b in text_reconstructions(model, vocab, test[shown])]
     a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], pairs, allow_one=True))
     inter = [line for path in text_interpolation(model, vocab, test[a], test[b], 8) for line in path + [""]]
     return {"samples": samples, "reconstructions": rec, "interpolations": inter}
@@ -239,9 +247,10 @@ def write_run_pictures(run, bundle=None) -> list[Path]:
     test, y = bundle.test, (bundle.test_labels if model.classes else None)
     a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 8, allow_one=True))
     ya, yb = (None, None) if y is None else (y[a], y[b])
+    shown = spread(test.shape[0], 32).to(test.device)
     return [
         samples_png(model, out / "prior_samples.png"),
-        reconstructions_png(model, test[:32], out / "reconstructions.png", y=None if y is None else y[:32]),
+        reconstructions_png(model, test[shown], out / "reconstructions.png", y=None if y is None else y[shown]),
         interpolations_png(model, test[a], test[b], out / "interpolations.png", 10, ya, yb),
         latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names),
     ]
@@ -351,8 +360,9 @@ def audio_outputs(model, test: torch.Tensor, y=None, label_names=None, n_rec: in
     their reconstructions, and an interpolation between two test clips. Written as WAV and PNG
     after training (``write_audio_outputs``) and played in the report."""
     a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 1, allow_one=True))
+    shown = spread(test.shape[0], n_rec).to(test.device)
     return {"samples": sampled_clips(model, label_names=label_names),
-            "reconstructions": reconstructed_clips(model, test[:n_rec], None if y is None else y[:n_rec]),
+            "reconstructions": reconstructed_clips(model, test[shown], None if y is None else y[shown]),
             "interpolation": interpolated_clips(model, test[a], test[b], steps,
                                                 *((None, None) if y is None else (y[a], y[b])))}
 

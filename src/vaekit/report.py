@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import yaml
 
-from .generate import grid, pick_pairs, sample_images
+from .generate import grid, pick_pairs, sample_images, spread
 
 
 def _png_uri(data: bytes) -> str:
@@ -86,8 +86,9 @@ def _image_sections(model, test, y) -> list[tuple[str, str]]:
     samples = grid(sample_images(model, 64, 8), 8)
     note = "<p>One row per class.</p>" if model.classes else ""
     sections.append(("Samples from the prior", f'{note}<img alt="prior samples" src="{_pil_uri(samples)}">'))
-    x = test[:32]
-    rec = model.reconstruct(x, y=None if y is None else y[:32])
+    shown = spread(test.shape[0], 32).to(test.device)
+    x = test[shown]
+    rec = model.reconstruct(x, y=None if y is None else y[shown])
     rows = []
     for i in range(0, x.shape[0], 8):
         rows += [x[i:i + 8], rec[i:i + 8]]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .generate import grid, latent_points
+from .generate import grid, latent_points, spread
 
 PAGE = (Path(__file__).parent / "explorer.html")
 
@@ -85,11 +85,12 @@ class Explorer:
     def __init__(self, run, max_points: int = 2000):
         self.run, self.model = run, run.model
         bundle = run.data
-        self.x = bundle.test[:max_points]
-        self.labels = bundle.test_labels[:max_points].tolist() if bundle.test_labels is not None else None
+        shown = spread(bundle.test.shape[0], max_points).to(bundle.test.device)
+        self.x = bundle.test[shown]
+        self.labels = bundle.test_labels[shown].tolist() if bundle.test_labels is not None else None
         self.label_names = bundle.label_names
         self.classes = self.model.classes
-        self.y = bundle.test_labels[:max_points] if self.classes else None
+        self.y = bundle.test_labels[shown] if self.classes else None
         with torch.no_grad():
             q = self.model.encode(self.x, self.y)
             self.mu = q.loc
