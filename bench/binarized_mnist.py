@@ -100,6 +100,7 @@ def config_for(args, epochs: int) -> vaekit.Config:
     cfg.model.net, cfg.model.hidden, cfg.model.latent = "mlp", args.hidden, args.latent
     cfg.model.activation, cfg.model.likelihood = args.activation, "bernoulli"
     cfg.model.prior, cfg.model.prior_components, cfg.model.top_latent = args.prior, args.prior_components, args.top_latent
+    cfg.model.top_prior, cfg.model.inference = args.top_prior, args.inference
     t = cfg.train
     t.epochs, t.batch_size, t.lr, t.lr_schedule = epochs, args.batch_size, args.lr, args.lr_schedule
     t.warmup_epochs, t.seed, t.device = args.warmup, args.seed, "cpu"
@@ -148,6 +149,8 @@ def main():
     p.add_argument("--prior", default="normal", choices=["normal", "mog", "vamp", "hierarchical"])
     p.add_argument("--prior-components", type=int, default=None)
     p.add_argument("--top-latent", type=int, default=None)
+    p.add_argument("--top-prior", default="normal", choices=["normal", "vamp"])
+    p.add_argument("--inference", default="bottom-up", choices=["bottom-up", "top-down"])
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--lr-schedule", default="cosine")

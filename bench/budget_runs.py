@@ -30,6 +30,7 @@ MLP = ["--likelihood", "bernoulli", "--hidden", "300,300", "--latent", "40", "--
        "--batch-size", "200", "--lr", "1e-3", "--lr-schedule", "cosine", "--amp", "off"]
 VAMP = ["--prior", "vamp", "--prior-components", "500"]
 HVAMP = ["--prior", "hierarchical", "--top-prior", "vamp", "--prior-components", "500"]
+TDVAMP = HVAMP + ["--inference", "top-down", "--top-latent", "40"]
 JOBS = {
     "elbo": MLP + ["--warmup", "20"],
     "iwae50": MLP + ["--objective", "iwae", "--k", "50"],
@@ -37,6 +38,8 @@ JOBS = {
     "vamp-iwae50": MLP + VAMP + ["--objective", "iwae", "--k", "50"],
     "hvamp": MLP + HVAMP + ["--warmup", "20"],
     "hvamp-iwae50": MLP + HVAMP + ["--objective", "iwae", "--k", "50"],
+    "tdvamp": MLP + TDVAMP + ["--warmup", "20"],
+    "tdvamp-iwae50": MLP + TDVAMP + ["--objective", "iwae", "--k", "50"],
 }
 VAEKIT = [sys.executable, "-m", "vaekit"]
 

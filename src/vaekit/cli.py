@@ -66,7 +66,7 @@ TRAIN_FLAGS = {
     "channels": ("model", "channels"), "activation": ("model", "activation"),
     "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"),
     "prior": ("model", "prior"), "prior_components": ("model", "prior_components"),
-    "top_prior": ("model", "top_prior"),
+    "top_prior": ("model", "top_prior"), "inference": ("model", "inference"),
     "conditional": ("model", "conditional"), "top_latent": ("model", "top_latent"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--top-prior", choices=["normal", "vamp"],
                    help="prior of the second stochastic layer of --prior hierarchical: N(0, I) (default) or "
                         "a VampPrior (--prior-components pseudo-inputs)")
+    g.add_argument("--inference", choices=["bottom-up", "top-down"],
+                   help="how --prior hierarchical infers its layers: bottom-up, q(z1|x) q(z2|z1) (default), "
+                        "or top-down, q(z2|x) q(z1|x,z2), with a decoder that reads z1 and z2 "
+                        "(Tomczak & Welling's two-layer VAE)")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,
@@ -484,8 +488,13 @@ def cmd_info(args) -> int:
     elif run.modality == "audio":
         print(f"         {info['clip_seconds']:g} s clips at {info['sample_rate']} Hz, {info['n_mels']} mel bins")
     kind = f"conditional ({run.model.classes} classes) " if run.model.classes else ""
-    print(f"model    {kind}{c.model.net} ({arch}), latent {c.model.latent}, {c.model.likelihood} likelihood, "
-          f"{c.model.prior} prior, {params:,} parameters")
+    prior = f"{m.prior} prior"
+    if m.prior == "hierarchical":
+        top = m.top_latent or max(1, m.latent // 2)
+        top_prior = "VampPrior" if m.top_prior == "vamp" else "N(0, I)"
+        prior = f"hierarchical prior ({m.inference} inference, z2 {top}, {top_prior} over z2)"
+    print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
+          f"{prior}, {params:,} parameters")
     t = c.train
     obj = f"IWAE k={t.k}" if t.objective == "iwae" else f"ELBO, beta {t.beta}, warm-up {t.warmup_epochs}, " \
                                                           f"free bits {t.free_bits}"

@@ -76,7 +76,9 @@ class ModelConfig:
     prior: ``normal`` (N(0, I)), ``mog`` (learned mixture of Gaussians) or ``vamp``
         (VampPrior) or ``hierarchical`` (a second stochastic layer z2 of ``top_latent``
         dimensions, default latent // 2, with p(z1|z2) and q(z2|z1) networks, and p(z2) given
-        by ``top_prior``: ``normal`` or ``vamp``) or ``class``
+        by ``top_prior``: ``normal`` or ``vamp``; ``inference`` is ``bottom-up``, q(z1|x) q(z2|z1)
+        as in Burda et al. 2016, or ``top-down``, q(z2|x) q(z1|x,z2) with a decoder on both
+        layers as in Tomczak & Welling 2018) or ``class``
         (conditional models: p(z | y), a learned Gaussian per class);
         prior_components: mixture size (default 10 for mog, 500 for vamp, also at the top).
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
@@ -98,6 +100,7 @@ class ModelConfig:
     conditional: bool = False
     top_latent: int | None = None
     top_prior: str = "normal"
+    inference: str = "bottom-up"
     cell: str = "gru"
     embedding: int = 64
     rnn_hidden: int = 256
@@ -193,6 +196,7 @@ class Config:
             "model.activation": (m.activation, {"relu", "tanh", "elu", "gelu"}),
             "model.prior": (m.prior, {"normal", "mog", "vamp", "hierarchical", "class"}),
             "model.top_prior": (m.top_prior, {"normal", "vamp"}),
+            "model.inference": (m.inference, {"bottom-up", "top-down"}),
             "train.objective": (t.objective, {"elbo", "iwae"}),
             "train.lr_schedule": (t.lr_schedule, {"none", "cosine", "plateau"}),
             "train.device": (t.device, {"auto", "cpu", "cuda"}),
@@ -215,6 +219,9 @@ class Config:
                               "set model.conditional (--conditional) and give labels.")
         if m.top_prior != "normal" and m.prior != "hierarchical":
             raise VaekitError(f"model.top_prior '{m.top_prior}' is the prior of a second stochastic layer: "
+                              "it needs model.prior 'hierarchical' (--prior hierarchical).")
+        if m.inference != "bottom-up" and m.prior != "hierarchical":
+            raise VaekitError(f"model.inference '{m.inference}' says how a second stochastic layer is inferred: "
                               "it needs model.prior 'hierarchical' (--prior hierarchical).")
         if m.top_latent is not None and not m.top_latent > 0:
             raise VaekitError(f"model.top_latent must be positive, got {m.top_latent}.")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
-from .nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, RecurrentDecoder, RecurrentEncoder
+from .nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, RecurrentDecoder, RecurrentEncoder, TopDownEncoder
 from .priors import Prior, build_prior
 
 
@@ -64,9 +64,14 @@ class VAE(nn.Module):
             return F.one_hot(y.long(), self.classes).float()
         return y.float()
 
-    def encode(self, x: torch.Tensor, y=None) -> Normal:
-        """q(z | x [, y]) as a batch of diagonal Gaussians, batch shape (B, latent)."""
-        mu, logvar = self.encoder(x) if not self.classes else self.encoder(x, self.onehot(y, x.shape[0]))
+    def encode(self, x: torch.Tensor, y=None):
+        """q(z | x [, y]): a batch of diagonal Gaussians, batch shape (B, latent), or the
+        posterior an encoder returns itself (a :class:`~vaekit.nets.topdown.TopDownPosterior`),
+        which has the same ``rsample``, per-dimension ``log_prob`` and ``loc``."""
+        out = self.encoder(x) if not self.classes else self.encoder(x, self.onehot(y, x.shape[0]))
+        if not isinstance(out, tuple):
+            return out
+        mu, logvar = out
         return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
     @property
@@ -187,28 +192,34 @@ def build_model(model_cfg, data_info: dict) -> VAE:
         raise ValueError(f"the rnn network reads text, not {modality} data")
     if modality == "text" and net != "rnn":
         raise ValueError(f"text needs the rnn network, not {net}")
+    m = model_cfg
+    # a top-down hierarchical VAE: the latent is [z1, z2], the encoder is built for z2 and
+    # wrapped to infer z1 from x and z2, and the decoder reads both layers
+    top_down = m.prior == "hierarchical" and m.inference == "top-down"
+    top = (m.top_latent or max(1, m.latent // 2)) if top_down else 0
+    z_in, z_enc = m.latent + top + classes, top if top_down else m.latent
     if net == "rnn":
-        m = model_cfg
         vocab = int(data_info["vocab_size"])
-        enc = RecurrentEncoder(vocab, m.latent, m.embedding, m.rnn_hidden, m.cell, extra=classes)
-        dec = RecurrentDecoder(vocab, m.latent + classes, shape[0], m.embedding, m.rnn_hidden, m.cell,
+        enc = RecurrentEncoder(vocab, z_enc, m.embedding, m.rnn_hidden, m.cell, extra=classes)
+        dec = RecurrentDecoder(vocab, z_in, shape[0], m.embedding, m.rnn_hidden, m.cell,
                                m.word_dropout, m.inputless)
     elif net == "mlp":
-        enc = MLPEncoder(shape, model_cfg.latent, model_cfg.hidden, model_cfg.activation, extra=classes)
-        dec = MLPDecoder(shape, model_cfg.latent + classes, model_cfg.hidden, lik.n_params, model_cfg.activation)
+        enc = MLPEncoder(shape, z_enc, m.hidden, m.activation, extra=classes)
+        dec = MLPDecoder(shape, z_in, m.hidden, lik.n_params, m.activation)
     elif net == "conv":
         if len(shape) != 3:
             raise ValueError("the conv network needs (C, H, W) images")
-        enc = ConvEncoder(shape, model_cfg.latent, model_cfg.channels, extra=classes)
-        dec = ConvDecoder(shape, model_cfg.latent + classes, model_cfg.channels, lik.n_params)
+        enc = ConvEncoder(shape, z_enc, m.channels, extra=classes)
+        dec = ConvDecoder(shape, z_in, m.channels, lik.n_params)
     else:
         raise ValueError(f"unknown net {net!r}")
-    if "vamp" in (model_cfg.prior, model_cfg.top_prior if model_cfg.prior == "hierarchical" else None) \
-            and modality == "text":
+    if top_down:
+        enc = TopDownEncoder(enc, m.latent, top, m.hidden[-1], m.activation)
+    if "vamp" in (m.prior, m.top_prior if m.prior == "hierarchical" else None) and modality == "text":
         raise ValueError("the VampPrior learns pseudo-inputs in data space, which token ids are not; "
                          "use another prior for text")
-    prior = build_prior(model_cfg.prior, model_cfg.latent, shape, model_cfg.prior_components, model_cfg.top_latent,
-                        model_cfg.hidden[-1], classes, model_cfg.top_prior)
+    prior = build_prior(m.prior, m.latent, shape, m.prior_components, m.top_latent,
+                        m.hidden[-1], classes, m.top_prior, m.inference)
     return VAE(enc, dec, prior, lik, classes)
 
 

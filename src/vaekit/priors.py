@@ -208,30 +208,41 @@ class VampPrior(Prior):
 
 
 class HierarchicalPrior(Prior):
-    """A second stochastic layer: p(z1) = integral of p(z1 | z2) p(z2) dz2, with a bottom-up
-    inference network q(z2 | z1) (the two-layer model of Burda et al. 2016).
+    """A second stochastic layer z2 above z1, with p(z1 | z2) a Gaussian from a network.
 
-    p(z2) is N(0, I), or with ``top_prior="vamp"`` a VampPrior over z2: the mixture of
-    q(z2 | z1 = mu1(u_k)) at K learned pseudo-inputs u_k, where mu1 is the encoder's posterior
-    mean (as in the hierarchical VampPrior VAE of Tomczak & Welling 2018, with the bottom-up
-    inference path). Any such mixture is a proper density, so every bound stays a bound.
+    p(z2) is N(0, I), or with ``top_prior="vamp"`` a VampPrior over z2: the mixture of the
+    posteriors of z2 at K learned pseudo-inputs u_k (as in the hierarchical VampPrior VAE of
+    Tomczak & Welling 2018). Any such mixture is a proper density, so every bound stays a bound.
 
-    ``log_prob(z1)`` draws z2 ~ q(z2 | z1) (reparameterised) and returns
-    log p(z1 | z2) + log p(z2) - log q(z2 | z1), whose expectation is a lower bound on log p(z1).
-    In the VAE's weight log p(x|z1) + log p(z1) - log q(z1|x) it gives exactly the two-layer
-    model's weight, so the ELBO, the IWAE bound and the k-sample NLL estimate of the whole
-    hierarchical model come from the same code as for any other prior (each of the k samples
-    of z1 gets its own z2).
+    ``inference`` says how z2 is inferred, and so what this prior is a density over:
+
+    - ``bottom-up`` (Burda et al. 2016): the encoder gives q(z1 | x) and this prior holds
+      q(z2 | z1). The model's latent is z1 alone, and ``log_prob(z1)`` draws
+      z2 ~ q(z2 | z1) (reparameterised) and returns log p(z1 | z2) + log p(z2) - log q(z2 | z1),
+      whose expectation is a lower bound on log p(z1). In the VAE's weight
+      log p(x|z1) + log p(z1) - log q(z1|x) it gives exactly the two-layer model's weight.
+      The VampPrior's components are q(z2 | z1 = mu1(u_k)).
+    - ``top-down`` (Tomczak & Welling 2018): the latent is z = [z1, z2], the encoder is a
+      :class:`~vaekit.nets.topdown.TopDownEncoder` giving q(z2 | x) q(z1 | x, z2), the
+      decoder reads both layers, and ``log_prob(z) = log p(z1 | z2) + log p(z2)`` exactly.
+      The VampPrior's components are q(z2 | u_k).
+
+    Either way the ELBO, the IWAE bound and the k-sample NLL estimate of the whole model come
+    from the same code as for any other prior (each of the k samples gets its own z2).
     """
 
     def __init__(self, dim: int, top: int | None = None, hidden: int = 128, top_prior: str = "normal",
-                 shape: tuple[int, ...] | None = None, components: int = 500):
-        super().__init__(dim)
-        self.top = top or max(1, dim // 2)
-        self.up = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * self.top))    # q(z2|z1)
-        self.down = nn.Sequential(nn.Linear(self.top, hidden), nn.Tanh(), nn.Linear(hidden, 2 * dim))  # p(z1|z2)
+                 shape: tuple[int, ...] | None = None, components: int = 500, inference: str = "bottom-up"):
+        top = top or max(1, dim // 2)
+        if inference not in ("bottom-up", "top-down"):
+            raise ValueError(f"unknown inference {inference!r}")
+        super().__init__(dim + top if inference == "top-down" else dim)
+        self.inference, self.bottom, self.top = inference, dim, top
+        if inference == "bottom-up":
+            self.up = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * top))  # q(z2|z1)
+        self.down = nn.Sequential(nn.Linear(top, hidden), nn.Tanh(), nn.Linear(hidden, 2 * dim))    # p(z1|z2)
         if top_prior == "vamp":
-            self.top_prior = VampPrior(self.top, tuple(shape), components)
+            self.top_prior = VampPrior(top, tuple(shape), components)
         elif top_prior == "normal":
             self.top_prior = None  # N(0, I), written out below (and no entry in saved weights)
         else:
@@ -239,24 +250,34 @@ class HierarchicalPrior(Prior):
 
     def attach(self, encoder: nn.Module) -> None:
         if self.top_prior is not None:
-            self.top_prior.attach(encoder, self.up)
+            if self.inference == "top-down":   # q(z2 | u) is the top-down encoder's base
+                self.top_prior.attach(encoder.base)
+            else:                              # q(z2 | z1 = mu1(u))
+                self.top_prior.attach(encoder, self.up)
 
     @staticmethod
     def _normal(params):
         mu, logvar = params.chunk(2, -1)
         return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
+    def _top_log_prob(self, z2):
+        if self.top_prior is None:
+            return Normal(torch.zeros_like(z2), torch.ones_like(z2), validate_args=False).log_prob(z2).sum(-1)
+        return self.top_prior.log_prob(z2)
+
     def log_prob(self, z, c=None):
         shape = z.shape[:-1]
-        z1 = z.reshape(-1, self.dim)
-        q2 = self._normal(self.up(z1))
-        z2 = q2.rsample()
-        if self.top_prior is None:
-            log_p2 = Normal(torch.zeros_like(z2), torch.ones_like(z2), validate_args=False).log_prob(z2).sum(-1)
+        z = z.reshape(-1, self.dim)
+        if self.inference == "top-down":
+            z1, z2 = z[:, :self.bottom], z[:, self.bottom:]
+            log_q2 = 0.0
         else:
-            log_p2 = self.top_prior.log_prob(z2)
+            z1 = z
+            q2 = self._normal(self.up(z1))
+            z2 = q2.rsample()
+            log_q2 = q2.log_prob(z2).sum(-1)
         log_p1 = self._normal(self.down(z2)).log_prob(z1).sum(-1)
-        return (log_p1 + log_p2 - q2.log_prob(z2).sum(-1)).view(shape)
+        return (log_p1 + self._top_log_prob(z2) - log_q2).view(shape)
 
     @torch.no_grad()
     def sample(self, n, c=None):
@@ -264,11 +285,12 @@ class HierarchicalPrior(Prior):
             z2 = torch.randn(n, self.top, device=self.down[0].weight.device)
         else:
             z2 = self.top_prior.sample(n)
-        return self._normal(self.down(z2)).sample()
+        z1 = self._normal(self.down(z2)).sample()
+        return torch.cat([z1, z2], -1) if self.inference == "top-down" else z1
 
 
 def build_prior(name: str, dim: int, shape=None, components: int | None = None, top: int | None = None,
-                hidden: int = 128, classes: int = 0, top_prior: str = "normal") -> Prior:
+                hidden: int = 128, classes: int = 0, top_prior: str = "normal", inference: str = "bottom-up") -> Prior:
     if name == "normal":
         return StandardNormal(dim)
     if name == "mog":
@@ -276,7 +298,7 @@ def build_prior(name: str, dim: int, shape=None, components: int | None = None, 
     if name == "vamp":
         return VampPrior(dim, tuple(shape), components or 500)
     if name == "hierarchical":
-        return HierarchicalPrior(dim, top, hidden, top_prior, shape, components or 500)
+        return HierarchicalPrior(dim, top, hidden, top_prior, shape, components or 500, inference)
     if name == "class":
         return ClassPrior(dim, classes)
     raise ValueError(f"unknown prior {name!r}")

@@ -25,11 +25,20 @@ class ConvEncoder(nn.Module):
         self.features = nn.Sequential(*layers, nn.Flatten())
         self.fc = nn.Linear(c * h * w + extra, 2 * latent)
 
-    def forward(self, x, cond=None):
+    @property
+    def head(self) -> nn.Linear:
+        """The last layer: hidden features -> (mu, logvar)."""
+        return self.fc
+
+    def hidden(self, x, cond=None):
+        """The features the head reads: flattened conv features [and the condition]."""
         h = self.features(x)
         if cond is not None:  # a condition joins the flattened features
             h = torch.cat([h, cond], -1)
-        return self.fc(h).chunk(2, dim=-1)
+        return h
+
+    def forward(self, x, cond=None):
+        return self.fc(self.hidden(x, cond)).chunk(2, dim=-1)
 
 
 class ConvDecoder(nn.Module):

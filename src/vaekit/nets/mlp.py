@@ -8,8 +8,12 @@ import torch
 import torch.nn as nn
 
 
+def activation_module(name: str) -> type[nn.Module]:
+    return getattr(nn, {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "gelu": "GELU"}[name])
+
+
 def _mlp(sizes, activation):
-    act = getattr(nn, {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "gelu": "GELU"}[activation])
+    act = activation_module(activation)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
         layers += [nn.Linear(a, b), act()]
@@ -25,11 +29,20 @@ class MLPEncoder(nn.Module):
         self.flatten = nn.Flatten()
         self.net = nn.Sequential(*_mlp([d + extra, *hidden], activation), nn.Linear(hidden[-1], 2 * latent))
 
-    def forward(self, x, c=None):
+    @property
+    def head(self) -> nn.Linear:
+        """The last layer: hidden features -> (mu, logvar)."""
+        return self.net[-1]
+
+    def hidden(self, x, c=None):
+        """The features the head reads (the last hidden layer's output)."""
         h = self.flatten(x)
         if c is not None:
             h = torch.cat([h, c], -1)
-        return self.net(h).chunk(2, dim=-1)
+        return self.net[:-1](h)
+
+    def forward(self, x, c=None):
+        return self.head(self.hidden(x, c)).chunk(2, dim=-1)
 
 
 class MLPDecoder(nn.Module):

@@ -34,7 +34,13 @@ class RecurrentEncoder(nn.Module):
         self.rnn = CELLS[cell](embedding, hidden, batch_first=True, bidirectional=True)
         self.fc = nn.Linear(2 * hidden + extra, 2 * latent)
 
-    def forward(self, x, cond=None):
+    @property
+    def head(self) -> nn.Linear:
+        """The last layer: hidden features -> (mu, logvar)."""
+        return self.fc
+
+    def hidden(self, x, cond=None):
+        """The features the head reads: the last states of both directions [and the condition]."""
         lengths = (x != PAD).sum(1).clamp(min=1).cpu()
         packed = pack_padded_sequence(self.embed(x), lengths, batch_first=True, enforce_sorted=False)
         _, h = self.rnn(packed)
@@ -43,7 +49,10 @@ class RecurrentEncoder(nn.Module):
         h = torch.cat([h[-2], h[-1]], -1)  # last layer, forward and backward
         if cond is not None:
             h = torch.cat([h, cond], -1)
-        return self.fc(h).chunk(2, dim=-1)
+        return h
+
+    def forward(self, x, cond=None):
+        return self.fc(self.hidden(x, cond)).chunk(2, dim=-1)
 
 
 class RecurrentDecoder(nn.Module):

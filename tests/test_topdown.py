@@ -1,0 +1,162 @@
+"""The top-down two-layer VAE: q(z2 | x) q(z1 | x, z2), p(z2) p(z1 | z2) p(x | z1, z2)."""
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal
+
+import vaekit
+from vaekit.config import ModelConfig
+from vaekit.evaluate import evaluate
+from vaekit.model import build_model
+from vaekit.objectives import Objective
+from vaekit.nets import TopDownEncoder, TopDownPosterior
+from vaekit.priors import HierarchicalPrior, VampPrior
+
+INFO = {"shape": [1, 1, 4], "value": "binary", "levels": None}
+
+
+def small(top_prior="normal", latent=1, top=1, hidden=(8,), components=3):
+    return build_model(ModelConfig(latent=latent, hidden=list(hidden), activation="tanh", prior="hierarchical",
+                                   inference="top-down", top_latent=top, top_prior=top_prior,
+                                   prior_components=components), INFO)
+
+
+@pytest.mark.parametrize("top_prior", ["normal", "vamp"])
+def test_top_down_nll_matches_exact_two_layer_likelihood(top_prior):
+    """p(x) = integral of p(x | z1, z2) p(z1 | z2) p(z2) over (z1, z2) by 2-D quadrature, against
+    evaluate's k-sample estimate; with a VampPrior, p(z2) is the mixture of q(z2 | u_k)."""
+    torch.manual_seed(0)
+    model = small(top_prior)
+    x = torch.tensor([[[[1.0, 0.0, 1.0, 1.0]]]])
+    g1, g2 = torch.linspace(-10, 10, 801), torch.linspace(-8, 8, 641)
+    z1, z2 = torch.meshgrid(g1, g2, indexing="ij")                                # (n1, n2)
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], -1)                         # [z1, z2]
+    with torch.no_grad():
+        log_px = model.decode(z).log_prob(x.expand(z.shape[0], 1, 1, 4))           # decoder reads both
+        p1 = model.prior._normal(model.prior.down(z[:, 1:]))
+        log_p1 = p1.log_prob(z[:, :1]).sum(-1)
+        if top_prior == "normal":
+            log_p2 = Normal(0.0, 1.0).log_prob(z[:, 1])
+        else:
+            mu2, logvar2 = model.encoder.base(torch.sigmoid(model.prior.top_prior.pseudo_logits))   # (3, 1)
+            comps = Normal(mu2[:, 0], torch.exp(0.5 * logvar2[:, 0])).log_prob(z[:, 1:])           # (n, 3)
+            log_p2 = torch.logsumexp(comps, 1) - math.log(3)
+    cell = (g1[1] - g1[0]) * (g2[1] - g2[0])
+    exact = (torch.logsumexp(log_px + log_p1 + log_p2, 0) + torch.log(cell)).item()
+    torch.manual_seed(1)
+    r = evaluate(model, x, k=50000, quiet=True)
+    assert abs(r["nll_nats"] + exact) < 0.02
+    assert -r["elbo_nats"] > r["nll_nats"]
+
+
+def test_posterior_is_q_z2_given_x_times_q_z1_given_x_and_z2():
+    torch.manual_seed(0)
+    model = small(latent=3, top=2, hidden=(16, 8))
+    enc = model.encoder
+    assert isinstance(enc, TopDownEncoder) and model.latent == 5 and model.prior.dim == 5
+    x = torch.rand(4, 1, 1, 4).round()
+    q = model.encode(x)
+    assert isinstance(q, TopDownPosterior)
+    z = q.rsample((6,))                                                          # (6, 4, 5) = [z1, z2]
+    assert z.shape == (6, 4, 5)
+    # written out: q(z2 | x) from the base encoder, q(z1 | x, z2) from [h(x), z2]
+    h = enc.base.hidden(x)
+    mu2, logvar2 = enc.base.head(h).chunk(2, -1)
+    mu1, logvar1 = enc.out(enc.from_x(h) + enc.from_z(z[..., 3:])).chunk(2, -1)
+    expected = torch.cat([Normal(mu1, torch.exp(0.5 * logvar1)).log_prob(z[..., :3]),
+                          Normal(mu2, torch.exp(0.5 * logvar2)).log_prob(z[..., 3:])], -1)
+    torch.testing.assert_close(q.log_prob(z), expected)                          # the sample just drawn
+    torch.testing.assert_close(q.log_prob(z.clone()), expected)                  # any other tensor
+    other = torch.randn(6, 4, 5)
+    mu1o, logvar1o = enc.out(enc.from_x(h) + enc.from_z(other[..., 3:])).chunk(2, -1)
+    torch.testing.assert_close(q.log_prob(other)[..., :3], Normal(mu1o, torch.exp(0.5 * logvar1o)).log_prob(other[..., :3]))
+    one = q.rsample().unsqueeze(0)                                               # the k = 1 path of VAE.terms
+    torch.testing.assert_close(q.log_prob(one), q.log_prob(one.clone()))
+    # the point decoded for reconstructions: z2 at its mean, z1 at the mean given it
+    torch.testing.assert_close(q.loc, torch.cat([enc.out(enc.from_x(h) + enc.from_z(mu2)).chunk(2, -1)[0], mu2], -1))
+    # samples of z1 follow their z2
+    m1, _ = enc.out(enc.from_x(h) + enc.from_z(z[..., 3:])).chunk(2, -1)
+    assert ((z[..., :3] - m1).abs() < 6 * torch.exp(0.5 * logvar1)).all()
+
+
+def test_prior_density_and_samples_over_both_layers():
+    torch.manual_seed(0)
+    prior = HierarchicalPrior(3, top=2, hidden=8, inference="top-down")
+    assert prior.dim == 5 and not hasattr(prior, "up")
+    z = torch.randn(7, 5)
+    p1 = prior._normal(prior.down(z[:, 3:]))
+    expected = p1.log_prob(z[:, :3]).sum(-1) + Normal(0.0, 1.0).log_prob(z[:, 3:]).sum(-1)
+    torch.testing.assert_close(prior.log_prob(z), expected)
+    torch.testing.assert_close(prior.log_prob(z.view(1, 7, 5)), expected.view(1, 7))
+    torch.manual_seed(1)
+    s = prior.sample(4000)
+    assert s.shape == (4000, 5)
+    assert abs(s[:, 3:].mean()) < 0.05 and abs(s[:, 3:].std() - 1) < 0.05      # z2 ~ N(0, I)
+    with pytest.raises(ValueError, match="inference"):
+        HierarchicalPrior(3, inference="sideways")
+
+
+def test_iwae_gradients_reach_every_part():
+    torch.manual_seed(0)
+    model = small("vamp", latent=2, top=2, hidden=(8,))
+    loss, _ = Objective(kind="iwae", k=4)(model, torch.rand(5, 1, 1, 4).round())
+    loss.backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_top_down_cli_train_sample_evaluate(tmp_path, cli):
+    rc, _, err = cli("train", "--inference", "top-down", "--epochs", "1", "--quiet", "--out", tmp_path / "x")
+    assert rc == 2 and "--prior hierarchical" in err and "Traceback" not in err
+    rc, _, err = cli("train", "--prior", "hierarchical", "--inference", "top-down", "--top-prior", "vamp",
+                     "--prior-components", "6", "--top-latent", "3", "--latent", "4", "--hidden", "32",
+                     "--objective", "iwae", "--k", "3", "--epochs", "3", "--quiet", "--out", tmp_path / "td")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "td")
+    assert run.config.model.inference == "top-down" and run.model.latent == 7
+    assert isinstance(run.model.prior.top_prior, VampPrior)
+    assert run.model.prior.top_prior.pseudo_logits.shape == (6, 1, 8, 8)
+    assert not any("_encoder" in k or "_head" in k for k in run.model.state_dict())
+    rows = run.metrics
+    assert rows[-1]["valid_elbo"] > rows[0]["valid_elbo"]                          # it learns
+    assert run.model.sample(5).shape == (5, 1, 8, 8)
+    for verb in (("sample", "-n", "8", "--out", tmp_path / "s.png"), ("reconstruct", "-n", "4"),
+                 ("interpolate", "--between", "0", "4"), ("report",)):
+        rc, _, err = cli(verb[0], tmp_path / "td", *verb[1:])
+        assert rc == 0, (verb, err)
+    from vaekit.serve import create_app
+
+    client = create_app(run).test_client()   # the explorer: one slider per dimension of [z1, z2]
+    assert client.get("/api/info").get_json()["latent"] == 7
+    assert client.post("/api/decode", json={"z": [0.0] * 7}).status_code == 200
+    rc, out, _ = cli("info", tmp_path / "td")
+    assert rc == 0 and "top-down inference, z2 3, VampPrior over z2" in out
+    rc, out, _ = cli("evaluate", tmp_path / "td", "--k", "20", "--quiet")
+    assert rc == 0 and "NLL" in out
+    ev = run.evaluate(k=20, quiet=True)
+    assert ev["latent"] == 7 and ev["nll_nats"] <= -ev["elbo_nats"] + 1e-3
+
+
+def test_top_down_with_conv_nets_and_labels(tmp_path, cli):
+    rc, _, err = cli("train", "--prior", "hierarchical", "--inference", "top-down", "--top-latent", "2",
+                     "--net", "conv", "--channels", "8,16", "--conditional", "--epochs", "1", "--quiet",
+                     "--out", tmp_path / "c")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "c")
+    assert run.model.sample(4, y=3).shape == (4, 1, 8, 8)
+    rc, out, err = cli("evaluate", tmp_path / "c", "--k", "5", "--quiet")
+    assert rc == 0 and "NLL" in out, err
+
+
+def test_top_down_text_vae(tmp_path, cli):
+    from test_text import make_names
+
+    src = make_names(tmp_path / "names.txt", 120)
+    rc, _, err = cli("train", "--data", src, "--prior", "hierarchical", "--inference", "top-down", "--latent", "3",
+                     "--top-latent", "2", "--embedding", "8", "--rnn-hidden", "16", "--epochs", "1", "--quiet",
+                     "--out", tmp_path / "t")
+    assert rc == 0, err
+    rc, out, err = cli("sample", tmp_path / "t", "-n", "3")
+    assert rc == 0 and len(out.strip().splitlines()) == 3, err
