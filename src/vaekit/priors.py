@@ -207,6 +207,12 @@ class VampPrior(Prior):
         return diagonal_mixture(*self._components()).sample((n,))
 
 
+def normal_from_params(params: torch.Tensor) -> Normal:
+    """A diagonal Gaussian from a network's output [mean, log-variance] (last dimension)."""
+    mu, logvar = params.chunk(2, -1)
+    return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+
+
 class HierarchicalPrior(Prior):
     """A second stochastic layer z2 above z1, with p(z1 | z2) a Gaussian from a network.
 
@@ -255,10 +261,7 @@ class HierarchicalPrior(Prior):
             else:                              # q(z2 | z1 = mu1(u))
                 self.top_prior.attach(encoder, self.up)
 
-    @staticmethod
-    def _normal(params):
-        mu, logvar = params.chunk(2, -1)
-        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+    _normal = staticmethod(normal_from_params)
 
     def _top_log_prob(self, z2):
         if self.top_prior is None:

@@ -16,12 +16,8 @@ import torch
 import torch.nn as nn
 from torch.distributions import Normal
 
+from ..priors import normal_from_params as _normal
 from .mlp import activation_module
-
-
-def _normal(params: torch.Tensor) -> Normal:
-    mu, logvar = params.chunk(2, -1)
-    return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
 
 
 class TopDownPosterior:
