@@ -134,7 +134,9 @@ def test_top_down_cli_train_sample_evaluate(tmp_path, cli):
     rc, out, _ = cli("info", tmp_path / "td")
     assert rc == 0 and "top-down inference, z2 3, VampPrior over z2" in out
     rc, out, _ = cli("evaluate", tmp_path / "td", "--k", "20", "--quiet")
-    assert rc == 0 and "NLL" in out
+    assert rc == 0 and "NLL" in out and "z1: " in out and " of 4 active" in out and " of 3 active" in out
+    rc, _, _ = cli("report", tmp_path / "td")
+    assert rc == 0 and "stochastic layers" in (tmp_path / "td" / "report.html").read_text()
     ev = run.evaluate(k=20, quiet=True)
     assert ev["latent"] == 7 and ev["nll_nats"] <= -ev["elbo_nats"] + 1e-3
 
@@ -160,3 +162,33 @@ def test_top_down_text_vae(tmp_path, cli):
     assert rc == 0, err
     rc, out, err = cli("sample", tmp_path / "t", "-n", "3")
     assert rc == 0 and len(out.strip().splitlines()) == 3, err
+
+
+@pytest.mark.parametrize("inference", ["top-down", "bottom-up"])
+def test_per_layer_kl_and_active_units(inference):
+    """Each layer's KL share sums to log q(z | x) - log p(z), and evaluate reports every layer."""
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(latent=3, hidden=[16], activation="tanh", prior="hierarchical",
+                                    inference=inference, top_latent=2, top_prior="vamp", prior_components=4), INFO)
+    x = torch.rand(6, 1, 1, 4).round()
+    with torch.no_grad():
+        q = model.encode(x)
+        z = q.rsample((5,))
+        torch.manual_seed(1)   # bottom-up, both draw z2 ~ q(z2 | z1): the same draw
+        total = q.log_prob(z).sum(-1) - model.prior.log_prob(z)
+        torch.manual_seed(1)
+        parts = model.prior.layer_kl(q, z)
+    assert set(parts) == {"z1", "z2"} and parts["z1"].shape == (5, 6)
+    torch.testing.assert_close(parts["z1"] + parts["z2"], total)
+    means = model.prior.layer_means(q.loc)
+    assert means["z1"].shape == (6, 3) and means["z2"].shape == (6, 2)
+    if inference == "top-down":
+        torch.testing.assert_close(torch.cat([means["z1"], means["z2"]], -1), q.loc)
+    r = evaluate(model, x, k=64, quiet=True)
+    assert [(name, v["size"]) for name, v in r["layers"].items()] == [("z1", 3), ("z2", 2)]
+    assert abs(r["layers"]["z1"]["kl_nats"] + r["layers"]["z2"]["kl_nats"] - r["kl_nats"]) < 0.5
+    assert all(0 <= v["active_units"] <= v["size"] for v in r["layers"].values())
+    if inference == "top-down":
+        assert sum(v["active_units"] for v in r["layers"].values()) == r["active_units"]
+    one_layer = build_model(ModelConfig(latent=3, hidden=[16]), INFO)
+    assert evaluate(one_layer, x, k=8, quiet=True)["layers"] is None

@@ -443,6 +443,10 @@ def cmd_evaluate(args) -> int:
           f"KL {r['kl_nats']:.3f})")
     print(f"  active units              {r['active_units']} of {r['latent']} (posterior-mean variance > "
           f"{r['active_threshold']})")
+    if r.get("layers"):
+        from .evaluate import layers_text
+
+        print("  stochastic layers         " + layers_text(r["layers"]))
     if r["kl_per_dim"] is not None:
         kls = sorted(r["kl_per_dim"], reverse=True)
         print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls))

@@ -58,7 +58,9 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     tokens for text, where ``perplexity`` = exp(NLL per token) is added); kl_per_dim
     (analytic when the prior allows);
     active_units: dimensions whose posterior mean varies over the data by more than
-    ``active_threshold`` (Burda et al. 2016).
+    ``active_threshold`` (Burda et al. 2016);
+    layers: for a model with several stochastic layers, each layer's size, active units and
+    share of the KL (a Monte Carlo estimate from up to 16 of the k samples), else None.
     """
     was = model.training
     model.eval()
@@ -74,6 +76,8 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     kl_dim_sum = torch.zeros(model.latent, device=x.device)
     kl_mc_sum = torch.zeros((), device=x.device)
     means = []
+    layers = model.prior.layers
+    layer_kl_sum = {name: torch.zeros((), device=x.device) for name, _ in layers or []}
     start = time.perf_counter()
     bar = tqdm(total=n, desc=f"IS-NLL k={k}", unit="ex", disable=quiet, leave=False)
     for i in range(0, n, per_batch):
@@ -92,6 +96,9 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
         elbo_sum += log_w.mean(0).sum()
         q = t["q"]
         means.append(q.loc)
+        if layers:
+            for name, kl in model.prior.layer_kl(q, t["z"][:16]).items():
+                layer_kl_sum[name] += kl.mean(0).sum()
         if t["kl_dim"] is not None:
             kl_dim_sum += t["kl_dim"].sum(0)
         bar.update(xb.shape[0])
@@ -100,6 +107,13 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     seconds = time.perf_counter() - start
     mu = torch.cat(means)
     activity = mu.var(0) if n > 1 else torch.zeros(model.latent, device=x.device)
+    by_layer = None
+    if layers:
+        layer_mu = model.prior.layer_means(mu)
+        by_layer = {name: {"size": size, "kl_nats": layer_kl_sum[name].item() / n,
+                           "active_units": int((layer_mu[name].var(0) > active_threshold).sum().item())
+                           if n > 1 else 0}
+                    for name, size in layers}
     nll_mean = nll.mean().item()
     analytic = t["kl_dim"] is not None
     kl_per_dim = (kl_dim_sum / n).tolist() if analytic else None
@@ -121,6 +135,13 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
         "kl_per_dim": kl_per_dim,
         "active_units": int((activity > active_threshold).sum().item()),
         "active_threshold": active_threshold,
+        "layers": by_layer,
         "latent": model.latent,
         "seconds": seconds,
     }
+
+
+def layers_text(layers: dict) -> str:
+    """One line on the stochastic layers of an evaluation: active units and KL of each."""
+    return ";  ".join(f"{name}: {v['active_units']} of {v['size']} active, KL {v['kl_nats']:.2f} nats"
+                      for name, v in layers.items())

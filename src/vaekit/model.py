@@ -92,7 +92,8 @@ class VAE(nn.Module):
         """Draw k reparameterised samples z ~ q(z|x) and return the pieces of every bound.
 
         log_px, log_pz, log_qz: (k, B) in nats; kl_dim: analytic KL per latent dimension
-        (B, latent) when the prior has one, else None; q: the posterior.
+        (B, latent) when the prior has one, else None; q: the posterior; z: the samples
+        (k, B, latent).
         With ``log_weights=False`` and an analytic KL, log_pz and log_qz are skipped (None):
         the single-sample ELBO does not need them, and the training step is faster without.
         """
@@ -112,7 +113,7 @@ class VAE(nn.Module):
             log_pz, log_qz = self.prior.log_prob(z, c), q.log_prob(z).sum(-1)
         else:
             log_pz = log_qz = None
-        return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q}
+        return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q, "z": z}
 
     def forward(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None) -> dict[str, torch.Tensor]:
         """Same as :meth:`terms`; objectives call the model, so DistributedDataParallel sees it."""

@@ -35,6 +35,19 @@ class Prior(nn.Module):
     def analytic_kl(self, q: Normal, c: torch.Tensor | None = None) -> torch.Tensor | None:
         return None
 
+    #: the stochastic layers, as (name, size), when there are more than one (else None)
+    layers: list[tuple[str, int]] | None = None
+
+    def layer_means(self, loc: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """The posterior mean of each stochastic layer, from the posterior mean ``loc`` of the
+        model's latent (B, dim); None for a one-layer model."""
+        return None
+
+    def layer_kl(self, q, z: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """Each layer's share of log q(z | x) - log p(z) for samples z ~ q, (..., B) per layer;
+        None for a one-layer model."""
+        return None
+
 
 def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor,
                               logits: torch.Tensor | None = None) -> torch.Tensor:
@@ -268,19 +281,43 @@ class HierarchicalPrior(Prior):
             return Normal(torch.zeros_like(z2), torch.ones_like(z2), validate_args=False).log_prob(z2).sum(-1)
         return self.top_prior.log_prob(z2)
 
-    def log_prob(self, z, c=None):
+    @property
+    def layers(self) -> list[tuple[str, int]]:
+        return [("z1", self.bottom), ("z2", self.top)]
+
+    def _layer_terms(self, z):
+        """log p(z1 | z2), log p(z2) and, bottom-up, log q(z2 | z1) for the drawn z2 (else 0),
+        each of shape z.shape[:-1]."""
         shape = z.shape[:-1]
         z = z.reshape(-1, self.dim)
         if self.inference == "top-down":
             z1, z2 = z[:, :self.bottom], z[:, self.bottom:]
-            log_q2 = 0.0
+            log_q2 = torch.zeros((), device=z.device)
         else:
             z1 = z
             q2 = self._normal(self.up(z1))
             z2 = q2.rsample()
-            log_q2 = q2.log_prob(z2).sum(-1)
+            log_q2 = q2.log_prob(z2).sum(-1).view(shape)
         log_p1 = self._normal(self.down(z2)).log_prob(z1).sum(-1)
-        return (log_p1 + self._top_log_prob(z2) - log_q2).view(shape)
+        return log_p1.view(shape), self._top_log_prob(z2).view(shape), log_q2
+
+    def log_prob(self, z, c=None):
+        log_p1, log_p2, log_q2 = self._layer_terms(z)
+        return log_p1 + log_p2 - log_q2
+
+    def layer_means(self, loc):
+        if self.inference == "top-down":
+            return {"z1": loc[..., :self.bottom], "z2": loc[..., self.bottom:]}
+        return {"z1": loc, "z2": self.up(loc).chunk(2, -1)[0]}   # the mean of q(z2 | z1 = mu1)
+
+    def layer_kl(self, q, z):
+        """z1: log q(z1 | .) - log p(z1 | z2); z2: log q(z2 | .) - log p(z2). Bottom-up, z2 is
+        drawn from q(z2 | z1) here, as in :meth:`log_prob`."""
+        log_q = q.log_prob(z)                                        # per dimension of the latent
+        log_p1, log_p2, log_q2 = self._layer_terms(z)
+        if self.inference == "top-down":
+            return {"z1": log_q[..., :self.bottom].sum(-1) - log_p1, "z2": log_q[..., self.bottom:].sum(-1) - log_p2}
+        return {"z1": log_q.sum(-1) - log_p1, "z2": log_q2 - log_p2}
 
     @torch.no_grad()
     def sample(self, n, c=None):

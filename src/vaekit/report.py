@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import yaml
 
+from .evaluate import layers_text
 from .generate import grid, pick_pairs, sample_images, spread
 
 
@@ -175,7 +176,8 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
             ("NLL (importance sampled)", f"{ev['nll_nats']:.3f} nats, k = {ev['k']}"),
             ("bits per dimension", f"{ev['bits_per_dim']:.4f}"),
             ("ELBO", f"{ev['elbo_nats']:.3f} nats (reconstruction {ev['rec_nats']:.3f}, KL {ev['kl_nats']:.3f})"),
-            ("active units", f"{ev['active_units']} of {ev['latent']}")])))
+            ("active units", f"{ev['active_units']} of {ev['latent']}"),
+            *([("stochastic layers", layers_text(ev["layers"]))] if ev.get("layers") else [])])))
     else:
         sections.append(("Evaluation", "<p>Not evaluated yet: run <code>vaekit evaluate "
                                        f"{html.escape(str(run.path))}</code> and then <code>vaekit report</code>.</p>"))
