@@ -162,3 +162,23 @@ def test_likelihood_fast_log_prob_equals_the_distribution():
     x = torch.bernoulli(torch.full((6, 1, 4, 5), 0.5))
     lik = BernoulliLikelihood((1, 4, 5))
     torch.testing.assert_close(lik.log_prob(params, x), lik.dist(params).log_prob(x))
+
+
+def test_gated_units_are_a_times_sigmoid_b():
+    """--activation gated: each hidden layer is (W x + b) * sigmoid(V x + c), in the MLP nets and
+    in the top-down encoder's q(z1 | x, z2) layer."""
+    torch.manual_seed(0)
+    info = {"shape": [1, 1, 4], "value": "binary", "levels": None}
+    model = build_model(ModelConfig(latent=2, hidden=[6, 5], activation="gated"), info)
+    x = torch.rand(3, 1, 1, 4).round()
+    h = x.flatten(1)
+    for layer in (model.encoder.net[0], model.encoder.net[2]):
+        a, b = layer(h).chunk(2, -1)
+        h = a * torch.sigmoid(b)
+    assert h.shape == (3, 5)
+    torch.testing.assert_close(model.encoder.hidden(x), h)
+    assert model.decode(torch.zeros(3, 2)).log_prob(x).shape == (3,)
+    td = build_model(ModelConfig(latent=2, hidden=[6], activation="gated", prior="hierarchical",
+                                 inference="top-down", top_latent=3), info)
+    assert td.encoder.from_x.out_features == 12 and td.encoder.from_z.out_features == 12
+    assert td.encoder(x).rsample().shape == (3, 5)

@@ -135,6 +135,8 @@ def test_top_down_cli_train_sample_evaluate(tmp_path, cli):
     assert rc == 0 and "top-down inference, z2 3, VampPrior over z2" in out
     rc, out, _ = cli("evaluate", tmp_path / "td", "--k", "20", "--quiet")
     assert rc == 0 and "NLL" in out and "z1: " in out and " of 4 active" in out and " of 3 active" in out
+    rc, out, _ = cli("info", tmp_path / "td")
+    assert rc == 0 and "active units (z1 " in out
     rc, _, _ = cli("report", tmp_path / "td")
     assert rc == 0 and "stochastic layers" in (tmp_path / "td" / "report.html").read_text()
     ev = run.evaluate(k=20, quiet=True)

@@ -108,6 +108,17 @@ def test_gaussian_and_bernoulli_pipelines(tmp_path, cli):
     assert "bernoulli" in out
 
 
+def test_gated_mlp_trains_and_reloads(tmp_path, cli):
+    rc, _, err = cli("train", "--epochs", "3", "--hidden", "32", "--activation", "gated", "--quiet",
+                     "--out", tmp_path / "g")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "g")
+    assert run.config.model.activation == "gated" and isinstance(run.model.encoder.net[1], torch.nn.GLU)
+    assert run.metrics[-1]["valid_elbo"] > run.metrics[0]["valid_elbo"]
+    rc, _, err = cli("train", "--activation", "swish", "--epochs", "1", "--quiet", "--out", tmp_path / "s")
+    assert rc == 2 and "Traceback" not in err
+
+
 def test_cli_verbs(digits_run, cli, tmp_path):
     rc, out, _ = cli("sample", digits_run, "-n", "12", "--out", tmp_path / "s.png")
     assert rc == 0 and Image.open(tmp_path / "s.png").size[0] > 0

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import Config, auto_batch_size, load_yaml
+from .config import ACTIVATIONS, Config, auto_batch_size, load_yaml
 from .errors import VaekitError
 
 
@@ -127,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--latent", type=_positive_int, help="latent dimensions (default 16)")
     g.add_argument("--hidden", type=_ints, help="MLP hidden sizes, e.g. 512,256")
     g.add_argument("--channels", type=_ints, help="conv channels per block, e.g. 32,64")
-    g.add_argument("--activation", choices=["relu", "tanh", "elu", "gelu"])
+    g.add_argument("--activation", choices=ACTIVATIONS,
+                   help="MLP nonlinearity; gated: GLU units, a * sigmoid(b) (Dauphin et al. 2017)")
     g.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "logistic", "categorical"])
     g.add_argument("--gaussian-std", type=float, help="fixed std of the Gaussian likelihood (default: learned)")
     g.add_argument("--prior", choices=["normal", "mog", "vamp", "hierarchical", "class"],
@@ -513,7 +514,9 @@ def cmd_info(args) -> int:
     ev = run.evaluation
     if ev:
         print(f"evaluate {ev['split']}: NLL {ev['nll_nats']:.3f} nats (k={ev['k']}), ELBO {ev['elbo_nats']:.3f}, "
-              f"{ev['bits_per_dim']:.4f} bits/dim, {ev['active_units']} active units")
+              f"{ev['bits_per_dim']:.4f} bits/dim, {ev['active_units']} active units"
+              + (" (" + ", ".join(f"{k} {v['active_units']}" for k, v in ev["layers"].items()) + ")"
+                 if ev.get("layers") else ""))
     return 0
 
 

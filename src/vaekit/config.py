@@ -16,6 +16,9 @@ import yaml
 
 from .errors import VaekitError
 
+#: the nonlinearities of the MLP networks (``gated``: gated linear units)
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "gated")
+
 
 @dataclass
 class DataConfig:
@@ -193,7 +196,7 @@ class Config:
             "model.net": (m.net, {"auto", "mlp", "conv", "rnn"}),
             "model.cell": (m.cell, {"gru", "lstm"}),
             "model.likelihood": (m.likelihood, {"auto", "bernoulli", "gaussian", "logistic", "categorical"}),
-            "model.activation": (m.activation, {"relu", "tanh", "elu", "gelu"}),
+            "model.activation": (m.activation, set(ACTIVATIONS)),
             "model.prior": (m.prior, {"normal", "mog", "vamp", "hierarchical", "class"}),
             "model.top_prior": (m.top_prior, {"normal", "vamp"}),
             "model.inference": (m.inference, {"bottom-up", "top-down"}),

@@ -9,14 +9,22 @@ import torch.nn as nn
 
 
 def activation_module(name: str) -> type[nn.Module]:
-    return getattr(nn, {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "gelu": "GELU"}[name])
+    """The nonlinearity after a linear layer. ``gated`` is the gated linear unit of Dauphin et
+    al. (2017), a * sigmoid(b) over the two halves of its input (the element-wise nonlinearity
+    of Tomczak & Welling's VAEs), so the layer before it is twice as wide: see :func:`widened`."""
+    return getattr(nn, {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "gelu": "GELU", "gated": "GLU"}[name])
+
+
+def widened(width: int, activation: str) -> int:
+    """The output size of the linear layer before ``activation``, for ``width`` units after it."""
+    return 2 * width if activation == "gated" else width
 
 
 def _mlp(sizes, activation):
     act = activation_module(activation)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, b), act()]
+        layers += [nn.Linear(a, widened(b, activation)), act()]
     return layers
 
 

@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.distributions import Normal
 
 from ..priors import normal_from_params as _normal
-from .mlp import activation_module
+from .mlp import activation_module, widened
 
 
 class TopDownPosterior:
@@ -70,8 +70,8 @@ class TopDownEncoder(nn.Module):
         super().__init__()
         self.base, self.latent, self.top = base, latent, top
         # the first layer on the concatenation [h, z2], split so that W_h h is computed once per x
-        self.from_x = nn.Linear(base.head.in_features, width)
-        self.from_z = nn.Linear(top, width, bias=False)
+        self.from_x = nn.Linear(base.head.in_features, widened(width, activation))
+        self.from_z = nn.Linear(top, widened(width, activation), bias=False)
         self.out = nn.Sequential(activation_module(activation)(), nn.Linear(width, 2 * latent))
 
     def forward(self, x, c=None) -> TopDownPosterior:
