@@ -40,6 +40,10 @@ JOBS = {
     "hvamp-iwae50": MLP + HVAMP + ["--objective", "iwae", "--k", "50"],
     "tdvamp": MLP + TDVAMP + ["--warmup", "20"],
     "tdvamp-iwae50": MLP + TDVAMP + ["--objective", "iwae", "--k", "50"],
+    # KL warm-up over 100 epochs, as in Tomczak & Welling (2018); with gated units, as their networks
+    "hvamp-wu100": MLP + HVAMP + ["--warmup", "100"],
+    "tdvamp-wu100": MLP + TDVAMP + ["--warmup", "100"],
+    "tdvamp-gated-wu100": MLP + TDVAMP + ["--warmup", "100", "--activation", "gated"],
 }
 VAEKIT = [sys.executable, "-m", "vaekit"]
 
