@@ -286,13 +286,13 @@ class HierarchicalPrior(Prior):
         return [("z1", self.bottom), ("z2", self.top)]
 
     def _layer_terms(self, z):
-        """log p(z1 | z2), log p(z2) and, bottom-up, log q(z2 | z1) for the drawn z2 (else 0),
-        each of shape z.shape[:-1]."""
+        """log p(z1 | z2), log p(z2) and, bottom-up, log q(z2 | z1) for the drawn z2 (top-down,
+        0.0), each of shape z.shape[:-1]."""
         shape = z.shape[:-1]
         z = z.reshape(-1, self.dim)
         if self.inference == "top-down":
             z1, z2 = z[:, :self.bottom], z[:, self.bottom:]
-            log_q2 = torch.zeros((), device=z.device)
+            log_q2 = 0.0
         else:
             z1 = z
             q2 = self._normal(self.up(z1))
