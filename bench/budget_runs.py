@@ -2,9 +2,11 @@
 evaluate each (test NLL with k importance samples).
 
 Made for a GPU lent for a fixed time: every configuration runs in its own process on the
-same device. Each first trains 4 epochs to measure its own epoch time (with the others
-running, so under the same contention), then trains as many epochs as fit before the common
-deadline (with a cosine schedule over exactly that many), then runs `vaekit evaluate`.
+same device. Each first measures its own wall time per epoch, validation and checkpoint
+included, as the difference between a 2-epoch and a 5-epoch run (with the others running, so
+under the same contention; start-up and the end-of-training pictures cancel), then trains as many epochs as fit before the common
+deadline (with a cosine schedule over exactly that many), then runs `vaekit evaluate`; so the whole command takes --train-seconds plus the evaluation
+(about a minute on an H200 with six jobs).
 A summary with epochs, seconds and the evaluation goes to <out>/summary.json; each run
 directory (without its trainer state) is packed into <out>/<name>.tar.gz.
 
@@ -45,25 +47,37 @@ JOBS = {
     "tdvamp-wu100": MLP + TDVAMP + ["--warmup", "100"],
     "tdvamp-gated-wu100": MLP + TDVAMP + ["--warmup", "100", "--activation", "gated"],
 }
+# Larger batches: on a GPU the step costs about the same at batch 200 and 1000 (it is bound by
+# kernel launches, not arithmetic), so a fixed wall time buys the same number of steps with more
+# examples each. Adam's learning rate grows about as the square root of the batch.
+LARGER = {500: "1.5e-3", 1000: "2e-3"}
+for _name in ["iwae50", "vamp-iwae50", "tdvamp-wu100", "tdvamp-gated-wu100"]:
+    for _batch, _lr in LARGER.items():
+        JOBS[f"{_name}-b{_batch}"] = JOBS[_name] + ["--batch-size", str(_batch), "--lr", _lr]
 VAEKIT = [sys.executable, "-m", "vaekit"]
 
 
-def epoch_seconds(run: Path) -> float:
-    """Wall seconds per epoch of a short run: its median training epoch after the first (which
-    warms up), plus 15% for validation and the checkpoint (12% on an H200)."""
-    steps = sorted(r["seconds"] for r in vaekit.Run.load(run).metrics[1:])
-    return 1.15 * steps[len(steps) // 2]
+def epoch_seconds(flags: list[str], probe: Path) -> float:
+    """Wall seconds per epoch, validation and checkpoint included: the difference between a
+    5-epoch and a 2-epoch run divided by 3, so that start-up, the first epoch's warm-up and the
+    end-of-training pictures cancel. Never less than the median training step time of the
+    longer run (the difference of two noisy wall times can come out too small)."""
+    walls = []
+    for epochs in (2, 5):
+        t = time.time()
+        subprocess.run(VAEKIT + ["train", *flags, "--epochs", str(epochs), "--out", str(probe)], check=True)
+        walls.append(time.time() - t)
+        steps = sorted(r["seconds"] for r in vaekit.Run.load(probe).metrics[1:])
+        shutil.rmtree(probe)
+    return max((walls[1] - walls[0]) / 3, steps[len(steps) // 2])
 
 
 def one(name: str, args) -> dict:
     flags = JOBS[name] + ["--data", str(args.data), "--device", args.device, "--seed", str(args.seed), "--quiet",
                           *args.extra.split()]
     out = args.out / name
-    probe = args.out / f"{name}-probe"
     t = time.time()
-    subprocess.run(VAEKIT + ["train", *flags, "--epochs", "4", "--out", str(probe)], check=True)
-    per_epoch = epoch_seconds(probe)
-    shutil.rmtree(probe)
+    per_epoch = epoch_seconds(flags, args.out / f"{name}-probe")
     epochs = max(1, int((args.deadline - time.time() - 15) / per_epoch))
     t0 = time.time()
     subprocess.run(VAEKIT + ["train", *flags, "--epochs", str(epochs), "--out", str(out)], check=True)

@@ -265,6 +265,8 @@ class Trainer:
                 used = torch.stack([totals[0], totals[1], totals[2],
                                     x.new_tensor(self.steps_per_epoch * local_batch if d.active else n)
                                     - skipped_now * local_batch])
+                if device.type == "cuda":  # the steps are queued: time them, not their launches
+                    torch.cuda.synchronize(device)
                 seconds = time.perf_counter() - t0
                 v = torch.cat([elbo_sums(self.model, valid, y=valid_y), valid.new_tensor([valid.shape[0]])])
                 if iwae:
