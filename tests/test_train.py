@@ -227,3 +227,55 @@ def test_pictures_spread_their_examples_over_the_split():
     labels = torch.arange(10).repeat_interleave(1000)  # sorted, as binarized MNIST's test set
     assert set(labels[idx].tolist()) == set(range(10))
     assert spread(5, 32).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_ema_update_rule_and_swap():
+    from types import SimpleNamespace
+
+    from vaekit.train import Trainer
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
+    stub = SimpleNamespace(config=SimpleNamespace(train=SimpleNamespace(ema=0.5)), params=params, step=0,
+                           ema=[p.detach().clone() for p in params])
+    want = [p.detach().clone() for p in params]
+    for t in range(4):
+        with torch.no_grad():
+            for p in params:
+                p.add_(torch.randn_like(p))
+        stub.step = t
+        Trainer._update_average(stub)
+        d = min(0.5, (1 + t) / (10 + t))  # 0.1, 0.18..., 0.25, 0.3077: the early steps follow the weights
+        want = [d * w + (1 - d) * p.detach() for w, p in zip(want, params)]
+    for e, w in zip(stub.ema, want):
+        assert torch.allclose(e, w, atol=1e-6)
+    live = [p.detach().clone() for p in params]
+    try:
+        with Trainer.averaged(stub):
+            assert all(torch.equal(p, e) for p, e in zip(params, stub.ema))
+            raise RuntimeError("inside")
+    except RuntimeError:
+        pass
+    assert all(torch.equal(p, w) for p, w in zip(params, live))  # the raw weights are back, even after an error
+
+
+def test_ema_run_saves_the_averaged_weights_and_resumes(tmp_path, cli):
+    from vaekit.checkpoint import load_state, load_weights
+
+    rc, _, err = cli("train", "--epochs", "2", "--hidden", "32", "--latent", "4", "--ema", "0.9", "--quiet",
+                     "--out", tmp_path / "e")
+    assert rc == 0, err
+    state = load_state(tmp_path / "e" / "state" / "last.pt")
+    saved = load_weights(tmp_path / "e" / "model.safetensors")
+    names = [n for n, _ in vaekit.Run.load(tmp_path / "e").model.named_parameters()]
+    assert len(state["ema"]) == len(names)
+    assert state["best_epoch"] == 2  # so model.safetensors holds the averaged weights of the last epoch
+    assert all(torch.equal(saved[n], e) for n, e in zip(names, state["ema"]))
+    assert not all(torch.equal(saved[n], state["model"][n]) for n in names)
+    rc, _, err = cli("train", "--resume", tmp_path / "e", "--epochs", "3", "--quiet")
+    assert rc == 0, err
+    assert vaekit.Run.load(tmp_path / "e").config.train.ema == 0.9
+    rc, out, _ = cli("info", tmp_path / "e")
+    assert rc == 0 and "moving average, decay 0.9" in out
+    rc, _, err = cli("train", "--ema", "1", "--epochs", "1", "--quiet", "--out", tmp_path / "bad")
+    assert rc == 2 and "train.ema" in err and "Traceback" not in err

@@ -73,7 +73,7 @@ TRAIN_FLAGS = {
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
     "beta": ("train", "beta"), "warmup": ("train", "warmup_epochs"), "free_bits": ("train", "free_bits"),
     "seed": ("train", "seed"), "device": ("train", "device"), "weight_decay": ("train", "weight_decay"),
-    "amp": ("train", "amp"), "max_bad_steps": ("train", "max_bad_steps"),
+    "amp": ("train", "amp"), "max_bad_steps": ("train", "max_bad_steps"), "ema": ("train", "ema"),
 }
 
 
@@ -164,6 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--device", choices=["auto", "cpu", "cuda"])
     g.add_argument("--amp", choices=["auto", "on", "off"], help="mixed precision (auto: on for CUDA only)")
+    g.add_argument("--ema", type=_nonneg_float, metavar="DECAY",
+                   help="validate and save an exponential moving average of the weights with this decay "
+                        "(e.g. 0.999; default 0: off)")
     g.add_argument("--max-bad-steps", type=_positive_int,
                    help="stop after this many steps in a row with a non-finite loss or gradient (default 20)")
     g.add_argument("--nproc", type=_positive_int,
@@ -505,6 +508,7 @@ def cmd_info(args) -> int:
                                                           f"free bits {t.free_bits}"
     batch = t.batch_size or f"auto ({auto_batch_size(info['sizes']['train'])})"
     print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}), batch {batch}, seed {t.seed}"
+          + (f"; weights: moving average, decay {t.ema}" if t.ema else "")
           + (f"; started from the weights of {t.init}" if t.init else ""))
     m = run.metrics
     if m:

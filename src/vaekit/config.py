@@ -129,6 +129,9 @@ class TrainConfig:
     amp: mixed precision: ``auto`` (on for CUDA, off on CPU), ``on`` or ``off``.
     init: a run directory whose weights (its ``model.safetensors``) the model starts from,
         to fine-tune it, e.g. with another objective; ``null``: a fresh initialisation.
+    ema: decay of an exponential moving average of the weights (Polyak averaging; 0: off,
+        typical 0.999). When on, validation, the best-epoch choice and ``model.safetensors``
+        use the averaged weights; the optimiser keeps stepping the raw ones.
     """
 
     epochs: int = 60
@@ -149,6 +152,7 @@ class TrainConfig:
     max_bad_steps: int = 20
     amp: str = "auto"
     init: str | None = None
+    ema: float = 0.0
 
 
 def auto_batch_size(n_train: int) -> int:
@@ -242,6 +246,8 @@ class Config:
                 raise VaekitError(f"{key} must not be negative, got {value}.")
         if not 0 <= m.word_dropout <= 1:
             raise VaekitError(f"model.word_dropout must be between 0 and 1, got {m.word_dropout}.")
+        if not 0 <= t.ema < 1:
+            raise VaekitError(f"train.ema is a decay in [0, 1) (0: off; e.g. 0.999), got {t.ema}.")
         if d.min_count is not None and d.min_count < 1:
             raise VaekitError(f"data.min_count must be at least 1, got {d.min_count}.")
         if d.hop > d.n_fft:

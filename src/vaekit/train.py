@@ -3,12 +3,13 @@
 data bundle -> model -> for each epoch: shuffled index slices of the in-memory training
 tensor (under torchrun: this process's share of each global batch), one optimiser step per
 batch, statistics accumulated on the device -> validation ELBO -> metrics.csv row ->
-checkpoints -> pictures at the end.
+checkpoints -> pictures at the end. With ``--ema``, a moving average of the weights is
+updated after every step and is what validation and ``model.safetensors`` see.
 
 Surviving what goes wrong:
 - a step whose loss or gradient is not finite is skipped (fused Adam's ``found_inf``,
   no host sync) and counted; ``max_bad_steps`` in a row stop training;
-- ``state/last.pt`` (weights, optimiser, scheduler, RNG, counters) is written atomically at
+- ``state/last.pt`` (weights, averaged weights, optimiser, scheduler, RNG, counters) is written atomically at
   the end of every epoch, never with non-finite weights; ``vaekit train --resume`` continues
   from it and ends with the same weights as an uninterrupted run (CPU, same seed);
 - Ctrl-C stops with the last checkpoint on disk and says how to resume.
@@ -20,6 +21,7 @@ import csv
 import math
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -126,6 +128,9 @@ class Trainer:
                               f"{self.global_batch}.")
         self.objective = Objective.from_config(tc, self.steps_per_epoch)
         self.opt, self.fused = make_adam(self.model.parameters(), tc)
+        self.params = list(self.model.parameters())
+        self.ema = None  # with --ema: the averaged weights, one tensor per parameter
+        self.restart_average()
         self.sched = make_scheduler(self.opt, tc, tc.epochs)
         self.gen = torch.Generator(device=device).manual_seed(tc.seed)  # data order: the same on every rank
         self.use_amp = tc.amp == "on" or (tc.amp == "auto" and device.type == "cuda")
@@ -147,7 +152,8 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler else {},
                 "torch_rng": torch.get_rng_state(), "gen_rng": self.gen.get_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0),
-                "skipped": self.skipped.cpu(), "streak": self.streak.cpu()}
+                "skipped": self.skipped.cpu(), "streak": self.streak.cpu(),
+                "ema": [e.cpu() for e in self.ema] if self.ema is not None else []}
 
     def restore(self, s: dict, where: Path) -> None:
         try:
@@ -161,6 +167,11 @@ class Trainer:
             self.best, self.best_epoch = float(s["best_valid_elbo"]), int(s["best_epoch"])
             self.skipped.copy_(s["skipped"])
             self.streak.copy_(s["streak"])
+            if self.ema is not None:
+                if len(s["ema"]) != len(self.ema):
+                    raise ValueError("no averaged weights saved")
+                for e, saved in zip(self.ema, s["ema"]):
+                    e.copy_(saved)
             if self.d.main:
                 torch.set_rng_state(s["torch_rng"])
             self.gen.set_state(s["gen_rng"])
@@ -177,6 +188,43 @@ class Trainer:
             raise VaekitError(f"the weights became non-finite in epoch {self.epoch}; nothing was written, and the "
                               f"checkpoint of epoch {self.epoch - 1} in {self.out / STATE_FILE} is intact.")
         save_state(self.state(), self.out / STATE_FILE)
+
+    # ------------------------------------------------------------------ weight averaging
+    def restart_average(self) -> None:
+        """Start the moving average of the weights (with --ema) from the weights as they are."""
+        if self.config.train.ema > 0:
+            self.ema = [p.detach().clone() for p in self.params]
+
+    def _update_average(self) -> None:
+        """ema <- d ema + (1 - d) w, one fused op, no host sync. Over the first steps the decay
+        is min(d, (1 + t) / (10 + t)), so the average does not lag behind the initial weights."""
+        decay = min(self.config.train.ema, (1 + self.step) / (10 + self.step))
+        torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1.0 - decay)
+
+    @contextmanager
+    def averaged(self):
+        """With --ema, the averaged weights are in the model inside the block; else a no-op."""
+        if self.ema is None:
+            yield
+            return
+        with torch.no_grad():
+            live = [p.detach().clone() for p in self.params]
+            for p, e in zip(self.params, self.ema):
+                p.copy_(e)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for p, w in zip(self.params, live):
+                    p.copy_(w)
+
+    def saved_weights(self) -> dict:
+        """The state dict that model.safetensors gets: with --ema, the averaged parameters."""
+        state = self.model.state_dict()
+        if self.ema is not None:
+            names = [name for name, _ in self.model.named_parameters()]
+            state.update(zip(names, self.ema))
+        return state
 
     # ------------------------------------------------------------------ one step
     def _step(self, x: torch.Tensor, y, found: torch.Tensor, one: torch.Tensor):
@@ -204,6 +252,8 @@ class Trainer:
             self.opt.step()
         elif not found.item():
             self.opt.step()
+        if self.ema is not None:
+            self._update_average()
         self.skipped.add_(found)
         self.streak.add_(found).mul_(found)
         return torch.where(found > 0, 0.0, stats)
@@ -268,9 +318,10 @@ class Trainer:
                 if device.type == "cuda":  # the steps are queued: time them, not their launches
                     torch.cuda.synchronize(device)
                 seconds = time.perf_counter() - t0
-                v = torch.cat([elbo_sums(self.model, valid, y=valid_y), valid.new_tensor([valid.shape[0]])])
-                if iwae:
-                    v = torch.cat([v, iwae_sum(self.model, valid, self.objective.k, y=valid_y)])
+                with self.averaged():  # with --ema, the averaged weights are the ones validated
+                    v = torch.cat([elbo_sums(self.model, valid, y=valid_y), valid.new_tensor([valid.shape[0]])])
+                    if iwae:
+                        v = torch.cat([v, iwae_sum(self.model, valid, self.objective.k, y=valid_y)])
                 dist.all_reduce_sum(used, d)
                 dist.all_reduce_sum(v, d)
                 rec, kl, loss, count = used.tolist()
@@ -303,7 +354,7 @@ class Trainer:
                     writer.writerow({k: (f"{val:.6g}" if isinstance(val, float) else val) for k, val in row.items()})
                     metrics_file.flush()
                     if improved:
-                        save_weights(self.model.state_dict(), out / "model.safetensors")
+                        save_weights(self.saved_weights(), out / "model.safetensors")
                     self.save_checkpoint()
                 shown = f", valid IWAE-{self.objective.k} {v_iwae:.2f}" if iwae else ""
                 bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {v_elbo:.2f}{shown}",
@@ -394,6 +445,7 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     trainer = Trainer(config, bundle, target, d, device, quiet)
     if start is not None:
         trainer.model.load_state_dict(start.state_dict())
+        trainer.restart_average()
     _describe(trainer, (lambda *a: None) if trainer.quiet else print)
     if init is not None and not trainer.quiet:
         print(f"init   weights of {init.path}")
