@@ -4,8 +4,9 @@ evaluate each (test NLL with k importance samples).
 Made for a GPU lent for a fixed time: every configuration runs in its own process on the
 same device. Each first measures its own wall time per epoch, validation and checkpoint
 included, as the difference between a 2-epoch and a 5-epoch run (with the others running, so
-under the same contention; start-up and the end-of-training pictures cancel), then trains as many epochs as fit before the common
-deadline (with a cosine schedule over exactly that many), then runs `vaekit evaluate`; so the whole command takes --train-seconds plus the evaluation
+under the same contention; start-up and the end-of-training pictures cancel), then trains as
+many epochs as fit before the common deadline (with a cosine schedule over exactly that many),
+then runs `vaekit evaluate`. So the whole command takes --train-seconds plus the evaluation
 (about a minute on an H200 with six jobs).
 A summary with epochs, seconds and the evaluation goes to <out>/summary.json; each run
 directory (without its trainer state) is packed into <out>/<name>.tar.gz.
@@ -47,9 +48,10 @@ JOBS = {
     "tdvamp-wu100": MLP + TDVAMP + ["--warmup", "100"],
     "tdvamp-gated-wu100": MLP + TDVAMP + ["--warmup", "100", "--activation", "gated"],
 }
-# Larger batches: on a GPU the step costs about the same at batch 200 and 1000 (it is bound by
-# kernel launches, not arithmetic), so a fixed wall time buys the same number of steps with more
-# examples each. Adam's learning rate grows about as the square root of the batch.
+# Larger batches, with Adam's learning rate grown about as the square root of the batch. While
+# the GPU idles between kernel launches (two or three runs sharing it), a step costs about the
+# same at batch 200 and 1000, so a fixed wall time buys more examples. With six runs sharing an
+# H200 it was busy, and these gained nothing (bench/RESULTS.md).
 LARGER = {500: "1.5e-3", 1000: "2e-3"}
 for _name in ["iwae50", "vamp-iwae50", "tdvamp-wu100", "tdvamp-gated-wu100"]:
     for _batch, _lr in LARGER.items():

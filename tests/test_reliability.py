@@ -18,7 +18,7 @@ import vaekit
 import importlib
 
 train_mod = importlib.import_module("vaekit.train")
-from vaekit.checkpoint import load_state
+from vaekit.checkpoint import load_state, load_weights
 from vaekit.objectives import Objective
 
 PY = [sys.executable, "-m", "vaekit"]
@@ -47,8 +47,9 @@ def rows(run_dir):
     return list(csv.DictReader(open(Path(run_dir) / "metrics.csv")))
 
 
-def test_resume_after_interrupt_is_bit_identical(tmp_path, monkeypatch):
-    vaekit.train(small_config(), out=tmp_path / "full", quiet=True, pictures=False)
+@pytest.mark.parametrize("ema", [0.0, 0.9])
+def test_resume_after_interrupt_is_bit_identical(tmp_path, monkeypatch, ema):
+    vaekit.train(small_config(ema=ema), out=tmp_path / "full", quiet=True, pictures=False)
 
     original = train_mod.Trainer.save_checkpoint
 
@@ -59,12 +60,17 @@ def test_resume_after_interrupt_is_bit_identical(tmp_path, monkeypatch):
 
     monkeypatch.setattr(train_mod.Trainer, "save_checkpoint", stop_after_epoch_2)
     with pytest.raises(KeyboardInterrupt):
-        vaekit.train(small_config(), out=tmp_path / "cut", quiet=True, pictures=False)
+        vaekit.train(small_config(ema=ema), out=tmp_path / "cut", quiet=True, pictures=False)
     monkeypatch.setattr(train_mod.Trainer, "save_checkpoint", original)
     assert load_state(tmp_path / "cut" / "state" / "last.pt")["epoch"] == 2
 
     train_mod.resume(tmp_path / "cut", quiet=True, pictures=False)
     assert_same_weights(last_weights(tmp_path / "full"), last_weights(tmp_path / "cut"))
+    averages = [load_state(tmp_path / r / "state" / "last.pt")["ema"] for r in ("full", "cut")]
+    n_params = len(list(vaekit.Run.load(tmp_path / "full").model.parameters()))
+    assert len(averages[0]) == (n_params if ema else 0)
+    assert all(torch.equal(a, b) for a, b in zip(*averages))
+    assert_same_weights(*(load_weights(tmp_path / r / "model.safetensors") for r in ("full", "cut")))
     full, cut = rows(tmp_path / "full"), rows(tmp_path / "cut")
     assert [r["valid_elbo"] for r in full] == [r["valid_elbo"] for r in cut]
 

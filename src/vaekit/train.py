@@ -9,9 +9,10 @@ updated after every step and is what validation and ``model.safetensors`` see.
 Surviving what goes wrong:
 - a step whose loss or gradient is not finite is skipped (fused Adam's ``found_inf``,
   no host sync) and counted; ``max_bad_steps`` in a row stop training;
-- ``state/last.pt`` (weights, averaged weights, optimiser, scheduler, RNG, counters) is written atomically at
-  the end of every epoch, never with non-finite weights; ``vaekit train --resume`` continues
-  from it and ends with the same weights as an uninterrupted run (CPU, same seed);
+- ``state/last.pt`` (weights, averaged weights, optimiser, scheduler, RNG, counters) is
+  written atomically at the end of every epoch, never with non-finite weights;
+  ``vaekit train --resume`` continues from it and ends with the same weights as an
+  uninterrupted run (CPU, same seed);
 - Ctrl-C stops with the last checkpoint on disk and says how to resume.
 """
 
@@ -197,7 +198,8 @@ class Trainer:
 
     def _update_average(self) -> None:
         """ema <- d ema + (1 - d) w, one fused op, no host sync. Over the first steps the decay
-        is min(d, (1 + t) / (10 + t)), so the average does not lag behind the initial weights."""
+        is min(d, (1 + t) / (10 + t)), so the average does not lag behind the initial weights.
+        (torch.optim.swa_utils.AveragedModel would read its step counter on the host every step.)"""
         decay = min(self.config.train.ema, (1 + self.step) / (10 + self.step))
         torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1.0 - decay)
 
