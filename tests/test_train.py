@@ -237,7 +237,7 @@ def test_ema_update_rule_and_swap():
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
     stub = SimpleNamespace(config=SimpleNamespace(train=SimpleNamespace(ema=0.5)), params=params, step=0,
-                           ema=[p.detach().clone() for p in params])
+                           raw=[p.detach() for p in params], ema=[p.detach().clone() for p in params])
     want = [p.detach().clone() for p in params]
     for t in range(4):
         with torch.no_grad():

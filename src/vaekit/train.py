@@ -130,6 +130,7 @@ class Trainer:
         self.objective = Objective.from_config(tc, self.steps_per_epoch)
         self.opt, self.fused = make_adam(self.model.parameters(), tc)
         self.params = list(self.model.parameters())
+        self.raw = [p.detach() for p in self.params]  # views of the same storage, made once
         self.ema = None  # with --ema: the averaged weights, one tensor per parameter
         self.restart_average()
         self.sched = make_scheduler(self.opt, tc, tc.epochs)
@@ -201,7 +202,7 @@ class Trainer:
         is min(d, (1 + t) / (10 + t)), so the average does not lag behind the initial weights.
         (torch.optim.swa_utils.AveragedModel would read its step counter on the host every step.)"""
         decay = min(self.config.train.ema, (1 + self.step) / (10 + self.step))
-        torch._foreach_lerp_(self.ema, [p.detach() for p in self.params], 1.0 - decay)
+        torch._foreach_lerp_(self.ema, self.raw, 1.0 - decay)
 
     @contextmanager
     def averaged(self):
