@@ -46,6 +46,7 @@ JOBS = {
     # KL warm-up over 100 epochs, as in Tomczak & Welling (2018); with gated units, as their networks
     "hvamp-wu100": MLP + HVAMP + ["--warmup", "100"],
     "tdvamp-wu100": MLP + TDVAMP + ["--warmup", "100"],
+    "tdvamp-wu200": MLP + TDVAMP + ["--warmup", "200"],
     "tdvamp-gated-wu100": MLP + TDVAMP + ["--warmup", "100", "--activation", "gated"],
 }
 # Larger batches, with Adam's learning rate grown about as the square root of the batch. While
@@ -53,7 +54,7 @@ JOBS = {
 # same at batch 200 and 1000, so a fixed wall time buys more examples. With six runs sharing an
 # H200 it was busy, and these gained nothing (bench/RESULTS.md).
 LARGER = {500: "1.5e-3", 1000: "2e-3"}
-for _name in ["iwae50", "vamp-iwae50", "tdvamp-wu100", "tdvamp-gated-wu100"]:
+for _name in ["iwae50", "vamp-iwae50", "tdvamp-wu100", "tdvamp-wu200", "tdvamp-gated-wu100"]:
     for _batch, _lr in LARGER.items():
         JOBS[f"{_name}-b{_batch}"] = JOBS[_name] + ["--batch-size", str(_batch), "--lr", _lr]
 VAEKIT = [sys.executable, "-m", "vaekit"]

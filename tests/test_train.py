@@ -279,3 +279,27 @@ def test_ema_run_saves_the_averaged_weights_and_resumes(tmp_path, cli):
     assert rc == 0 and "moving average, decay 0.9" in out
     rc, _, err = cli("train", "--ema", "1", "--epochs", "1", "--quiet", "--out", tmp_path / "bad")
     assert rc == 2 and "train.ema" in err and "Traceback" not in err
+
+
+def test_every_budget_run_job_is_a_valid_train_command():
+    """bench/budget_runs.py spends a lent GPU's minutes on its jobs: a flag that the CLI
+    rejects, or a config that fails its check, would lose the whole lease."""
+    import importlib.util
+    from pathlib import Path
+
+    from vaekit.cli import TRAIN_FLAGS, build_parser
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "budget_runs.py"
+    spec = importlib.util.spec_from_file_location("budget_runs", path)
+    budget = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(budget)
+    assert {"iwae50-b500", "tdvamp-wu200-b500"} <= set(budget.JOBS)
+    for name, flags in budget.JOBS.items():
+        args = build_parser().parse_args(["train", *flags, "--data", "digits", "--epochs", "3", "--ema", "0.999"])
+        config = vaekit.Config()
+        for flag, (section, key) in TRAIN_FLAGS.items():
+            if getattr(args, flag) is not None:
+                setattr(getattr(config, section), key, getattr(args, flag))
+        config.check()
+        if name.endswith("-b500"):
+            assert config.train.batch_size == 500 and config.train.lr == 1.5e-3, name
