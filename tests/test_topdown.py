@@ -17,18 +17,23 @@ from vaekit.priors import HierarchicalPrior, VampPrior
 INFO = {"shape": [1, 1, 4], "value": "binary", "levels": None}
 
 
-def small(top_prior="normal", latent=1, top=1, hidden=(8,), components=3):
+def small(top_prior="normal", latent=1, top=1, hidden=(8,), components=3, prior_hidden=None, prior_activation="tanh"):
     return build_model(ModelConfig(latent=latent, hidden=list(hidden), activation="tanh", prior="hierarchical",
                                    inference="top-down", top_latent=top, top_prior=top_prior,
-                                   prior_components=components), INFO)
+                                   prior_components=components, prior_hidden=prior_hidden,
+                                   prior_activation=prior_activation), INFO)
 
 
-@pytest.mark.parametrize("top_prior", ["normal", "vamp"])
-def test_top_down_nll_matches_exact_two_layer_likelihood(top_prior):
+@pytest.mark.parametrize("top_prior,prior_hidden,prior_activation",
+                         [("normal", None, "tanh"), ("vamp", None, "tanh"), ("vamp", [6, 5], "gated")])
+def test_top_down_nll_matches_exact_two_layer_likelihood(top_prior, prior_hidden, prior_activation):
     """p(x) = integral of p(x | z1, z2) p(z1 | z2) p(z2) over (z1, z2) by 2-D quadrature, against
-    evaluate's k-sample estimate; with a VampPrior, p(z2) is the mixture of q(z2 | u_k)."""
+    evaluate's k-sample estimate; with a VampPrior, p(z2) is the mixture of q(z2 | u_k). The
+    last case has a deeper p(z1 | z2) of gated units (--prior-hidden, --prior-activation)."""
     torch.manual_seed(0)
-    model = small(top_prior)
+    model = small(top_prior, prior_hidden=prior_hidden, prior_activation=prior_activation)
+    if prior_hidden:
+        assert [m.out_features for m in model.prior.down if isinstance(m, torch.nn.Linear)] == [12, 10, 2]
     x = torch.tensor([[[[1.0, 0.0, 1.0, 1.0]]]])
     g1, g2 = torch.linspace(-10, 10, 801), torch.linspace(-8, 8, 641)
     z1, z2 = torch.meshgrid(g1, g2, indexing="ij")                                # (n1, n2)
@@ -194,3 +199,29 @@ def test_per_layer_kl_and_active_units(inference):
         assert sum(v["active_units"] for v in r["layers"].values()) == r["active_units"]
     one_layer = build_model(ModelConfig(latent=3, hidden=[16]), INFO)
     assert evaluate(one_layer, x, k=8, quiet=True)["layers"] is None
+
+
+def test_prior_networks_keep_their_saved_names_and_can_be_deeper(tmp_path, cli):
+    """By default p(z1 | z2) is one tanh layer of the last hidden size, its weights named as in
+    runs saved before --prior-hidden existed; --prior-hidden/--prior-activation reshape it."""
+    for inference, names in (("top-down", {"down"}), ("bottom-up", {"down", "up"})):
+        model = build_model(ModelConfig(latent=3, hidden=[16, 12], prior="hierarchical", inference=inference), INFO)
+        keys = {k for k in model.prior.state_dict() if k.split(".")[0] in names}
+        assert keys == {f"{n}.{i}.{w}" for n in names for i in (0, 2) for w in ("weight", "bias")}
+        assert isinstance(model.prior.down[1], torch.nn.Tanh) and model.prior.down[0].out_features == 12
+    rc, _, err = cli("train", "--prior-hidden", "16,16", "--epochs", "1", "--quiet", "--out", tmp_path / "x")
+    assert rc == 2 and "--prior hierarchical" in err and "Traceback" not in err
+    rc, _, err = cli("train", "--prior", "hierarchical", "--prior-hidden", "0", "--epochs", "1", "--out", tmp_path / "x")
+    assert rc == 2 and "Traceback" not in err
+    rc, _, err = cli("train", "--prior", "hierarchical", "--inference", "top-down", "--top-latent", "3",
+                     "--latent", "4", "--hidden", "32", "--prior-hidden", "24,20", "--prior-activation", "elu",
+                     "--epochs", "2", "--quiet", "--out", tmp_path / "d")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "d")
+    down = run.model.prior.down
+    assert [m.out_features for m in down if isinstance(m, torch.nn.Linear)] == [24, 20, 8]
+    assert isinstance(down[1], torch.nn.ELU) and run.metrics[-1]["valid_elbo"] > run.metrics[0]["valid_elbo"]
+    rc, out, _ = cli("info", tmp_path / "d")
+    assert rc == 0 and "p(z1|z2) hidden [24, 20] elu" in out
+    rc, out, _ = cli("evaluate", tmp_path / "d", "--k", "10", "--quiet")
+    assert rc == 0 and "NLL" in out

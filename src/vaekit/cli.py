@@ -68,6 +68,7 @@ TRAIN_FLAGS = {
     "prior": ("model", "prior"), "prior_components": ("model", "prior_components"),
     "top_prior": ("model", "top_prior"), "inference": ("model", "inference"),
     "conditional": ("model", "conditional"), "top_latent": ("model", "top_latent"),
+    "prior_hidden": ("model", "prior_hidden"), "prior_activation": ("model", "prior_activation"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
@@ -144,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how --prior hierarchical infers its layers: bottom-up, q(z1|x) q(z2|z1) (default), "
                         "or top-down, q(z2|x) q(z1|x,z2), with a decoder that reads z1 and z2 "
                         "(Tomczak & Welling's two-layer VAE)")
+    g.add_argument("--prior-hidden", type=_ints,
+                   help="hidden sizes of p(z1|z2) (and bottom-up q(z2|z1)) in --prior hierarchical, e.g. 300,300 "
+                        "(default: one layer of the last --hidden size)")
+    g.add_argument("--prior-activation", choices=ACTIVATIONS,
+                   help="nonlinearity of those networks (default tanh)")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,
@@ -500,7 +506,8 @@ def cmd_info(args) -> int:
     if m.prior == "hierarchical":
         top = m.top_latent or max(1, m.latent // 2)
         top_prior = "VampPrior" if m.top_prior == "vamp" else "N(0, I)"
-        prior = f"hierarchical prior ({m.inference} inference, z2 {top}, {top_prior} over z2)"
+        between = f"{m.prior_hidden or [m.hidden[-1]]} {m.prior_activation}"
+        prior = f"hierarchical prior ({m.inference} inference, z2 {top}, {top_prior} over z2, p(z1|z2) hidden {between})"
     print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
           f"{prior}, {params:,} parameters")
     t = c.train

@@ -84,6 +84,9 @@ class ModelConfig:
         layers as in Tomczak & Welling 2018) or ``class``
         (conditional models: p(z | y), a learned Gaussian per class);
         prior_components: mixture size (default 10 for mog, 500 for vamp, also at the top).
+        prior_hidden, prior_activation: the hidden sizes and nonlinearity of the networks
+        between the two layers of ``hierarchical``, p(z1|z2) and (bottom-up) q(z2|z1); by
+        default one layer of hidden[-1] units, and ``tanh``.
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
     cell, embedding, rnn_hidden: the recurrent networks' cell (``gru`` | ``lstm``), token
         embedding size and state size.
@@ -104,6 +107,8 @@ class ModelConfig:
     top_latent: int | None = None
     top_prior: str = "normal"
     inference: str = "bottom-up"
+    prior_hidden: list[int] | None = None
+    prior_activation: str = "tanh"
     cell: str = "gru"
     embedding: int = 64
     rnn_hidden: int = 256
@@ -201,6 +206,7 @@ class Config:
             "model.cell": (m.cell, {"gru", "lstm"}),
             "model.likelihood": (m.likelihood, {"auto", "bernoulli", "gaussian", "logistic", "categorical"}),
             "model.activation": (m.activation, set(ACTIVATIONS)),
+            "model.prior_activation": (m.prior_activation, set(ACTIVATIONS)),
             "model.prior": (m.prior, {"normal", "mog", "vamp", "hierarchical", "class"}),
             "model.top_prior": (m.top_prior, {"normal", "vamp"}),
             "model.inference": (m.inference, {"bottom-up", "top-down"}),
@@ -236,9 +242,13 @@ class Config:
             raise VaekitError(f"model.prior_components must be positive, got {m.prior_components}.")
         if t.batch_size is not None and not t.batch_size > 0:
             raise VaekitError(f"train.batch_size must be positive, got {t.batch_size}.")
-        for key, sizes in (("model.hidden", m.hidden), ("model.channels", m.channels)):
+        for key, sizes in (("model.hidden", m.hidden), ("model.channels", m.channels),
+                           ("model.prior_hidden", m.prior_hidden if m.prior_hidden is not None else [1])):
             if not sizes or any(int(s) <= 0 for s in sizes):
                 raise VaekitError(f"{key} must be a non-empty list of positive sizes, got {sizes}.")
+        if (m.prior_hidden is not None or m.prior_activation != "tanh") and m.prior != "hierarchical":
+            raise VaekitError("model.prior_hidden and model.prior_activation shape the networks between two "
+                              "stochastic layers: they need model.prior 'hierarchical' (--prior hierarchical).")
         nonneg = {"train.beta": t.beta, "train.free_bits": t.free_bits or 0.0, "train.warmup_epochs": t.warmup_epochs,
                   "train.clip_grad": t.clip_grad, "train.patience": t.patience, "train.weight_decay": t.weight_decay}
         for key, value in nonneg.items():

@@ -220,7 +220,7 @@ def build_model(model_cfg, data_info: dict) -> VAE:
         raise ValueError("the VampPrior learns pseudo-inputs in data space, which token ids are not; "
                          "use another prior for text")
     prior = build_prior(m.prior, m.latent, shape, m.prior_components, m.top_latent,
-                        m.hidden[-1], classes, m.top_prior, m.inference)
+                        m.prior_hidden or [m.hidden[-1]], classes, m.top_prior, m.inference, m.prior_activation)
     return VAE(enc, dec, prior, lik, classes)
 
 

@@ -250,16 +250,19 @@ class HierarchicalPrior(Prior):
     from the same code as for any other prior (each of the k samples gets its own z2).
     """
 
-    def __init__(self, dim: int, top: int | None = None, hidden: int = 128, top_prior: str = "normal",
-                 shape: tuple[int, ...] | None = None, components: int = 500, inference: str = "bottom-up"):
+    def __init__(self, dim: int, top: int | None = None, hidden: int | list[int] = 128, top_prior: str = "normal",
+                 shape: tuple[int, ...] | None = None, components: int = 500, inference: str = "bottom-up",
+                 activation: str = "tanh"):
         top = top or max(1, dim // 2)
         if inference not in ("bottom-up", "top-down"):
             raise ValueError(f"unknown inference {inference!r}")
         super().__init__(dim + top if inference == "top-down" else dim)
         self.inference, self.bottom, self.top = inference, dim, top
+        # p(z1 | z2) and, bottom-up, q(z2 | z1): MLPs with these hidden layers and nonlinearity
+        hidden = [hidden] if isinstance(hidden, int) else list(hidden)
         if inference == "bottom-up":
-            self.up = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 2 * top))  # q(z2|z1)
-        self.down = nn.Sequential(nn.Linear(top, hidden), nn.Tanh(), nn.Linear(hidden, 2 * dim))    # p(z1|z2)
+            self.up = _layer_net(dim, hidden, 2 * top, activation)      # q(z2 | z1)
+        self.down = _layer_net(top, hidden, 2 * dim, activation)        # p(z1 | z2)
         if top_prior == "vamp":
             self.top_prior = VampPrior(top, tuple(shape), components)
         elif top_prior == "normal":
@@ -322,15 +325,25 @@ class HierarchicalPrior(Prior):
     @torch.no_grad()
     def sample(self, n, c=None):
         if self.top_prior is None:
-            z2 = torch.randn(n, self.top, device=self.down[0].weight.device)
+            z2 = torch.randn(n, self.top, device=self.down[-1].weight.device)
         else:
             z2 = self.top_prior.sample(n)
         z1 = self._normal(self.down(z2)).sample()
         return torch.cat([z1, z2], -1) if self.inference == "top-down" else z1
 
 
+def _layer_net(d_in: int, hidden: list[int], d_out: int, activation: str) -> nn.Sequential:
+    """The MLP between two stochastic layers: d_in -> hidden... -> d_out (a Gaussian's mean and
+    log-variance). Its modules are numbered as they always were for one tanh layer, so the
+    weights of runs saved before ``prior_hidden`` existed still load."""
+    from .nets.mlp import mlp_layers  # here: nets imports this module
+
+    return nn.Sequential(*mlp_layers([d_in, *hidden], activation), nn.Linear(hidden[-1], d_out))
+
+
 def build_prior(name: str, dim: int, shape=None, components: int | None = None, top: int | None = None,
-                hidden: int = 128, classes: int = 0, top_prior: str = "normal", inference: str = "bottom-up") -> Prior:
+                hidden: int | list[int] = 128, classes: int = 0, top_prior: str = "normal",
+                inference: str = "bottom-up", activation: str = "tanh") -> Prior:
     if name == "normal":
         return StandardNormal(dim)
     if name == "mog":
@@ -338,7 +351,7 @@ def build_prior(name: str, dim: int, shape=None, components: int | None = None, 
     if name == "vamp":
         return VampPrior(dim, tuple(shape), components or 500)
     if name == "hierarchical":
-        return HierarchicalPrior(dim, top, hidden, top_prior, shape, components or 500, inference)
+        return HierarchicalPrior(dim, top, hidden, top_prior, shape, components or 500, inference, activation)
     if name == "class":
         return ClassPrior(dim, classes)
     raise ValueError(f"unknown prior {name!r}")

@@ -20,7 +20,8 @@ def widened(width: int, activation: str) -> int:
     return 2 * width if activation == "gated" else width
 
 
-def _mlp(sizes, activation):
+def mlp_layers(sizes, activation) -> list[nn.Module]:
+    """Linear layers from sizes[0] to sizes[-1], each followed by the nonlinearity."""
     act = activation_module(activation)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
@@ -35,7 +36,7 @@ class MLPEncoder(nn.Module):
         super().__init__()
         d = math.prod(shape)
         self.flatten = nn.Flatten()
-        self.net = nn.Sequential(*_mlp([d + extra, *hidden], activation), nn.Linear(hidden[-1], 2 * latent))
+        self.net = nn.Sequential(*mlp_layers([d + extra, *hidden], activation), nn.Linear(hidden[-1], 2 * latent))
 
     @property
     def head(self) -> nn.Linear:
@@ -60,7 +61,7 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.out_shape = (n_params, *shape)
         sizes = [latent, *reversed(hidden)]
-        self.net = nn.Sequential(*_mlp(sizes, activation), nn.Linear(sizes[-1], math.prod(self.out_shape)))
+        self.net = nn.Sequential(*mlp_layers(sizes, activation), nn.Linear(sizes[-1], math.prod(self.out_shape)))
 
     def forward(self, z):
         return self.net(z).view(z.shape[0], *self.out_shape)
