@@ -236,7 +236,7 @@ def test_ema_update_rule_and_swap():
 
     torch.manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
-    stub = SimpleNamespace(config=SimpleNamespace(train=SimpleNamespace(ema=0.5)), params=params, step=0,
+    stub = SimpleNamespace(config=SimpleNamespace(train=SimpleNamespace(ema=0.5)), step=0,
                            raw=[p.detach() for p in params], ema=[p.detach().clone() for p in params])
     want = [p.detach().clone() for p in params]
     for t in range(4):
@@ -287,7 +287,7 @@ def test_every_budget_run_job_is_a_valid_train_command():
     import importlib.util
     from pathlib import Path
 
-    from vaekit.cli import TRAIN_FLAGS, build_parser
+    from vaekit.cli import apply_flags, build_parser
 
     path = Path(__file__).resolve().parents[1] / "bench" / "budget_runs.py"
     spec = importlib.util.spec_from_file_location("budget_runs", path)
@@ -296,10 +296,7 @@ def test_every_budget_run_job_is_a_valid_train_command():
     assert {"iwae50-b500", "tdvamp-wu200-b500"} <= set(budget.JOBS)
     for name, flags in budget.JOBS.items():
         args = build_parser().parse_args(["train", *flags, "--data", "digits", "--epochs", "3", "--ema", "0.999"])
-        config = vaekit.Config()
-        for flag, (section, key) in TRAIN_FLAGS.items():
-            if getattr(args, flag) is not None:
-                setattr(getattr(config, section), key, getattr(args, flag))
+        config = apply_flags(vaekit.Config(), args)
         config.check()
         if name.endswith("-b500"):
             assert config.train.batch_size == 500 and config.train.lr == 1.5e-3, name

@@ -244,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def apply_flags(config: Config, args) -> Config:
+    """Set each training flag given on the command line over ``config`` (in place)."""
+    for flag, (section, key) in TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            setattr(getattr(config, section), key, value)
+    return config
+
+
 def cmd_train(args) -> int:
     from .train import resume, train
 
@@ -275,10 +284,7 @@ def cmd_train(args) -> int:
         base.pop("data_info", None)
         base.pop("vaekit", None)
         config = Config.from_dict(base, origin=origin)
-        for flag, (section, key) in TRAIN_FLAGS.items():
-            value = getattr(args, flag)
-            if value is not None:
-                setattr(getattr(config, section), key, value)
+        apply_flags(config, args)
         if config.data.source not in ("digits", "fashion-mnist") and Path(config.data.source).exists():
             config.data.source = str(Path(config.data.source).resolve())
         for key in ("valid", "test"):  # a file or folder, stored absolute; a pattern stays as it is

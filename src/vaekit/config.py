@@ -242,8 +242,10 @@ class Config:
             raise VaekitError(f"model.prior_components must be positive, got {m.prior_components}.")
         if t.batch_size is not None and not t.batch_size > 0:
             raise VaekitError(f"train.batch_size must be positive, got {t.batch_size}.")
-        for key, sizes in (("model.hidden", m.hidden), ("model.channels", m.channels),
-                           ("model.prior_hidden", m.prior_hidden if m.prior_hidden is not None else [1])):
+        lists = [("model.hidden", m.hidden), ("model.channels", m.channels)]
+        if m.prior_hidden is not None:
+            lists.append(("model.prior_hidden", m.prior_hidden))
+        for key, sizes in lists:
             if not sizes or any(int(s) <= 0 for s in sizes):
                 raise VaekitError(f"{key} must be a non-empty list of positive sizes, got {sizes}.")
         if (m.prior_hidden is not None or m.prior_activation != "tanh") and m.prior != "hierarchical":

@@ -129,8 +129,7 @@ class Trainer:
                               f"{self.global_batch}.")
         self.objective = Objective.from_config(tc, self.steps_per_epoch)
         self.opt, self.fused = make_adam(self.model.parameters(), tc)
-        self.params = list(self.model.parameters())
-        self.raw = [p.detach() for p in self.params]  # views of the same storage, made once
+        self.raw = [p.detach() for p in self.model.parameters()]  # views of the weights' storage, made once
         self.ema = None  # with --ema: the averaged weights, one tensor per parameter
         self.restart_average()
         self.sched = make_scheduler(self.opt, tc, tc.epochs)
@@ -195,7 +194,7 @@ class Trainer:
     def restart_average(self) -> None:
         """Start the moving average of the weights (with --ema) from the weights as they are."""
         if self.config.train.ema > 0:
-            self.ema = [p.detach().clone() for p in self.params]
+            self.ema = [w.clone() for w in self.raw]
 
     def _update_average(self) -> None:
         """ema <- d ema + (1 - d) w, one fused op, no host sync. Over the first steps the decay
@@ -211,15 +210,15 @@ class Trainer:
             yield
             return
         with torch.no_grad():
-            live = [p.detach().clone() for p in self.params]
-            for p, e in zip(self.params, self.ema):
-                p.copy_(e)
+            live = [w.clone() for w in self.raw]
+            for w, e in zip(self.raw, self.ema):
+                w.copy_(e)
         try:
             yield
         finally:
             with torch.no_grad():
-                for p, w in zip(self.params, live):
-                    p.copy_(w)
+                for w, saved in zip(self.raw, live):
+                    w.copy_(saved)
 
     def saved_weights(self) -> dict:
         """The state dict that model.safetensors gets: with --ema, the averaged parameters."""
