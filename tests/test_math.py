@@ -10,7 +10,7 @@ from vaekit.config import ModelConfig
 from vaekit.evaluate import evaluate
 from vaekit.likelihoods import BernoulliLikelihood, DiscretizedLogistic, GaussianLikelihood
 from vaekit.model import build_model
-from vaekit.objectives import Objective
+from vaekit.objectives import Objective, logsumexp
 from vaekit.priors import StandardNormal
 
 
@@ -80,9 +80,10 @@ def test_importance_sampled_nll_matches_exact_likelihood():
     model = tiny_model()
     x = torch.tensor([[[[1.0, 0.0, 1.0, 1.0]]], [[[0.0, 0.0, 0.0, 1.0]]]])
     exact = torch.stack([exact_log_px(model, x[i:i + 1]) for i in range(2)])
-    torch.manual_seed(1)
-    r = evaluate(model, x, k=20000, quiet=True)
-    assert abs(r["nll_nats"] - (-exact.mean().item())) < 0.01
+    for rows in (3000, None):  # 7 passes of about 2,860 samples per example, or one pass
+        torch.manual_seed(1)
+        r = evaluate(model, x, k=20000, quiet=True, batch_rows=rows)
+        assert abs(r["nll_nats"] - (-exact.mean().item())) < 0.025  # the estimate's sd here: 0.005
     # the ELBO is a lower bound on log p(x): -ELBO >= NLL
     assert -r["elbo_nats"] >= -exact.mean().item() - 0.01
     assert r["bits_per_dim"] == pytest.approx(r["nll_nats"] / (4 * math.log(2)))
@@ -182,3 +183,23 @@ def test_gated_units_are_a_times_sigmoid_b():
                                  inference="top-down", top_latent=3), info)
     assert td.encoder.from_x.out_features == 12 and td.encoder.from_z.out_features == 12
     assert td.encoder(x).rsample().shape == (3, 5)
+
+
+def test_logsumexp_equals_torch_with_gradients():
+    """The clamped CPU logsumexp gives torch's values and gradients, also where most terms lie
+    far below the largest (a trained VampPrior's components) and for rows of -inf."""
+    torch.manual_seed(0)
+    for scale in (1.0, 60.0, 1e4):
+        x = (scale * torch.randn(64, 500, dtype=torch.float64)).requires_grad_()
+        y = x.detach().clone().requires_grad_()
+        for dim in (-1, 0):
+            want, got = torch.logsumexp(y, dim), logsumexp(x, dim)
+            torch.testing.assert_close(got, want)
+            w = torch.randn_like(want)
+            (gx,), (gy,) = torch.autograd.grad(got, x, w), torch.autograd.grad(want, y, w)
+            torch.testing.assert_close(gx, gy)
+    x = torch.tensor([[float("-inf")] * 3, [0.0, float("-inf"), -200.0], [1.0, 2.0, 3.0]])
+    torch.testing.assert_close(logsumexp(x), torch.logsumexp(x, -1))
+    half = torch.randn(8, 50).bfloat16()
+    assert logsumexp(half).dtype == torch.float32
+    torch.testing.assert_close(logsumexp(half), torch.logsumexp(half.float(), -1))

@@ -8,6 +8,8 @@ import torch
 import torch.nn as nn
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
+from .objectives import logsumexp
+
 
 class Prior(nn.Module):
     """Interface for priors over a latent of size ``dim``.
@@ -66,9 +68,9 @@ def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: to
     const = 0.5 * ((means.square() * inv_var).sum(-1) + log_vars.sum(-1) + means.shape[-1] * math.log(2 * math.pi))
     log_comp = torch.addmm(-const, z, (means * inv_var).T) - 0.5 * (z.square() @ inv_var.T)   # (N, K)
     if logits is None:
-        out = torch.logsumexp(log_comp, -1) - math.log(means.shape[0])
+        out = logsumexp(log_comp, -1) - math.log(means.shape[0])
     else:
-        out = torch.logsumexp(log_comp + torch.log_softmax(logits, -1), -1)
+        out = logsumexp(log_comp + torch.log_softmax(logits, -1), -1)
     return out.view(shape)
 
 
