@@ -17,23 +17,28 @@ from vaekit.priors import HierarchicalPrior, VampPrior
 INFO = {"shape": [1, 1, 4], "value": "binary", "levels": None}
 
 
-def small(top_prior="normal", latent=1, top=1, hidden=(8,), components=3, prior_hidden=None, prior_activation="tanh"):
+def small(top_prior="normal", latent=1, top=1, hidden=(8,), components=3, prior_hidden=None, prior_activation="tanh",
+          latent_paths=False):
     return build_model(ModelConfig(latent=latent, hidden=list(hidden), activation="tanh", prior="hierarchical",
                                    inference="top-down", top_latent=top, top_prior=top_prior,
                                    prior_components=components, prior_hidden=prior_hidden,
-                                   prior_activation=prior_activation), INFO)
+                                   prior_activation=prior_activation, latent_paths=latent_paths), INFO)
 
 
-@pytest.mark.parametrize("top_prior,prior_hidden,prior_activation",
-                         [("normal", None, "tanh"), ("vamp", None, "tanh"), ("vamp", [6, 5], "gated")])
-def test_top_down_nll_matches_exact_two_layer_likelihood(top_prior, prior_hidden, prior_activation):
+@pytest.mark.parametrize("top_prior,prior_hidden,prior_activation,latent_paths",
+                         [("normal", None, "tanh", False), ("vamp", None, "tanh", False),
+                          ("vamp", [6, 5], "gated", False), ("vamp", None, "tanh", True)])
+def test_top_down_nll_matches_exact_two_layer_likelihood(top_prior, prior_hidden, prior_activation, latent_paths):
     """p(x) = integral of p(x | z1, z2) p(z1 | z2) p(z2) over (z1, z2) by 2-D quadrature, against
     evaluate's k-sample estimate; with a VampPrior, p(z2) is the mixture of q(z2 | u_k). The
-    last case has a deeper p(z1 | z2) of gated units (--prior-hidden, --prior-activation)."""
+    third case has a deeper p(z1 | z2) of gated units (--prior-hidden, --prior-activation), the
+    last one paths of their own for z1 and z2 (--latent-paths)."""
     torch.manual_seed(0)
-    model = small(top_prior, prior_hidden=prior_hidden, prior_activation=prior_activation)
+    model = small(top_prior, prior_hidden=prior_hidden, prior_activation=prior_activation, latent_paths=latent_paths)
     if prior_hidden:
         assert [m.out_features for m in model.prior.down if isinstance(m, torch.nn.Linear)] == [12, 10, 2]
+    if latent_paths:
+        assert model.decoder.base.net[0].in_features == 16 and model.encoder.from_z.in_features == 8
     x = torch.tensor([[[[1.0, 0.0, 1.0, 1.0]]]])
     g1, g2 = torch.linspace(-10, 10, 801), torch.linspace(-8, 8, 641)
     z1, z2 = torch.meshgrid(g1, g2, indexing="ij")                                # (n1, n2)
@@ -225,3 +230,46 @@ def test_prior_networks_keep_their_saved_names_and_can_be_deeper(tmp_path, cli):
     assert rc == 0 and "p(z1|z2) hidden [24, 20] elu" in out
     rc, out, _ = cli("evaluate", tmp_path / "d", "--k", "10", "--quiet")
     assert rc == 0 and "NLL" in out
+
+
+def test_latent_paths_keep_z1_and_z2_apart_until_a_joint_layer(tmp_path, cli):
+    """--latent-paths: the decoder reads [act(A z1), act(B z2)] and q(z1 | x, z2) reads act(C z2);
+    without it the saved names are those of earlier runs; it needs the top-down model."""
+    plain = small(latent=3, top=2, hidden=(16,))
+    assert not any("path" in k for k in plain.state_dict())
+    model = small(latent=3, top=2, hidden=(16,), latent_paths=True)
+    names = {k for k in model.state_dict() if "path" in k}
+    assert names == {f"{m}.{p}.0.{w}" for m, p in (("decoder", "z1_path"), ("decoder", "z2_path"),
+                                                   ("encoder", "z2_path")) for w in ("weight", "bias")}
+    dec = model.decoder
+    assert (dec.z1_path[0].in_features, dec.z2_path[0].in_features) == (3, 2)
+    # z2 reaches the decoder only through its path: changing z2 changes just that path's output
+    z = torch.randn(5, 5)
+    z_other = z.clone()
+    z_other[:, 3:] += 1.0
+    assert torch.equal(dec.z1_path(z[:, :3]), dec.z1_path(z_other[:, :3]))
+    assert not torch.allclose(model.decode(z).mean, model.decode(z_other).mean)
+    x = torch.bernoulli(torch.full((6, 1, 1, 4), 0.5))
+    loss, _ = Objective(kind="iwae", k=3)(model, x)
+    loss.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if "path" in n)
+
+    rc, _, err = cli("train", "--latent-paths", "--prior", "hierarchical", "--epochs", "1", "--out", tmp_path / "x")
+    assert rc == 2 and "--inference top-down" in err and "Traceback" not in err
+    text = tmp_path / "lines.txt"
+    text.write_text("the cat sat\non the mat\n" * 20)
+    rc, _, err = cli("train", "--data", text, "--prior", "hierarchical", "--inference", "top-down", "--latent-paths",
+                     "--epochs", "1", "--out", tmp_path / "x")
+    assert rc == 2 and "mlp or conv network, not rnn" in err and "Traceback" not in err
+    rc, _, err = cli("train", "--prior", "hierarchical", "--inference", "top-down", "--top-latent", "3",
+                     "--latent", "4", "--hidden", "32", "--top-prior", "vamp", "--prior-components", "20",
+                     "--latent-paths", "--epochs", "2", "--quiet", "--out", tmp_path / "d")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "d")
+    assert run.config.model.latent_paths and isinstance(run.model.decoder, vaekit.nets.PathsDecoder)
+    rc, out, _ = cli("info", tmp_path / "d")
+    assert rc == 0 and "z1 and z2 paths of 32 units" in out
+    rc, out, _ = cli("evaluate", tmp_path / "d", "--k", "10", "--quiet")
+    assert rc == 0 and "NLL" in out
+    rc, out, _ = cli("sample", tmp_path / "d", "-n", "4", "--out", tmp_path / "s.png")
+    assert rc == 0 and (tmp_path / "s.png").exists()

@@ -69,6 +69,7 @@ TRAIN_FLAGS = {
     "top_prior": ("model", "top_prior"), "inference": ("model", "inference"),
     "conditional": ("model", "conditional"), "top_latent": ("model", "top_latent"),
     "prior_hidden": ("model", "prior_hidden"), "prior_activation": ("model", "prior_activation"),
+    "latent_paths": ("model", "latent_paths"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
@@ -150,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: one layer of the last --hidden size)")
     g.add_argument("--prior-activation", choices=ACTIVATIONS,
                    help="nonlinearity of those networks (default tanh)")
+    g.add_argument("--latent-paths", action="store_const", const=True,
+                   help="top-down: z1 and z2 enter the decoder, and z2 enters q(z1|x,z2), each through a hidden "
+                        "layer of its own (Tomczak & Welling's two-layer VAE) instead of concatenated")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,
@@ -515,7 +519,9 @@ def cmd_info(args) -> int:
         top = m.top_latent or max(1, m.latent // 2)
         top_prior = "VampPrior" if m.top_prior == "vamp" else "N(0, I)"
         between = f"{m.prior_hidden or [m.hidden[-1]]} {m.prior_activation}"
-        prior = f"hierarchical prior ({m.inference} inference, z2 {top}, {top_prior} over z2, p(z1|z2) hidden {between})"
+        paths = f", z1 and z2 paths of {m.hidden[-1]} units" if m.latent_paths else ""
+        prior = (f"hierarchical prior ({m.inference} inference, z2 {top}, {top_prior} over z2, p(z1|z2) hidden "
+                 f"{between}{paths})")
     print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
           f"{prior}, {params:,} parameters")
     t = c.train

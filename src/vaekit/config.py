@@ -87,6 +87,9 @@ class ModelConfig:
         prior_hidden, prior_activation: the hidden sizes and nonlinearity of the networks
         between the two layers of ``hierarchical``, p(z1|z2) and (bottom-up) q(z2|z1); by
         default one layer of hidden[-1] units, and ``tanh``.
+        latent_paths: top-down only: z1 and z2 enter the decoder, and z2 enters q(z1|x,z2),
+        each through a hidden layer of its own (hidden[-1] units, ``activation``), as in
+        Tomczak & Welling's two-layer VAE; by default they are concatenated.
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
     cell, embedding, rnn_hidden: the recurrent networks' cell (``gru`` | ``lstm``), token
         embedding size and state size.
@@ -109,6 +112,7 @@ class ModelConfig:
     inference: str = "bottom-up"
     prior_hidden: list[int] | None = None
     prior_activation: str = "tanh"
+    latent_paths: bool = False
     cell: str = "gru"
     embedding: int = 64
     rnn_hidden: int = 256
@@ -251,6 +255,9 @@ class Config:
         if (m.prior_hidden is not None or m.prior_activation != "tanh") and m.prior != "hierarchical":
             raise VaekitError("model.prior_hidden and model.prior_activation shape the networks between two "
                               "stochastic layers: they need model.prior 'hierarchical' (--prior hierarchical).")
+        if m.latent_paths and not (m.prior == "hierarchical" and m.inference == "top-down"):
+            raise VaekitError("model.latent_paths gives z1 and z2 their own paths into the networks of the top-down "
+                              "hierarchical VAE: it needs --prior hierarchical --inference top-down.")
         nonneg = {"train.beta": t.beta, "train.free_bits": t.free_bits or 0.0, "train.warmup_epochs": t.warmup_epochs,
                   "train.clip_grad": t.clip_grad, "train.patience": t.patience, "train.weight_decay": t.weight_decay}
         for key, value in nonneg.items():

@@ -22,7 +22,8 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
-from .nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, RecurrentDecoder, RecurrentEncoder, TopDownEncoder
+from .nets import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, PathsDecoder, RecurrentDecoder,
+                   RecurrentEncoder, TopDownEncoder)
 from .priors import Prior, build_prior
 
 
@@ -198,7 +199,14 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     # wrapped to infer z1 from x and z2, and the decoder reads both layers
     top_down = m.prior == "hierarchical" and m.inference == "top-down"
     top = (m.top_latent or max(1, m.latent // 2)) if top_down else 0
-    z_in, z_enc = m.latent + top + classes, top if top_down else m.latent
+    width = m.hidden[-1]  # of the layers a top-down model adds: q(z1 | x, z2), and the latent paths
+    if m.latent_paths and not top_down:
+        raise ValueError("latent paths need the top-down hierarchical model (--prior hierarchical "
+                         "--inference top-down)")
+    if m.latent_paths and net == "rnn":
+        raise ValueError("latent paths need the mlp or conv network, not rnn")
+    z_in = (2 * width if m.latent_paths else m.latent + top) + classes   # what the decoder reads
+    z_enc = top if top_down else m.latent
     if net == "rnn":
         vocab = int(data_info["vocab_size"])
         enc = RecurrentEncoder(vocab, z_enc, m.embedding, m.rnn_hidden, m.cell, extra=classes)
@@ -215,7 +223,9 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     else:
         raise ValueError(f"unknown net {net!r}")
     if top_down:
-        enc = TopDownEncoder(enc, m.latent, top, m.hidden[-1], m.activation)
+        enc = TopDownEncoder(enc, m.latent, top, width, m.activation, paths=m.latent_paths)
+    if m.latent_paths:
+        dec = PathsDecoder(dec, m.latent, top, width, m.activation)
     if "vamp" in (m.prior, m.top_prior if m.prior == "hierarchical" else None) and modality == "text":
         raise ValueError("the VampPrior learns pseudo-inputs in data space, which token ids are not; "
                          "use another prior for text")

@@ -11,7 +11,7 @@ autoregressive decoder (``autoregressive = True``) also takes x (teacher forcing
 from .conv import ConvDecoder, ConvEncoder
 from .mlp import MLPDecoder, MLPEncoder
 from .recurrent import RecurrentDecoder, RecurrentEncoder
-from .topdown import TopDownEncoder, TopDownPosterior
+from .topdown import PathsDecoder, TopDownEncoder, TopDownPosterior
 
 __all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder", "RecurrentDecoder",
-           "TopDownEncoder", "TopDownPosterior"]
+           "PathsDecoder", "TopDownEncoder", "TopDownPosterior"]

@@ -17,7 +17,7 @@ import torch.nn as nn
 from torch.distributions import Normal
 
 from ..priors import normal_from_params as _normal
-from .mlp import activation_module, widened
+from .mlp import activation_module, mlp_layers, widened
 
 
 class TopDownPosterior:
@@ -62,19 +62,49 @@ class TopDownPosterior:
         return torch.cat([self._bottom(self.top.loc).loc, self.top.loc], -1)
 
 
+def path(n_in: int, width: int, activation: str) -> nn.Sequential:
+    """A hidden layer of its own for one input: Linear to ``width`` units, then the nonlinearity."""
+    return nn.Sequential(*mlp_layers([n_in, width], activation))
+
+
 class TopDownEncoder(nn.Module):
     """Wraps an encoder built for z2: its head gives q(z2 | x); a network of one hidden layer
-    (``width`` units) on [h(x), z2] gives q(z1 | x, z2). Returns a :class:`TopDownPosterior`."""
+    (``width`` units) on [h(x), z2] gives q(z1 | x, z2). Returns a :class:`TopDownPosterior`.
 
-    def __init__(self, base: nn.Module, latent: int, top: int, width: int, activation: str = "relu"):
+    With ``paths``, z2 first passes through a hidden layer of its own (``z2_path``), as in
+    Tomczak & Welling's q(z1 | x, z2), instead of entering the joint layer linearly."""
+
+    def __init__(self, base: nn.Module, latent: int, top: int, width: int, activation: str = "relu",
+                 paths: bool = False):
         super().__init__()
         self.base, self.latent, self.top = base, latent, top
         # the first layer on the concatenation [h, z2], split so that W_h h is computed once per x
         self.from_x = nn.Linear(base.head.in_features, widened(width, activation))
-        self.from_z = nn.Linear(top, widened(width, activation), bias=False)
+        self.z2_path = path(top, width, activation) if paths else nn.Identity()
+        self.from_z = nn.Linear(width if paths else top, widened(width, activation), bias=False)
         self.out = nn.Sequential(activation_module(activation)(), nn.Linear(width, 2 * latent))
 
     def forward(self, x, c=None) -> TopDownPosterior:
         h = self.base.hidden(x, c)
         hx = self.from_x(h)
-        return TopDownPosterior(_normal(self.base.head(h)), lambda z2: _normal(self.out(hx + self.from_z(z2))))
+        return TopDownPosterior(_normal(self.base.head(h)),
+                                lambda z2: _normal(self.out(hx + self.from_z(self.z2_path(z2)))))
+
+
+class PathsDecoder(nn.Module):
+    """A decoder that reads z = [z1, z2] (and a condition c after them) through one hidden layer
+    per stochastic layer, [act(A z1), act(B z2), c], as the decoder p(x | z1, z2) of Tomczak &
+    Welling's two-layer VAE does, instead of the concatenation [z1, z2, c]. ``base`` is any
+    non-autoregressive decoder built for inputs of 2 * width (+ condition) values."""
+
+    def __init__(self, base: nn.Module, latent: int, top: int, width: int, activation: str = "relu"):
+        super().__init__()
+        self.base, self.latent, self.top = base, latent, top
+        self.z1_path = path(latent, width, activation)
+        self.z2_path = path(top, width, activation)
+        # per example, to size evaluation batches (VAE.floats_per_row)
+        self.activation_floats = getattr(base, "activation_floats", 0) + 2 * (widened(width, activation) + width)
+
+    def forward(self, zc: torch.Tensor) -> torch.Tensor:
+        z1, z2, c = zc.split([self.latent, self.top, zc.shape[-1] - self.latent - self.top], -1)
+        return self.base(torch.cat([self.z1_path(z1), self.z2_path(z2), c], -1))
