@@ -51,13 +51,16 @@ JOBS = {
     # Tomczak & Welling's two-layer networks: a two-layer p(z1|z2), and z1, z2 on paths of their own
     "tdvamp-tw-wu200": MLP + TDVAMP + ["--warmup", "200", "--prior-hidden", "300,300", "--prior-activation", "elu",
                                        "--latent-paths"],
+    # three stochastic layers: z3 of 40 above z2 and z1
+    "tdvamp3-wu200": MLP + HVAMP + ["--inference", "top-down", "--top-latent", "40,40", "--warmup", "200"],
 }
 # Larger batches, with Adam's learning rate grown about as the square root of the batch. While
 # the GPU idles between kernel launches (two or three runs sharing it), a step costs about the
 # same at batch 200 and 1000, so a fixed wall time buys more examples. With six runs sharing an
 # H200 it was busy, and these gained nothing (bench/RESULTS.md).
 LARGER = {500: "1.5e-3", 1000: "2e-3"}
-for _name in ["iwae50", "vamp-iwae50", "tdvamp-wu100", "tdvamp-wu200", "tdvamp-gated-wu100", "tdvamp-tw-wu200"]:
+for _name in ["iwae50", "vamp-iwae50", "tdvamp-wu100", "tdvamp-wu200", "tdvamp-gated-wu100", "tdvamp-tw-wu200",
+              "tdvamp3-wu200"]:
     for _batch, _lr in LARGER.items():
         JOBS[f"{_name}-b{_batch}"] = JOBS[_name] + ["--batch-size", str(_batch), "--lr", _lr]
 VAEKIT = [sys.executable, "-m", "vaekit"]

@@ -22,6 +22,12 @@ def _ints(text: str) -> list[int]:
     return values
 
 
+def _top_sizes(text: str) -> int | list[int]:
+    """One size (a two-layer model) or a list of them (more layers)."""
+    values = _ints(text)
+    return values[0] if len(values) == 1 else values
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -137,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="N(0, I) (default), a learned mixture of Gaussians, the VampPrior, a second "
                         "stochastic layer (hierarchical VAE), or class: a learned Gaussian per class, "
                         "p(z | y), for --conditional")
-    g.add_argument("--top-latent", type=_positive_int,
-                   help="size of the second stochastic layer of --prior hierarchical (default latent/2)")
+    g.add_argument("--top-latent", type=_top_sizes,
+                   help="size of the second stochastic layer of --prior hierarchical (default latent/2), or the "
+                        "sizes of the layers above z1, e.g. 40,20 for three stochastic layers")
     g.add_argument("--top-prior", choices=["normal", "vamp"],
                    help="prior of the second stochastic layer of --prior hierarchical: N(0, I) (default) or "
                         "a VampPrior (--prior-components pseudo-inputs)")
@@ -516,12 +523,13 @@ def cmd_info(args) -> int:
     kind = f"conditional ({run.model.classes} classes) " if run.model.classes else ""
     prior = f"{m.prior} prior"
     if m.prior == "hierarchical":
-        top = m.top_latent or max(1, m.latent // 2)
+        tops = m.top_sizes()
         top_prior = "VampPrior" if m.top_prior == "vamp" else "N(0, I)"
         between = f"{m.prior_hidden or [m.hidden[-1]]} {m.prior_activation}"
-        paths = f", z1 and z2 paths of {m.hidden[-1]} units" if m.latent_paths else ""
-        prior = (f"hierarchical prior ({m.inference} inference, z2 {top}, {top_prior} over z2, p(z1|z2) hidden "
-                 f"{between}{paths})")
+        paths = f", one path of {m.hidden[-1]} units per layer" if m.latent_paths else ""
+        layers = ", ".join(f"z{i} {size}" for i, size in enumerate(tops, 2))
+        prior = (f"hierarchical prior ({m.inference} inference, {layers}, {top_prior} over z{len(tops) + 1}, "
+                 f"p(z1|z2) hidden {between}{paths})")
     print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
           f"{prior}, {params:,} parameters")
     t = c.train

@@ -78,9 +78,10 @@ class ModelConfig:
     gaussian_std: fixed std for ``gaussian``; ``null`` learns one per dimension.
     prior: ``normal`` (N(0, I)), ``mog`` (learned mixture of Gaussians) or ``vamp``
         (VampPrior) or ``hierarchical`` (a second stochastic layer z2 of ``top_latent``
-        dimensions, default latent // 2, with p(z1|z2) and q(z2|z1) networks, and p(z2) given
+        dimensions, default latent // 2, or a list of sizes for z2, z3, ...; with p(z1|z2) and
+        q(z2|z1) networks between each pair of layers, and the top layer's prior given
         by ``top_prior``: ``normal`` or ``vamp``; ``inference`` is ``bottom-up``, q(z1|x) q(z2|z1)
-        as in Burda et al. 2016, or ``top-down``, q(z2|x) q(z1|x,z2) with a decoder on both
+        as in Burda et al. 2016, or ``top-down``, q(z2|x) q(z1|x,z2) with a decoder on all
         layers as in Tomczak & Welling 2018) or ``class``
         (conditional models: p(z | y), a learned Gaussian per class);
         prior_components: mixture size (default 10 for mog, 500 for vamp, also at the top).
@@ -107,7 +108,7 @@ class ModelConfig:
     prior: str = "normal"
     prior_components: int | None = None
     conditional: bool = False
-    top_latent: int | None = None
+    top_latent: int | list[int] | None = None
     top_prior: str = "normal"
     inference: str = "bottom-up"
     prior_hidden: list[int] | None = None
@@ -118,6 +119,13 @@ class ModelConfig:
     rnn_hidden: int = 256
     word_dropout: float = 0.0
     inputless: bool = False
+
+    def top_sizes(self) -> list[int]:
+        """The sizes of the hierarchical prior's layers above z1: [z2, ..., zL] (default [latent // 2])."""
+        t = self.top_latent
+        if t is None:
+            return [max(1, self.latent // 2)]
+        return [int(v) for v in t] if isinstance(t, (list, tuple)) else [int(t)]
 
 
 @dataclass
@@ -240,8 +248,12 @@ class Config:
         if m.inference != "bottom-up" and m.prior != "hierarchical":
             raise VaekitError(f"model.inference '{m.inference}' says how a second stochastic layer is inferred: "
                               "it needs model.prior 'hierarchical' (--prior hierarchical).")
-        if m.top_latent is not None and not m.top_latent > 0:
-            raise VaekitError(f"model.top_latent must be positive, got {m.top_latent}.")
+        try:
+            tops_ok = bool(m.top_sizes()) and all(v > 0 for v in m.top_sizes())
+        except (TypeError, ValueError):
+            tops_ok = False
+        if not tops_ok:
+            raise VaekitError(f"model.top_latent must be a positive size or a list of them, got {m.top_latent}.")
         if m.prior_components is not None and not m.prior_components > 0:
             raise VaekitError(f"model.prior_components must be positive, got {m.prior_components}.")
         if t.batch_size is not None and not t.batch_size > 0:

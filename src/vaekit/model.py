@@ -195,18 +195,18 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     if modality == "text" and net != "rnn":
         raise ValueError(f"text needs the rnn network, not {net}")
     m = model_cfg
-    # a top-down hierarchical VAE: the latent is [z1, z2], the encoder is built for z2 and
-    # wrapped to infer z1 from x and z2, and the decoder reads both layers
+    # a top-down hierarchical VAE: the latent is [z1, ..., zL], the encoder is built for zL and
+    # wrapped once per layer below to infer z_l from x and z_l+1, and the decoder reads all layers
     top_down = m.prior == "hierarchical" and m.inference == "top-down"
-    top = (m.top_latent or max(1, m.latent // 2)) if top_down else 0
-    width = m.hidden[-1]  # of the layers a top-down model adds: q(z1 | x, z2), and the latent paths
+    sizes = [m.latent, *m.top_sizes()] if top_down else [m.latent]
+    width = m.hidden[-1]  # of the layers a top-down model adds: q(z_l | x, z_l+1), and the latent paths
     if m.latent_paths and not top_down:
         raise ValueError("latent paths need the top-down hierarchical model (--prior hierarchical "
                          "--inference top-down)")
     if m.latent_paths and net == "rnn":
         raise ValueError("latent paths need the mlp or conv network, not rnn")
-    z_in = (2 * width if m.latent_paths else m.latent + top) + classes   # what the decoder reads
-    z_enc = top if top_down else m.latent
+    z_in = (len(sizes) * width if m.latent_paths else sum(sizes)) + classes   # what the decoder reads
+    z_enc = sizes[-1]
     if net == "rnn":
         vocab = int(data_info["vocab_size"])
         enc = RecurrentEncoder(vocab, z_enc, m.embedding, m.rnn_hidden, m.cell, extra=classes)
@@ -222,14 +222,14 @@ def build_model(model_cfg, data_info: dict) -> VAE:
         dec = ConvDecoder(shape, z_in, m.channels, lik.n_params)
     else:
         raise ValueError(f"unknown net {net!r}")
-    if top_down:
-        enc = TopDownEncoder(enc, m.latent, top, width, m.activation, paths=m.latent_paths)
+    for below, above in reversed(list(zip(sizes[:-1], sizes[1:]))):   # top-down: from the top layer down
+        enc = TopDownEncoder(enc, below, above, width, m.activation, paths=m.latent_paths)
     if m.latent_paths:
-        dec = PathsDecoder(dec, m.latent, top, width, m.activation)
+        dec = PathsDecoder(dec, sizes, width, m.activation)
     if "vamp" in (m.prior, m.top_prior if m.prior == "hierarchical" else None) and modality == "text":
         raise ValueError("the VampPrior learns pseudo-inputs in data space, which token ids are not; "
                          "use another prior for text")
-    prior = build_prior(m.prior, m.latent, shape, m.prior_components, m.top_latent,
+    prior = build_prior(m.prior, m.latent, shape, m.prior_components, m.top_sizes(),
                         m.prior_hidden or [m.hidden[-1]], classes, m.top_prior, m.inference, m.prior_activation)
     return VAE(enc, dec, prior, lik, classes)
 

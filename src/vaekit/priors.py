@@ -229,55 +229,71 @@ def normal_from_params(params: torch.Tensor) -> Normal:
 
 
 class HierarchicalPrior(Prior):
-    """A second stochastic layer z2 above z1, with p(z1 | z2) a Gaussian from a network.
+    """Stochastic layers z2, ..., zL above z1, each p(z_l | z_l+1) a Gaussian from a network.
 
-    p(z2) is N(0, I), or with ``top_prior="vamp"`` a VampPrior over z2: the mixture of the
-    posteriors of z2 at K learned pseudo-inputs u_k (as in the hierarchical VampPrior VAE of
-    Tomczak & Welling 2018). Any such mixture is a proper density, so every bound stays a bound.
+    The top layer's prior p(zL) is N(0, I), or with ``top_prior="vamp"`` a VampPrior: the
+    mixture of the posteriors of zL at K learned pseudo-inputs u_k (as in the hierarchical
+    VampPrior VAE of Tomczak & Welling 2018). Any such mixture is a proper density, so every
+    bound stays a bound. ``top`` is the size of z2, or a list of the sizes of z2, ..., zL; a
+    layer above z2 is the same class again, over the layers from z2 up (``top_prior``).
 
-    ``inference`` says how z2 is inferred, and so what this prior is a density over:
+    ``inference`` says how the upper layers are inferred, and so what this prior is a density over:
 
     - ``bottom-up`` (Burda et al. 2016): the encoder gives q(z1 | x) and this prior holds
-      q(z2 | z1). The model's latent is z1 alone, and ``log_prob(z1)`` draws
-      z2 ~ q(z2 | z1) (reparameterised) and returns log p(z1 | z2) + log p(z2) - log q(z2 | z1),
-      whose expectation is a lower bound on log p(z1). In the VAE's weight
-      log p(x|z1) + log p(z1) - log q(z1|x) it gives exactly the two-layer model's weight.
-      The VampPrior's components are q(z2 | z1 = mu1(u_k)).
-    - ``top-down`` (Tomczak & Welling 2018): the latent is z = [z1, z2], the encoder is a
-      :class:`~vaekit.nets.topdown.TopDownEncoder` giving q(z2 | x) q(z1 | x, z2), the
-      decoder reads both layers, and ``log_prob(z) = log p(z1 | z2) + log p(z2)`` exactly.
-      The VampPrior's components are q(z2 | u_k).
+      q(z2 | z1) (and q(z3 | z2), ...). The model's latent is z1 alone, and ``log_prob(z1)``
+      draws z2 ~ q(z2 | z1), ... (reparameterised) and returns
+      log p(z1 | z2) + ... + log p(zL) - log q(z2 | z1) - ..., whose expectation is a lower bound
+      on log p(z1). In the VAE's weight log p(x|z1) + log p(z1) - log q(z1|x) it gives exactly
+      the whole model's weight. The VampPrior's components are q(zL | z_L-1 = mean at u_k),
+      the posterior means passed up from z1 = mu1(u_k).
+    - ``top-down`` (Tomczak & Welling 2018; the ladder VAE's order): the latent is
+      z = [z1, ..., zL], the encoder is a chain of :class:`~vaekit.nets.topdown.TopDownEncoder`
+      giving q(zL | x) q(zL-1 | x, zL) ... q(z1 | x, z2), the decoder reads all layers, and
+      ``log_prob(z) = log p(z1 | z2) + ... + log p(zL)`` exactly. The VampPrior's components
+      are q(zL | u_k).
 
     Either way the ELBO, the IWAE bound and the k-sample NLL estimate of the whole model come
-    from the same code as for any other prior (each of the k samples gets its own z2).
+    from the same code as for any other prior (each of the k samples gets its own upper layers).
     """
 
-    def __init__(self, dim: int, top: int | None = None, hidden: int | list[int] = 128, top_prior: str = "normal",
-                 shape: tuple[int, ...] | None = None, components: int = 500, inference: str = "bottom-up",
-                 activation: str = "tanh"):
-        top = top or max(1, dim // 2)
+    def __init__(self, dim: int, top: int | list[int] | None = None, hidden: int | list[int] = 128,
+                 top_prior: str = "normal", shape: tuple[int, ...] | None = None, components: int = 500,
+                 inference: str = "bottom-up", activation: str = "tanh", level: int = 1):
+        tops = [int(t) for t in top] if isinstance(top, (list, tuple)) else [top or max(1, dim // 2)]
+        if not tops or min(tops) < 1:
+            raise ValueError(f"the layers above z1 need positive sizes, got {top}")
         if inference not in ("bottom-up", "top-down"):
             raise ValueError(f"unknown inference {inference!r}")
-        super().__init__(dim + top if inference == "top-down" else dim)
-        self.inference, self.bottom, self.top = inference, dim, top
+        super().__init__(dim + sum(tops) if inference == "top-down" else dim)
+        self.inference, self.bottom, self.top, self.level = inference, dim, tops[0], level
         # p(z1 | z2) and, bottom-up, q(z2 | z1): MLPs with these hidden layers and nonlinearity
         hidden = [hidden] if isinstance(hidden, int) else list(hidden)
         if inference == "bottom-up":
-            self.up = _layer_net(dim, hidden, 2 * top, activation)      # q(z2 | z1)
-        self.down = _layer_net(top, hidden, 2 * dim, activation)        # p(z1 | z2)
-        if top_prior == "vamp":
-            self.top_prior = VampPrior(top, tuple(shape), components)
+            self.up = _layer_net(dim, hidden, 2 * self.top, activation)      # q(z2 | z1)
+        self.down = _layer_net(self.top, hidden, 2 * dim, activation)        # p(z1 | z2)
+        if len(tops) > 1:     # the layers from z2 up: the same class again
+            self.top_prior = HierarchicalPrior(self.top, tops[1:], hidden, top_prior, shape, components, inference,
+                                               activation, level + 1)
+        elif top_prior == "vamp":
+            self.top_prior = VampPrior(self.top, tuple(shape), components)
         elif top_prior == "normal":
             self.top_prior = None  # N(0, I), written out below (and no entry in saved weights)
         else:
             raise ValueError(f"unknown top prior {top_prior!r}")
 
-    def attach(self, encoder: nn.Module) -> None:
-        if self.top_prior is not None:
-            if self.inference == "top-down":   # q(z2 | u) is the top-down encoder's base
-                self.top_prior.attach(encoder.base)
-            else:                              # q(z2 | z1 = mu1(u))
-                self.top_prior.attach(encoder, self.up)
+    @property
+    def _above(self) -> "HierarchicalPrior | None":
+        return self.top_prior if isinstance(self.top_prior, HierarchicalPrior) else None
+
+    def attach(self, encoder) -> None:
+        if self.top_prior is None:
+            return
+        if self.inference == "top-down":       # q(z2.. | u) is the top-down encoder's base
+            self.top_prior.attach(encoder.base)
+        elif self._above is not None:          # the layers above see u through z2 = its mean
+            self.top_prior.attach(_MeanUp(encoder, self.up))
+        else:                                  # q(z2 | z1 = mu1(u))
+            self.top_prior.attach(encoder, self.up)
 
     _normal = staticmethod(normal_from_params)
 
@@ -288,50 +304,71 @@ class HierarchicalPrior(Prior):
 
     @property
     def layers(self) -> list[tuple[str, int]]:
-        return [("z1", self.bottom), ("z2", self.top)]
+        above = self._above.layers if self._above is not None else [(f"z{self.level + 1}", self.top)]
+        return [(f"z{self.level}", self.bottom), *above]
 
-    def _layer_terms(self, z):
-        """log p(z1 | z2), log p(z2) and, bottom-up, log q(z2 | z1) for the drawn z2 (top-down,
-        0.0), each of shape z.shape[:-1]."""
-        shape = z.shape[:-1]
-        z = z.reshape(-1, self.dim)
+    def _terms(self, z):
+        """For z of shape (N, dim): [log p(z1 | z2), ..., log p(zL)], one (N,) tensor per layer,
+        and bottom-up [log q(z2 | z1), ..., log q(zL | zL-1)] for the upper layers drawn here
+        (top-down: [])."""
         if self.inference == "top-down":
-            z1, z2 = z[:, :self.bottom], z[:, self.bottom:]
-            log_q2 = 0.0
+            z1, rest = z[:, :self.bottom], z[:, self.bottom:]     # rest: [z2, ..., zL]
+            log_q = []
         else:
             z1 = z
             q2 = self._normal(self.up(z1))
-            z2 = q2.rsample()
-            log_q2 = q2.log_prob(z2).sum(-1).view(shape)
-        log_p1 = self._normal(self.down(z2)).log_prob(z1).sum(-1)
-        return log_p1.view(shape), self._top_log_prob(z2).view(shape), log_q2
+            rest = q2.rsample()                                    # z2
+            log_q = [q2.log_prob(rest).sum(-1)]
+        log_p1 = self._normal(self.down(rest[:, :self.top])).log_prob(z1).sum(-1)
+        if self._above is not None:
+            log_p, log_q_above = self._above._terms(rest)
+            return [log_p1, *log_p], log_q + log_q_above
+        return [log_p1, self._top_log_prob(rest)], log_q
 
     def log_prob(self, z, c=None):
-        log_p1, log_p2, log_q2 = self._layer_terms(z)
-        return log_p1 + log_p2 - log_q2
+        log_p, log_q = self._terms(z.reshape(-1, self.dim))
+        return (sum(log_p) - sum(log_q, 0.0)).view(z.shape[:-1])
 
     def layer_means(self, loc):
         if self.inference == "top-down":
-            return {"z1": loc[..., :self.bottom], "z2": loc[..., self.bottom:]}
-        return {"z1": loc, "z2": self.up(loc).chunk(2, -1)[0]}   # the mean of q(z2 | z1 = mu1)
+            z1, rest = loc[..., :self.bottom], loc[..., self.bottom:]
+        else:
+            z1, rest = loc, self.up(loc).chunk(2, -1)[0]   # the mean of q(z2 | z1 = mu1)
+        above = self._above.layer_means(rest) if self._above is not None else {f"z{self.level + 1}": rest}
+        return {f"z{self.level}": z1, **above}
 
     def layer_kl(self, q, z):
-        """z1: log q(z1 | .) - log p(z1 | z2); z2: log q(z2 | .) - log p(z2). Bottom-up, z2 is
-        drawn from q(z2 | z1) here, as in :meth:`log_prob`."""
-        log_q = q.log_prob(z)                                        # per dimension of the latent
-        log_p1, log_p2, log_q2 = self._layer_terms(z)
+        """Per layer: log q(z_l | .) - log p(z_l | z_l+1) (the top layer: - log p(zL)). Bottom-up,
+        the upper layers are drawn from q(z2 | z1), ... here, as in :meth:`log_prob`."""
+        shape = z.shape[:-1]
+        log_p, log_q = self._terms(z.reshape(-1, self.dim))
+        per_dim = q.log_prob(z)                                      # per dimension of the latent
         if self.inference == "top-down":
-            return {"z1": log_q[..., :self.bottom].sum(-1) - log_p1, "z2": log_q[..., self.bottom:].sum(-1) - log_p2}
-        return {"z1": log_q.sum(-1) - log_p1, "z2": log_q2 - log_p2}
+            q_layers = [part.sum(-1) for part in per_dim.split([size for _, size in self.layers], -1)]
+        else:
+            q_layers = [per_dim.sum(-1), *(v.view(shape) for v in log_q)]
+        return {name: lq - lp.view(shape) for (name, _), lq, lp in zip(self.layers, q_layers, log_p)}
 
     @torch.no_grad()
     def sample(self, n, c=None):
         if self.top_prior is None:
-            z2 = torch.randn(n, self.top, device=self.down[-1].weight.device)
+            rest = torch.randn(n, self.top, device=self.down[-1].weight.device)
         else:
-            z2 = self.top_prior.sample(n)
-        z1 = self._normal(self.down(z2)).sample()
-        return torch.cat([z1, z2], -1) if self.inference == "top-down" else z1
+            rest = self.top_prior.sample(n)          # z2 (top-down: [z2, ..., zL])
+        z1 = self._normal(self.down(rest[:, :self.top])).sample()
+        return torch.cat([z1, rest], -1) if self.inference == "top-down" else z1
+
+
+class _MeanUp:
+    """u -> (mean, log-variance) of q(z_l+1 | z_l) at z_l = the mean of the layer below at u: what
+    the layers above z2 of a bottom-up hierarchy see as their encoder. A plain callable, so the
+    networks it reads are not registered twice."""
+
+    def __init__(self, encoder, up):
+        self.encoder, self.up = encoder, up
+
+    def __call__(self, u, c=None):
+        return tuple(self.up(self.encoder(u)[0]).chunk(2, -1))
 
 
 def _layer_net(d_in: int, hidden: list[int], d_out: int, activation: str) -> nn.Sequential:
@@ -343,8 +380,8 @@ def _layer_net(d_in: int, hidden: list[int], d_out: int, activation: str) -> nn.
     return nn.Sequential(*mlp_layers([d_in, *hidden], activation), nn.Linear(hidden[-1], d_out))
 
 
-def build_prior(name: str, dim: int, shape=None, components: int | None = None, top: int | None = None,
-                hidden: int | list[int] = 128, classes: int = 0, top_prior: str = "normal",
+def build_prior(name: str, dim: int, shape=None, components: int | None = None,
+                top: int | list[int] | None = None, hidden: int | list[int] = 128, classes: int = 0, top_prior: str = "normal",
                 inference: str = "bottom-up", activation: str = "tanh") -> Prior:
     if name == "normal":
         return StandardNormal(dim)

@@ -1,13 +1,15 @@
-"""Top-down inference for a two-layer VAE: q(z1, z2 | x) = q(z2 | x) q(z1 | x, z2).
+"""Top-down inference for a hierarchical VAE: q(z1, z2 | x) = q(z2 | x) q(z1 | x, z2), and
+with more layers q(zL | x) q(zL-1 | x, zL) ... q(z1 | x, z2).
 
-This is the inference model of Tomczak & Welling's two-layer VAE (2018): the top layer z2 is
-inferred from x, then z1 from x *and* z2, so the posterior of z1 can follow z2 as the prior
-p(z1 | z2) does. Any encoder (MLP, conv, recurrent) gives the deterministic features h(x)
-(its ``hidden``); its head reads q(z2 | x) from them, and a small network reads q(z1 | x, z2)
-from h(x) and z2. h(x) is computed once per example; only that small network runs once per
-sample of z2, which keeps the k-sample bounds cheap.
+This is the inference model of Tomczak & Welling's two-layer VAE (2018), in the top-down order
+of the ladder VAE: the top layer is inferred from x, then each layer below from x *and* the
+layer above it, so the posterior of z1 can follow z2 as the prior p(z1 | z2) does. Any encoder
+(MLP, conv, recurrent) gives the deterministic features h(x) (its ``hidden``); its head reads
+the top layer's posterior from them, and one small network per layer below reads
+q(z_l | x, z_l+1) from h(x) and z_l+1. h(x) is computed once per example; only those small
+networks run once per sample, which keeps the k-sample bounds cheap.
 
-The latent of the model is z = [z1, z2] (z1 first); priors and decoders see the whole of it.
+The latent of the model is z = [z1, ..., zL] (z1 first); priors and decoders see the whole of it.
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ from .mlp import activation_module, mlp_layers, widened
 
 
 class TopDownPosterior:
-    """q(z | x) for z = [z1, z2]: q(z2 | x) times q(z1 | x, z2).
+    """q(z | x) for z = [z1, z2, ...]: q(z2, ... | x) times q(z1 | x, z2).
 
     Has the parts of ``torch.distributions.Normal`` that the VAE uses: ``rsample``,
     ``log_prob`` (per dimension, so ``.sum(-1)`` gives log q(z | x)) and ``loc``, the point
     decoded for reconstructions and maps: z2 at its mean, z1 at the mean of q(z1 | x, mu2).
     """
 
-    def __init__(self, top: Normal, bottom):
-        self.top, self._bottom = top, bottom   # bottom(z2) -> Normal over z1
+    def __init__(self, top, bottom):
+        # top: q(z2 | x), a Normal, or for more layers a TopDownPosterior over [z2, ..., zL];
+        # bottom([z2, ..., zL]) -> Normal over z1
+        self.top, self._bottom = top, bottom
         self._last = None                      # (z, q(z1 | x, z2)) of the latest rsample
 
     def _bottom_for(self, z: torch.Tensor) -> Normal:
@@ -68,43 +72,55 @@ def path(n_in: int, width: int, activation: str) -> nn.Sequential:
 
 
 class TopDownEncoder(nn.Module):
-    """Wraps an encoder built for z2: its head gives q(z2 | x); a network of one hidden layer
-    (``width`` units) on [h(x), z2] gives q(z1 | x, z2). Returns a :class:`TopDownPosterior`.
+    """Wraps an encoder for the layers above z1: its posterior (``base.head``'s Normal, or a
+    wrapped :class:`TopDownEncoder`'s posterior over [z2, ..., zL]) gives q(z2, ... | x); a
+    network of one hidden layer (``width`` units) on [h(x), z2] gives q(z1 | x, z2). Returns
+    a :class:`TopDownPosterior`. Wrapping one in another adds a layer below: the encoder of an
+    L-layer model is L - 1 of them around the encoder built for zL, all sharing its h(x).
 
-    With ``paths``, z2 first passes through a hidden layer of its own (``z2_path``), as in
+    With ``paths``, z2 first passes through a hidden layer of its own (``top_path``), as in
     Tomczak & Welling's q(z1 | x, z2), instead of entering the joint layer linearly."""
 
     def __init__(self, base: nn.Module, latent: int, top: int, width: int, activation: str = "relu",
                  paths: bool = False):
         super().__init__()
         self.base, self.latent, self.top = base, latent, top
+        self.features = base.features if isinstance(base, TopDownEncoder) else base.head.in_features
         # the first layer on the concatenation [h, z2], split so that W_h h is computed once per x
-        self.from_x = nn.Linear(base.head.in_features, widened(width, activation))
-        self.z2_path = path(top, width, activation) if paths else nn.Identity()
+        self.from_x = nn.Linear(self.features, widened(width, activation))
+        self.top_path = path(top, width, activation) if paths else nn.Identity()
         self.from_z = nn.Linear(width if paths else top, widened(width, activation), bias=False)
         self.out = nn.Sequential(activation_module(activation)(), nn.Linear(width, 2 * latent))
 
-    def forward(self, x, c=None) -> TopDownPosterior:
-        h = self.base.hidden(x, c)
+    def hidden(self, x, c=None) -> torch.Tensor:
+        """h(x): the features of the encoder at the bottom of the chain, computed once."""
+        return self.base.hidden(x, c)
+
+    def posterior(self, h: torch.Tensor) -> TopDownPosterior:
+        above = self.base.posterior(h) if isinstance(self.base, TopDownEncoder) else _normal(self.base.head(h))
         hx = self.from_x(h)
-        return TopDownPosterior(_normal(self.base.head(h)),
-                                lambda z2: _normal(self.out(hx + self.from_z(self.z2_path(z2)))))
+        def bottom(rest):  # rest = [z2, ..., zL]; z1 depends on z2 only
+            return _normal(self.out(hx + self.from_z(self.top_path(rest[..., :self.top]))))
+
+        return TopDownPosterior(above, bottom)
+
+    def forward(self, x, c=None) -> TopDownPosterior:
+        return self.posterior(self.hidden(x, c))
 
 
 class PathsDecoder(nn.Module):
-    """A decoder that reads z = [z1, z2] (and a condition c after them) through one hidden layer
-    per stochastic layer, [act(A z1), act(B z2), c], as the decoder p(x | z1, z2) of Tomczak &
-    Welling's two-layer VAE does, instead of the concatenation [z1, z2, c]. ``base`` is any
-    non-autoregressive decoder built for inputs of 2 * width (+ condition) values."""
+    """A decoder that reads z = [z1, ..., zL] (and a condition c after them) through one hidden
+    layer per stochastic layer, [act(A1 z1), ..., act(AL zL), c], as the decoder p(x | z1, z2) of
+    Tomczak & Welling's two-layer VAE does, instead of the concatenation [z1, ..., zL, c]. ``base``
+    is any non-autoregressive decoder built for inputs of L * width (+ condition) values."""
 
-    def __init__(self, base: nn.Module, latent: int, top: int, width: int, activation: str = "relu"):
+    def __init__(self, base: nn.Module, sizes: list[int], width: int, activation: str = "relu"):
         super().__init__()
-        self.base, self.latent, self.top = base, latent, top
-        self.z1_path = path(latent, width, activation)
-        self.z2_path = path(top, width, activation)
+        self.base, self.sizes = base, list(sizes)
+        self.paths = nn.ModuleDict({f"z{i}": path(size, width, activation) for i, size in enumerate(self.sizes, 1)})
         # per example, to size evaluation batches (VAE.floats_per_row)
-        self.activation_floats = getattr(base, "activation_floats", 0) + 2 * (widened(width, activation) + width)
+        self.activation_floats = getattr(base, "activation_floats", 0) + len(sizes) * (widened(width, activation) + width)
 
     def forward(self, zc: torch.Tensor) -> torch.Tensor:
-        z1, z2, c = zc.split([self.latent, self.top, zc.shape[-1] - self.latent - self.top], -1)
-        return self.base(torch.cat([self.z1_path(z1), self.z2_path(z2), c], -1))
+        *zs, c = zc.split([*self.sizes, zc.shape[-1] - sum(self.sizes)], -1)
+        return self.base(torch.cat([net(z) for net, z in zip(self.paths.values(), zs)] + [c], -1))
