@@ -39,17 +39,15 @@ def best_ms(f, reps: int = 20) -> float:
 
 
 def mixture_components(model, z: torch.Tensor) -> torch.Tensor:
-    """(N, K) log N(z; m_k, v_k) of the run's VampPrior (over z2 for a hierarchical prior)."""
-    prior = model.prior
-    vamp = getattr(prior, "top_prior", None) or prior
+    """(N, K) log N(z; m_k, v_k) of the run's VampPrior; for a hierarchical prior, over its top
+    layer (the prior's ``layer_means`` of z)."""
+    vamp = model.prior
+    while isinstance(vamp, vaekit.priors.HierarchicalPrior):
+        vamp = vamp.top_prior
     if not isinstance(vamp, vaekit.priors.VampPrior):
         raise SystemExit("this benchmark needs a run with a VampPrior (--prior vamp or --top-prior vamp)")
-    if vamp is not prior:
-        z = z[:, -prior.top:] if prior.inference == "top-down" else prior.up(z).chunk(2, -1)[0]
-    mu, logvar = vamp._components()
-    inv = torch.exp(-logvar)
-    const = 0.5 * ((mu.square() * inv).sum(-1) + logvar.sum(-1))
-    return torch.addmm(-const, z, (mu * inv).T) - 0.5 * (z.square() @ inv.T)
+    z_top = z if vamp is model.prior else list(model.prior.layer_means(z).values())[-1]
+    return vaekit.priors.component_log_probs(z_top, *vamp._components())
 
 
 def main() -> None:
@@ -86,9 +84,9 @@ def main() -> None:
     # 2. the training step with either log-sum-exp
     tc = run.config.train
     batch = tc.batch_size or 200
-    objective = Objective(kind=tc.objective, k=tc.k)
     opt = torch.optim.Adam(model.parameters(), lr=1e-6)
     rows = run.data.split("train")
+    objective = Objective.from_config(tc, rows.shape[0] // batch)
     model.train()
 
     def steps() -> float:

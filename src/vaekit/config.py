@@ -249,7 +249,8 @@ class Config:
             raise VaekitError(f"model.inference '{m.inference}' says how a second stochastic layer is inferred: "
                               "it needs model.prior 'hierarchical' (--prior hierarchical).")
         try:
-            tops_ok = bool(m.top_sizes()) and all(v > 0 for v in m.top_sizes())
+            tops = m.top_sizes()
+            tops_ok = bool(tops) and min(tops) > 0
         except (TypeError, ValueError):
             tops_ok = False
         if not tops_ok:

@@ -80,8 +80,8 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     rows = batch_rows or pass_rows(model, x.device)
     n = x.shape[0]
     per_batch = max(1, min(n, rows // k))          # examples per pass
-    per_chunk = max(1, min(k, rows // per_batch))  # samples per pass, at most
-    per_chunk = -(-k // -(-k // per_chunk))        # the same number of passes, of equal size
+    passes = math.ceil(k / max(1, min(k, rows // per_batch)))   # passes over the k samples
+    per_chunk = math.ceil(k / passes)                            # samples per pass, all about equal
     dims = torch.cat([model.likelihood.dims(x[i:i + 4096]) for i in range(0, x.shape[0], 4096)])
     total_dims = float(dims.sum())
     nll = torch.empty(n, device=x.device)

@@ -51,6 +51,14 @@ class Prior(nn.Module):
         return None
 
 
+def component_log_probs(z: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor) -> torch.Tensor:
+    """(N, K): log N(z_n; m_k, diag v_k) for z (N, D), means and log_vars (K, D), as two matrix products
+    (see :func:`diagonal_mixture_log_prob`)."""
+    inv_var = torch.exp(-log_vars)
+    const = 0.5 * ((means.square() * inv_var).sum(-1) + log_vars.sum(-1) + means.shape[-1] * math.log(2 * math.pi))
+    return torch.addmm(-const, z, (means * inv_var).T) - 0.5 * (z.square() @ inv_var.T)
+
+
 def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor,
                               logits: torch.Tensor | None = None) -> torch.Tensor:
     """log sum_k pi_k N(z; m_k, diag v_k) for z (..., D), means and log_vars (K, D), pi = softmax(logits)
@@ -63,10 +71,7 @@ def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: to
     a VampPrior training step and of its k-sample NLL estimate.
     """
     shape = z.shape[:-1]
-    z = z.reshape(-1, z.shape[-1])
-    inv_var = torch.exp(-log_vars)
-    const = 0.5 * ((means.square() * inv_var).sum(-1) + log_vars.sum(-1) + means.shape[-1] * math.log(2 * math.pi))
-    log_comp = torch.addmm(-const, z, (means * inv_var).T) - 0.5 * (z.square() @ inv_var.T)   # (N, K)
+    log_comp = component_log_probs(z.reshape(-1, z.shape[-1]), means, log_vars)   # (N, K)
     if logits is None:
         out = logsumexp(log_comp, -1) - math.log(means.shape[0])
     else:
