@@ -28,34 +28,22 @@ def _top_sizes(text: str) -> int | list[int]:
     return values[0] if len(values) == 1 else values
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
-    return v
+def _number(cast, ok, wanted: str, kind: str):
+    """An argparse type: `cast` the text, and keep it when `ok` holds, else say what was wanted."""
+    def parse(text: str):
+        try:
+            v = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind}, got '{text}'") from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got '{text}'")
+        return v
+    return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got '{text}'")
-    return v
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got '{text}'") from None
-    if not v >= 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got '{text}'")
-    return v
+_positive_int = _number(int, lambda v: v > 0, "a positive integer", "a positive integer")
+_positive_float = _number(float, lambda v: v > 0, "a positive number", "a number")
+_nonneg_float = _number(float, lambda v: v >= 0, "a non-negative number", "a number")
 
 
 # flag -> (section, key)
