@@ -203,3 +203,12 @@ def test_logsumexp_equals_torch_with_gradients():
     half = torch.randn(8, 50).bfloat16()
     assert logsumexp(half).dtype == torch.float32
     torch.testing.assert_close(logsumexp(half), torch.logsumexp(half.float(), -1))
+
+
+def test_release_freed_memory_finds_glibc_trim():
+    import platform
+    import importlib
+    ev = importlib.import_module("vaekit.evaluate")
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert ev._TRIM is not None
+    ev.release_freed_memory()     # must not raise, with or without malloc_trim

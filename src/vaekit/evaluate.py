@@ -8,6 +8,8 @@ computed in chunks of (examples x samples) rows, each chunk one large batched de
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import time
 
@@ -15,6 +17,28 @@ import torch
 from tqdm.auto import tqdm
 
 from .objectives import log_mean_exp
+
+
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none (macOS, musl, Windows)."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError, TypeError):
+        return None
+
+
+_TRIM = _malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Give the heap memory freed by the passes back to the system.
+
+    The top-down model's passes allocate tensors of many sizes; glibc keeps the freed blocks in
+    its heap, fragmented, and a k = 5000 evaluation of binarized MNIST grew to 23 GB of
+    resident memory. Trimming every few passes keeps it flat.
+    """
+    if _TRIM is not None:
+        _TRIM(0)
 
 
 @torch.no_grad()
@@ -116,6 +140,8 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
         if t["kl_dim"] is not None:
             kl_dim_sum += t["kl_dim"].sum(0)
         bar.update(xb.shape[0])
+        if x.device.type == "cpu" and (i // per_batch) % 32 == 31:
+            release_freed_memory()
     bar.close()
     model.train(was)
     seconds = time.perf_counter() - start
