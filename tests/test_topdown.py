@@ -18,11 +18,12 @@ INFO = {"shape": [1, 1, 4], "value": "binary", "levels": None}
 
 
 def small(top_prior="normal", latent=1, top=1, hidden=(8,), components=3, prior_hidden=None, prior_activation="tanh",
-          latent_paths=False):
+          latent_paths=False, logvar_range=None):
     return build_model(ModelConfig(latent=latent, hidden=list(hidden), activation="tanh", prior="hierarchical",
                                    inference="top-down", top_latent=top, top_prior=top_prior,
                                    prior_components=components, prior_hidden=prior_hidden,
-                                   prior_activation=prior_activation, latent_paths=latent_paths), INFO)
+                                   prior_activation=prior_activation, latent_paths=latent_paths,
+                                   logvar_range=logvar_range), INFO)
 
 
 @pytest.mark.parametrize("top_prior,prior_hidden,prior_activation,latent_paths",
@@ -339,3 +340,45 @@ def test_three_layers_from_the_command_line(tmp_path, cli):
         assert run.model.sample(4).shape[0] == 4
     rc, _, err = cli("train", "--prior", "hierarchical", "--top-latent", "3,0", "--epochs", "1", "--out", tmp_path / "x")
     assert rc == 2 and "Traceback" not in err
+
+
+def test_logvar_range_bounds_every_gaussian_the_networks_give(tmp_path, cli):
+    """--logvar-range: q(z2 | x), q(z1 | x, z2), p(z1 | z2) and the VampPrior's components all have
+    log-variances in [lo, hi]; the weights are named as without it, so either kind of run loads."""
+    torch.manual_seed(0)
+    plain = small("vamp", latent=3, top=2, hidden=(16,))
+    model = small("vamp", latent=3, top=2, hidden=(16,), logvar_range=[-1.0, 0.5])
+    assert plain.state_dict().keys() == model.state_dict().keys()
+    model.load_state_dict(plain.state_dict())
+    heads = [m for m in model.modules() if isinstance(m, vaekit.nets.GaussianHead)]
+    assert len(heads) == 3 and all(h.logvar_range == (-1.0, 0.5) for h in heads)   # q(z2|x), q(z1|x,z2), p(z1|z2)
+    with torch.no_grad():   # large weights: unbounded, the log-variances reach far outside the range
+        for m in (plain, model):
+            for h in m.modules():
+                if isinstance(h, vaekit.nets.GaussianHead):
+                    h.weight.mul_(50.0)
+        x = torch.bernoulli(torch.full((64, 1, 1, 4), 0.5))
+        lo, hi = math.exp(-0.5), math.exp(0.25)            # the standard deviations the range allows
+        for m, inside in ((model, True), (plain, False)):
+            q = m.encode(x)
+            z = q.rsample()
+            scales = [q.top.scale, q._bottom(z[:, 3:]).scale, m.prior._normal(m.prior.down(z[:, 3:])).scale,
+                      torch.exp(0.5 * m.prior.top_prior._components()[1])]
+            within = all(bool(((s >= lo - 1e-6) & (s <= hi + 1e-6)).all()) for s in scales)
+            assert within == inside
+        # inside the range the bound changes nothing
+        a = torch.randn(5, 16)
+        heads[0].logvar_range = (-1e9, 1e9)
+        torch.testing.assert_close(heads[0](a), torch.nn.Linear.forward(heads[0], a))
+
+    rc, _, err = cli("train", "--prior", "hierarchical", "--inference", "top-down", "--top-latent", "3",
+                     "--latent", "4", "--hidden", "32", "--top-prior", "vamp", "--prior-components", "20",
+                     "--logvar-range=-6,2", "--epochs", "2", "--quiet", "--out", tmp_path / "d")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "d")
+    assert run.config.model.logvar_range == [-6.0, 2.0]
+    assert all(m.logvar_range == (-6.0, 2.0) for m in run.model.modules() if isinstance(m, vaekit.nets.GaussianHead))
+    rc, out, _ = cli("info", tmp_path / "d")
+    assert rc == 0 and "log-variances in [-6, 2]" in out
+    rc, out, _ = cli("evaluate", tmp_path / "d", "--k", "10", "--quiet")
+    assert rc == 0 and "NLL" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,17 @@ def _top_sizes(text: str) -> int | list[int]:
     """One size (a two-layer model) or a list of them (more layers)."""
     values = _ints(text)
     return values[0] if len(values) == 1 else values
+
+
+def _range(text: str) -> list[float]:
+    """Two numbers 'lo,hi' with lo < hi."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 2 or not values[0] < values[1] or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected two numbers LO,HI with LO < HI, got '{text}'")
+    return values
 
 
 def _number(cast, ok, wanted: str, kind: str):
@@ -63,7 +75,7 @@ TRAIN_FLAGS = {
     "top_prior": ("model", "top_prior"), "inference": ("model", "inference"),
     "conditional": ("model", "conditional"), "top_latent": ("model", "top_latent"),
     "prior_hidden": ("model", "prior_hidden"), "prior_activation": ("model", "prior_activation"),
-    "latent_paths": ("model", "latent_paths"),
+    "latent_paths": ("model", "latent_paths"), "logvar_range": ("model", "logvar_range"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
@@ -149,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--latent-paths", action="store_const", const=True,
                    help="top-down: z1 and z2 enter the decoder, and z2 enters q(z1|x,z2), each through a hidden "
                         "layer of its own (Tomczak & Welling's two-layer VAE) instead of concatenated")
+    g.add_argument("--logvar-range", type=_range, metavar="LO,HI",
+                   help="clip the log-variance of every Gaussian the networks output (posteriors, VampPrior "
+                        "components, p(z1|z2)) to [LO, HI] with a hard tanh, e.g. --logvar-range=-6,2 as Tomczak & "
+                        "Welling (with '=': the value starts with a minus; default: unbounded)")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,
@@ -518,8 +534,9 @@ def cmd_info(args) -> int:
         layers = ", ".join(f"z{i} {size}" for i, size in enumerate(tops, 2))
         prior = (f"hierarchical prior ({m.inference} inference, {layers}, {top_prior} over z{len(tops) + 1}, "
                  f"p(z1|z2) hidden {between}{paths})")
+    bounds = f", log-variances in [{m.logvar_range[0]:g}, {m.logvar_range[1]:g}]" if m.logvar_range else ""
     print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
-          f"{prior}, {params:,} parameters")
+          f"{prior}{bounds}, {params:,} parameters")
     t = c.train
     obj = f"IWAE k={t.k}" if t.objective == "iwae" else f"ELBO, beta {t.beta}, warm-up {t.warmup_epochs}, " \
                                                           f"free bits {t.free_bits}"

@@ -91,6 +91,9 @@ class ModelConfig:
         latent_paths: top-down only: z1 and z2 enter the decoder, and z2 enters q(z1|x,z2),
         each through a hidden layer of its own (hidden[-1] units, ``activation``), as in
         Tomczak & Welling's two-layer VAE; by default they are concatenated.
+    logvar_range: [lo, hi]: clip the log-variance of every Gaussian a network outputs (the
+        posteriors, the VampPrior's components, p(z1|z2)) to [lo, hi] with a hard tanh, as
+        Tomczak & Welling do with [-6, 2]; ``null`` (default): unbounded.
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
     cell, embedding, rnn_hidden: the recurrent networks' cell (``gru`` | ``lstm``), token
         embedding size and state size.
@@ -114,6 +117,7 @@ class ModelConfig:
     prior_hidden: list[int] | None = None
     prior_activation: str = "tanh"
     latent_paths: bool = False
+    logvar_range: list[float] | None = None
     cell: str = "gru"
     embedding: int = 64
     rnn_hidden: int = 256
@@ -276,6 +280,8 @@ class Config:
         for key, value in nonneg.items():
             if value < 0:
                 raise VaekitError(f"{key} must not be negative, got {value}.")
+        if m.logvar_range is not None and not (len(m.logvar_range) == 2 and m.logvar_range[0] < m.logvar_range[1]):
+            raise VaekitError(f"model.logvar_range must be two numbers [lo, hi] with lo < hi, got {m.logvar_range}.")
         if not 0 <= m.word_dropout <= 1:
             raise VaekitError(f"model.word_dropout must be between 0 and 1, got {m.word_dropout}.")
         if not 0 <= t.ema < 1:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
-from .nets import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, PathsDecoder, RecurrentDecoder,
+from .nets import (ConvDecoder, ConvEncoder, GaussianHead, MLPDecoder, MLPEncoder, PathsDecoder, RecurrentDecoder,
                    RecurrentEncoder, TopDownEncoder)
 from .priors import Prior, build_prior
 
@@ -231,7 +231,13 @@ def build_model(model_cfg, data_info: dict) -> VAE:
                          "use another prior for text")
     prior = build_prior(m.prior, m.latent, shape, m.prior_components, m.top_sizes(),
                         m.prior_hidden or [m.hidden[-1]], classes, m.top_prior, m.inference, m.prior_activation)
-    return VAE(enc, dec, prior, lik, classes)
+    model = VAE(enc, dec, prior, lik, classes)
+    if m.logvar_range is not None:
+        lo, hi = (float(v) for v in m.logvar_range)
+        for module in model.modules():
+            if isinstance(module, GaussianHead):
+                module.logvar_range = (lo, hi)
+    return model
 
 
 def likelihood_name(model_cfg, data_info) -> str:

@@ -274,8 +274,8 @@ class HierarchicalPrior(Prior):
         # p(z1 | z2) and, bottom-up, q(z2 | z1): MLPs with these hidden layers and nonlinearity
         hidden = [hidden] if isinstance(hidden, int) else list(hidden)
         if inference == "bottom-up":
-            self.up = _layer_net(dim, hidden, 2 * self.top, activation)      # q(z2 | z1)
-        self.down = _layer_net(self.top, hidden, 2 * dim, activation)        # p(z1 | z2)
+            self.up = _layer_net(dim, hidden, self.top, activation)    # q(z2 | z1)
+        self.down = _layer_net(self.top, hidden, dim, activation)          # p(z1 | z2)
         if len(tops) > 1:     # the layers from z2 up: the same class again
             self.top_prior = HierarchicalPrior(self.top, tops[1:], hidden, top_prior, shape, components, inference,
                                                activation, level + 1)
@@ -376,13 +376,14 @@ class _MeanUp:
         return tuple(self.up(self.encoder(u)[0]).chunk(2, -1))
 
 
-def _layer_net(d_in: int, hidden: list[int], d_out: int, activation: str) -> nn.Sequential:
-    """The MLP between two stochastic layers: d_in -> hidden... -> d_out (a Gaussian's mean and
-    log-variance). Its modules are numbered as they always were for one tanh layer, so the
-    weights of runs saved before ``prior_hidden`` existed still load."""
-    from .nets.mlp import mlp_layers  # here: nets imports this module
+def _layer_net(d_in: int, hidden: list[int], latent: int, activation: str) -> nn.Sequential:
+    """The MLP between two stochastic layers: d_in -> hidden... -> a Gaussian's mean and
+    log-variance over ``latent`` dimensions (a :class:`~vaekit.nets.mlp.GaussianHead`). Its modules
+    are numbered as they always were for one tanh layer, so the weights of runs saved before
+    ``prior_hidden`` existed still load."""
+    from .nets.mlp import GaussianHead, mlp_layers  # here: nets imports this module
 
-    return nn.Sequential(*mlp_layers([d_in, *hidden], activation), nn.Linear(hidden[-1], d_out))
+    return nn.Sequential(*mlp_layers([d_in, *hidden], activation), GaussianHead(hidden[-1], latent))
 
 
 def build_prior(name: str, dim: int, shape=None, components: int | None = None,

@@ -1,7 +1,7 @@
 """Encoders and decoders by shape of data.
 
 An encoder maps a batch x (B, *shape) to (mu, logvar), each (B, latent); its ``hidden``
-gives the features its last layer, ``head``, reads. A top-down encoder (topdown.py) returns
+gives the features its last layer, ``head`` (a :class:`~vaekit.nets.mlp.GaussianHead`), reads. A top-down encoder (topdown.py) returns
 a structured posterior over two stochastic layers instead.
 A decoder maps z (B, latent) to likelihood parameters (B, n_params, *shape); an
 autoregressive decoder (``autoregressive = True``) also takes x (teacher forcing) and has
@@ -9,9 +9,9 @@ autoregressive decoder (``autoregressive = True``) also takes x (teacher forcing
 """
 
 from .conv import ConvDecoder, ConvEncoder
-from .mlp import MLPDecoder, MLPEncoder
+from .mlp import GaussianHead, MLPDecoder, MLPEncoder
 from .recurrent import RecurrentDecoder, RecurrentEncoder
 from .topdown import PathsDecoder, TopDownEncoder, TopDownPosterior
 
-__all__ = ["MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder", "RecurrentDecoder",
+__all__ = ["GaussianHead", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder", "RecurrentDecoder",
            "PathsDecoder", "TopDownEncoder", "TopDownPosterior"]

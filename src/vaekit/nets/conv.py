@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from .mlp import GaussianHead
+
 
 class ConvEncoder(nn.Module):
     def __init__(self, shape, latent, channels, extra: int = 0):
@@ -23,7 +25,7 @@ class ConvEncoder(nn.Module):
             c, h, w = ch, (h + 1) // 2, (w + 1) // 2
             self.sizes.append((h, w))
         self.features = nn.Sequential(*layers, nn.Flatten())
-        self.fc = nn.Linear(c * h * w + extra, 2 * latent)
+        self.fc = GaussianHead(c * h * w + extra, latent)
 
     @property
     def head(self) -> nn.Linear:

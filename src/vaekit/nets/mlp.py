@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 def activation_module(name: str) -> type[nn.Module]:
@@ -18,6 +19,28 @@ def activation_module(name: str) -> type[nn.Module]:
 def widened(width: int, activation: str) -> int:
     """The output size of the linear layer before ``activation``, for ``width`` units after it."""
     return 2 * width if activation == "gated" else width
+
+
+class GaussianHead(nn.Linear):
+    """The last layer of a network that gives a diagonal Gaussian: features -> [mean, log-variance].
+
+    With ``logvar_range = (lo, hi)`` the log-variance is clipped to [lo, hi] by a hard tanh, as in
+    Tomczak & Welling's VAEs ([-6, 2]: standard deviations from 0.05 to 2.7). A lower bound keeps a
+    posterior from becoming sharper than the data can support, a regulariser where the model
+    overfits. The weights are those of an ``nn.Linear`` (saved runs load either way);
+    :func:`vaekit.model.build_model` sets the range on every head of a model.
+    """
+
+    def __init__(self, d_in: int, latent: int, bias: bool = True):
+        super().__init__(d_in, 2 * latent, bias)
+        self.logvar_range: tuple[float, float] | None = None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        out = super().forward(h)
+        if self.logvar_range is None:
+            return out
+        mu, logvar = out.chunk(2, -1)
+        return torch.cat([mu, F.hardtanh(logvar, *self.logvar_range)], -1)
 
 
 def mlp_layers(sizes, activation) -> list[nn.Module]:
@@ -36,7 +59,7 @@ class MLPEncoder(nn.Module):
         super().__init__()
         d = math.prod(shape)
         self.flatten = nn.Flatten()
-        self.net = nn.Sequential(*mlp_layers([d + extra, *hidden], activation), nn.Linear(hidden[-1], 2 * latent))
+        self.net = nn.Sequential(*mlp_layers([d + extra, *hidden], activation), GaussianHead(hidden[-1], latent))
 
     @property
     def head(self) -> nn.Linear:

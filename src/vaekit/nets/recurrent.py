@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from ..data.text import BOS, EOS, PAD, UNK
+from .mlp import GaussianHead
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}
 
@@ -32,7 +33,7 @@ class RecurrentEncoder(nn.Module):
         super().__init__()
         self.embed = nn.Embedding(vocab, embedding, padding_idx=PAD)
         self.rnn = CELLS[cell](embedding, hidden, batch_first=True, bidirectional=True)
-        self.fc = nn.Linear(2 * hidden + extra, 2 * latent)
+        self.fc = GaussianHead(2 * hidden + extra, latent)
 
     @property
     def head(self) -> nn.Linear:

@@ -19,7 +19,7 @@ import torch.nn as nn
 from torch.distributions import Normal
 
 from ..priors import normal_from_params as _normal
-from .mlp import activation_module, mlp_layers, widened
+from .mlp import GaussianHead, activation_module, mlp_layers, widened
 
 
 class TopDownPosterior:
@@ -90,7 +90,7 @@ class TopDownEncoder(nn.Module):
         self.from_x = nn.Linear(self.features, widened(width, activation))
         self.top_path = path(top, width, activation) if paths else nn.Identity()
         self.from_z = nn.Linear(width if paths else top, widened(width, activation), bias=False)
-        self.out = nn.Sequential(activation_module(activation)(), nn.Linear(width, 2 * latent))
+        self.out = nn.Sequential(activation_module(activation)(), GaussianHead(width, latent))
 
     def hidden(self, x, c=None) -> torch.Tensor:
         """h(x): the features of the encoder at the bottom of the chain, computed once."""
