@@ -28,7 +28,7 @@ class ConvEncoder(nn.Module):
         self.fc = GaussianHead(c * h * w + extra, latent)
 
     @property
-    def head(self) -> nn.Linear:
+    def head(self) -> GaussianHead:
         """The last layer: hidden features -> (mu, logvar)."""
         return self.fc
 

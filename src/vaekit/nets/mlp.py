@@ -62,7 +62,7 @@ class MLPEncoder(nn.Module):
         self.net = nn.Sequential(*mlp_layers([d + extra, *hidden], activation), GaussianHead(hidden[-1], latent))
 
     @property
-    def head(self) -> nn.Linear:
+    def head(self) -> GaussianHead:
         """The last layer: hidden features -> (mu, logvar)."""
         return self.net[-1]
 

@@ -36,7 +36,7 @@ class RecurrentEncoder(nn.Module):
         self.fc = GaussianHead(2 * hidden + extra, latent)
 
     @property
-    def head(self) -> nn.Linear:
+    def head(self) -> GaussianHead:
         """The last layer: hidden features -> (mu, logvar)."""
         return self.fc
 
