@@ -541,7 +541,8 @@ def cmd_info(args) -> int:
     obj = f"IWAE k={t.k}" if t.objective == "iwae" else f"ELBO, beta {t.beta}, warm-up {t.warmup_epochs}, " \
                                                           f"free bits {t.free_bits}"
     batch = t.batch_size or f"auto ({auto_batch_size(info['sizes']['train'])})"
-    print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}), batch {batch}, seed {t.seed}"
+    decay = f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
+    print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}){decay}, batch {batch}, seed {t.seed}"
           + (f"; weights: moving average, decay {t.ema}" if t.ema else "")
           + (f"; started from the weights of {t.init}" if t.init else ""))
     m = run.metrics
