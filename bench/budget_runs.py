@@ -34,15 +34,17 @@ MLP = ["--likelihood", "bernoulli", "--hidden", "300,300", "--latent", "40", "--
 VAMP = ["--prior", "vamp", "--prior-components", "500"]
 HVAMP = ["--prior", "hierarchical", "--top-prior", "vamp", "--prior-components", "500"]
 TDVAMP = HVAMP + ["--inference", "top-down", "--top-latent", "40"]
+IWAE50 = ["--objective", "iwae", "--k", "50"]
+DECAY = ["--weight-decay", "1e-4"]
 JOBS = {
     "elbo": MLP + ["--warmup", "20"],
-    "iwae50": MLP + ["--objective", "iwae", "--k", "50"],
+    "iwae50": MLP + IWAE50,
     "vamp": MLP + VAMP + ["--warmup", "20"],
-    "vamp-iwae50": MLP + VAMP + ["--objective", "iwae", "--k", "50"],
+    "vamp-iwae50": MLP + VAMP + IWAE50,
     "hvamp": MLP + HVAMP + ["--warmup", "20"],
-    "hvamp-iwae50": MLP + HVAMP + ["--objective", "iwae", "--k", "50"],
+    "hvamp-iwae50": MLP + HVAMP + IWAE50,
     "tdvamp": MLP + TDVAMP + ["--warmup", "20"],
-    "tdvamp-iwae50": MLP + TDVAMP + ["--objective", "iwae", "--k", "50"],
+    "tdvamp-iwae50": MLP + TDVAMP + IWAE50,
     # KL warm-up over 100 epochs, as in Tomczak & Welling (2018); with gated units, as their networks
     "hvamp-wu100": MLP + HVAMP + ["--warmup", "100"],
     "tdvamp-wu100": MLP + TDVAMP + ["--warmup", "100"],
@@ -56,12 +58,11 @@ JOBS = {
     # IWAE-50 with Adam's L2 weight decay (1e-4 gained 0.29 nats of NLL for the top-down VampPrior): the one-layer
     # model, the same with a log-variance bounded to [-6, 2], the same with wider networks, and two stochastic
     # layers with N(0, I) over z2 and bottom-up inference, as in Burda et al. (2016)
-    "iwae50-wd": MLP + ["--objective", "iwae", "--k", "50", "--weight-decay", "1e-4"],
-    "iwae50-wd-lv": MLP + ["--objective", "iwae", "--k", "50", "--weight-decay", "1e-4", "--logvar-range=-6,2"],
-    "iwae50-wd-w500": MLP + ["--objective", "iwae", "--k", "50", "--weight-decay", "1e-4", "--hidden", "500,500"],
+    "iwae50-wd": MLP + IWAE50 + DECAY,
+    "iwae50-wd-lv": MLP + IWAE50 + DECAY + ["--logvar-range=-6,2"],
+    "iwae50-wd-w500": MLP + IWAE50 + DECAY + ["--hidden", "500,500"],
     "hnormal-iwae50-wd": MLP + ["--prior", "hierarchical", "--top-prior", "normal", "--top-latent", "40",
-                                "--prior-hidden", "300,300", "--prior-activation", "elu",
-                                "--objective", "iwae", "--k", "50", "--weight-decay", "1e-4"],
+                                "--prior-hidden", "300,300", "--prior-activation", "elu"] + IWAE50 + DECAY,
 }
 # Larger batches, with Adam's learning rate grown about as the square root of the batch. While
 # the GPU idles between kernel launches (two or three runs sharing it), a step costs about the
