@@ -271,3 +271,11 @@ def test_resume_rewrites_metrics_written_before_a_column_was_added(tmp_path):
     assert [int(r["epoch"]) for r in got] == [1, 2, 3]
     assert all(float(r["valid_elbo"]) < 0 and r["valid_iwae"] == "" for r in got)
     assert len(vaekit.Run.load(tmp_path / "r").metrics) == 3
+
+
+def test_a_closed_pipe_ends_quietly(digits_run):
+    """`vaekit info RUN | head -1`: the reader leaves early; no traceback, the pipe's exit code."""
+    p = subprocess.Popen(PY + ["info", str(digits_run)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # nothing will read what info prints
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err
