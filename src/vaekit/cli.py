@@ -538,8 +538,8 @@ def cmd_info(args) -> int:
     print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
           f"{prior}{bounds}, {params:,} parameters")
     t = c.train
-    obj = f"IWAE k={t.k}" if t.objective == "iwae" else f"ELBO, beta {t.beta:g}, warm-up {t.warmup_epochs:g} epochs, " \
-                                                          f"free bits {t.free_bits:g}"
+    obj = f"IWAE k={t.k}" if t.objective == "iwae" else \
+        f"ELBO, beta {t.beta:g}, warm-up {t.warmup_epochs:g} epochs, free bits {t.free_bits:g}"
     batch = t.batch_size or f"auto ({auto_batch_size(info['sizes']['train'])})"
     decay = f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
     print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}){decay}, batch {batch}, seed {t.seed}"
