@@ -373,13 +373,14 @@ def test_logvar_range_bounds_every_gaussian_the_networks_give(tmp_path, cli):
 
     rc, _, err = cli("train", "--prior", "hierarchical", "--inference", "top-down", "--top-latent", "3",
                      "--latent", "4", "--hidden", "32", "--top-prior", "vamp", "--prior-components", "20",
-                     "--logvar-range=-6,2", "--weight-decay", "1e-4", "--epochs", "2", "--quiet",
-                     "--out", tmp_path / "d")
+                     "--logvar-range=-6,2", "--weight-decay", "1e-4", "--epochs", "2", "--warmup", "2",
+                     "--quiet", "--out", tmp_path / "d")
     assert rc == 0, err
     run = vaekit.Run.load(tmp_path / "d")
     assert run.config.model.logvar_range == [-6.0, 2.0]
     assert all(m.logvar_range == (-6.0, 2.0) for m in run.model.modules() if isinstance(m, vaekit.nets.GaussianHead))
     rc, out, _ = cli("info", tmp_path / "d")
     assert rc == 0 and "log-variances in [-6, 2]" in out and "weight decay 0.0001" in out
+    assert "warm-up 2 epochs" in out  # as given, not 2.0
     rc, out, _ = cli("evaluate", tmp_path / "d", "--k", "10", "--quiet")
     assert rc == 0 and "NLL" in out
