@@ -76,6 +76,7 @@ TRAIN_FLAGS = {
     "conditional": ("model", "conditional"), "top_latent": ("model", "top_latent"),
     "prior_hidden": ("model", "prior_hidden"), "prior_activation": ("model", "prior_activation"),
     "latent_paths": ("model", "latent_paths"), "logvar_range": ("model", "logvar_range"),
+    "refine_encoder": ("model", "refine_encoder"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
@@ -165,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="clip the log-variance of every Gaussian the networks output (posteriors, VampPrior "
                         "components, p(z1|z2)) to [LO, HI] with a hard tanh, e.g. --logvar-range=-6,2 as Tomczak & "
                         "Welling (with '=': the value starts with a minus; default: unbounded)")
+    g.add_argument("--refine-encoder", action="store_const", const=True,
+                   help="with --init RUN: train only the encoder q(z|x), with RUN's decoder and prior fixed: the "
+                        "same model with a better posterior, so a tighter NLL estimate (e.g. with --objective iwae)")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,
@@ -544,7 +548,8 @@ def cmd_info(args) -> int:
     decay = f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
     print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}){decay}, batch {batch}, seed {t.seed}"
           + (f"; weights: moving average, decay {t.ema}" if t.ema else "")
-          + (f"; started from the weights of {t.init}" if t.init else ""))
+          + (f"; the encoder refit to the fixed model of {t.init}" if m.refine_encoder
+             else f"; started from the weights of {t.init}" if t.init else ""))
     m = run.metrics
     if m:
         best, key, what = run.best()

@@ -7,6 +7,12 @@
 
 Everything else (objectives, evaluation) is computed from :meth:`VAE.terms`.
 
+A VAE with ``refine_encoder`` keeps two encoders when its prior is built from one (the
+VampPrior): ``prior_encoder``, a fixed part of p(z), and ``encoder``, the inference network
+q(z | x) alone. Training then fits q to a fixed generative model p(x, z) (everything else is
+frozen): the amortised posterior improves, the model and its true likelihood do not change,
+and the importance-sampled NLL, a stochastic upper bound for any q, gets tighter.
+
 An *autoregressive* decoder (``decoder.autoregressive``, e.g. the recurrent text decoder)
 also reads x itself, shifted (teacher forcing), so p(x | z) = prod_t p(x_t | x_<t, z); it
 generates with ``decoder.generate(z, ...)`` instead of taking the likelihood's mean.
@@ -14,6 +20,7 @@ generates with ``decoder.generate(z, ...)`` instead of taking the likelihood's m
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -37,12 +44,28 @@ class VAE(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Prior, likelihood: Likelihood,
-                 classes: int = 0):
+                 classes: int = 0, refine_encoder: bool = False):
         super().__init__()
         self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
         self.classes = classes
+        self.refine_encoder = refine_encoder
         if hasattr(prior, "attach"):  # priors built from the encoder (VampPrior)
-            prior.attach(encoder)
+            if refine_encoder:        # the prior keeps a fixed copy; ``encoder`` is q(z | x) alone
+                self.prior_encoder = copy.deepcopy(encoder)
+            prior.attach(getattr(self, "prior_encoder", encoder))
+
+    def freeze_model(self) -> None:
+        """Freeze the generative model p(x, z): only the inference network q(z | x) trains
+        (for ``refine_encoder``). Gradients still flow through the decoder to the samples z."""
+        for name, p in self.named_parameters():
+            p.requires_grad_(name.startswith("encoder."))
+
+    def complete_weights(self, weights: dict) -> dict:
+        """The weights of a model without ``prior_encoder`` (one that was not refined), completed
+        for this one: the prior's encoder is the encoder they hold."""
+        if not hasattr(self, "prior_encoder") or any(k.startswith("prior_encoder.") for k in weights):
+            return weights
+        return {**weights, **{"prior_" + k: v for k, v in weights.items() if k.startswith("encoder.")}}
 
     @property
     def latent(self) -> int:
@@ -231,7 +254,7 @@ def build_model(model_cfg, data_info: dict) -> VAE:
                          "use another prior for text")
     prior = build_prior(m.prior, m.latent, shape, m.prior_components, m.top_sizes(),
                         m.prior_hidden or [m.hidden[-1]], classes, m.top_prior, m.inference, m.prior_activation)
-    model = VAE(enc, dec, prior, lik, classes)
+    model = VAE(enc, dec, prior, lik, classes, m.refine_encoder)
     if m.logvar_range is not None:
         lo, hi = (float(v) for v in m.logvar_range)
         for module in model.modules():

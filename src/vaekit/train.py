@@ -19,6 +19,7 @@ Surviving what goes wrong:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import sys
 import time
@@ -128,7 +129,9 @@ class Trainer:
             raise VaekitError(f"{config.data.source}: {n} training examples are fewer than one batch of "
                               f"{self.global_batch}.")
         self.objective = Objective.from_config(tc, self.steps_per_epoch)
-        self.opt, self.fused = make_adam(self.model.parameters(), tc)
+        if config.model.refine_encoder:
+            self.model.freeze_model()
+        self.opt, self.fused = make_adam([p for p in self.model.parameters() if p.requires_grad], tc)
         self.raw = [p.detach() for p in self.model.parameters()]  # views of the weights' storage, made once
         self.ema = None  # with --ema: the averaged weights, one tensor per parameter
         self.restart_average()
@@ -407,6 +410,15 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     return d, device, bundle
 
 
+def _check_same_model(config: Config, init) -> None:
+    """Refining the encoder keeps the model of the run it starts from: refuse changed model flags."""
+    ours, theirs = dataclasses.asdict(config.model), dataclasses.asdict(init.config.model)
+    changed = sorted(k for k in ours if k != "refine_encoder" and ours[k] != theirs.get(k))
+    if changed:
+        raise VaekitError(f"{init.path}: --refine-encoder fits the encoder to this run's model, which must stay as "
+                          f"it is, but the model config differs in {', '.join(changed)}.")
+
+
 def _describe(trainer: Trainer, log) -> None:
     c = trainer.config
     n_params = sum(p.numel() for p in trainer.model.parameters())
@@ -433,9 +445,11 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     info = bundle.info()
     start = None
     if init is not None:  # the weights (read once, by Run.load) are checked before the run directory is made
+        if config.model.refine_encoder:
+            _check_same_model(config, init)
         start = build_model(config.model, info)
         load_into(start, init.path / "model.safetensors", "the model this run's config builds",
-                  weights=init.model.state_dict())
+                  weights=start.complete_weights(init.model.state_dict()))
     bundle.to(device)
     target = None
     if d.main:

@@ -1,0 +1,67 @@
+"""Refining the encoder of a trained model (--refine-encoder): q(z | x) trains, p(x, z) stays as it was."""
+
+import pytest
+import torch
+
+from vaekit.checkpoint import load_weights
+from vaekit.run import Run
+
+VAMP = ["--prior", "vamp", "--prior-components", "8"]
+TOP_DOWN = ["--prior", "hierarchical", "--inference", "top-down", "--top-prior", "vamp", "--prior-components", "8",
+            "--top-latent", "3", "--logvar-range=-6,2"]
+
+
+def _same_model(a: Run, b: Run) -> None:
+    """The generative parts of two runs give the same p(z) and p(x | z)."""
+    torch.manual_seed(0)
+    z = torch.randn(16, a.model.latent)
+    with torch.no_grad():
+        torch.testing.assert_close(a.model.prior.log_prob(z), b.model.prior.log_prob(z), rtol=0, atol=0)
+        torch.testing.assert_close(a.model.decoder(z), b.model.decoder(z), rtol=0, atol=0)
+    torch.manual_seed(1)
+    za = a.model.prior.sample(5)
+    torch.manual_seed(1)
+    torch.testing.assert_close(za, b.model.prior.sample(5), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model", [VAMP, TOP_DOWN], ids=["vamp", "top-down-vamp"])
+def test_refining_the_encoder_keeps_the_model(model, cli, tmp_path):
+    base, ref = tmp_path / "base", tmp_path / "ref"
+    rc, _, err = cli("train", *model, "--latent", "4", "--hidden", "32", "--epochs", "2", "--batch-size", "64",
+                     "--quiet", "--out", base)
+    assert rc == 0, err
+    rc, _, err = cli("train", "--init", base, "--refine-encoder", "--objective", "iwae", "--k", "4", "--epochs", "2",
+                     "--lr", "3e-3", "--quiet", "--out", ref)
+    assert rc == 0, err
+    before, after = load_weights(base / "model.safetensors"), load_weights(ref / "model.safetensors")
+    assert set(after) == set(before) | {"prior_" + k for k in before if k.startswith("encoder.")}
+    for k, v in before.items():
+        if k.startswith("encoder."):
+            assert torch.equal(after["prior_" + k], v), k   # the prior's copy: the encoder it was trained with
+        else:
+            assert torch.equal(after[k], v), k              # decoder, pseudo-inputs, p(z1 | z2): untouched
+    assert any(not torch.equal(after[k], v) for k, v in before.items() if k.startswith("encoder."))
+    _same_model(Run.load(base), Run.load(ref))
+
+    rc, info, _ = cli("info", ref)
+    assert rc == 0 and "encoder refit to the fixed model of" in info and str(base.resolve()) in info
+    rc, _, err = cli("evaluate", ref, "--k", "20", "--quiet")
+    assert rc == 0, err
+
+    # a refined run resumes frozen as it was, and can be refined again
+    rc, _, err = cli("train", "--resume", ref, "--epochs", "3", "--quiet")
+    assert rc == 0, err
+    again = tmp_path / "again"
+    rc, _, err = cli("train", "--init", ref, "--refine-encoder", "--objective", "iwae", "--k", "4", "--epochs", "1",
+                     "--lr", "3e-3", "--quiet", "--out", again)
+    assert rc == 0, err
+    _same_model(Run.load(base), Run.load(again))
+
+
+def test_refining_the_encoder_needs_a_run_and_its_model(digits_run, cli, tmp_path):
+    rc, _, err = cli("train", "--refine-encoder", "--epochs", "1", "--quiet", "--out", tmp_path / "a")
+    assert rc == 2 and "--init RUN" in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    rc, _, err = cli("train", "--init", digits_run, "--refine-encoder", "--likelihood", "gaussian", "--quiet",
+                     "--out", tmp_path / "b")
+    assert rc == 2 and str(digits_run) in err and "likelihood" in err and "Traceback" not in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
