@@ -45,6 +45,7 @@ def test_refining_the_encoder_keeps_the_model(model, cli, tmp_path):
 
     rc, info, _ = cli("info", ref)
     assert rc == 0 and "encoder refit to the fixed model of" in info and str(base.resolve()) in info
+    assert "of them the prior's copy of the encoder" in info
     rc, _, err = cli("evaluate", ref, "--k", "20", "--quiet")
     assert rc == 0, err
 

@@ -539,8 +539,10 @@ def cmd_info(args) -> int:
         prior = (f"hierarchical prior ({m.inference} inference, {layers}, {top_prior} over z{len(tops) + 1}, "
                  f"p(z1|z2) hidden {between}{paths})")
     bounds = f", log-variances in [{m.logvar_range[0]:g}, {m.logvar_range[1]:g}]" if m.logvar_range else ""
+    copy = sum(p.numel() for p in run.model.prior_encoder.parameters()) if hasattr(run.model, "prior_encoder") else 0
     print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
-          f"{prior}{bounds}, {params:,} parameters")
+          f"{prior}{bounds}, {params:,} parameters" + (f" ({copy:,} of them the prior's copy of the encoder)"
+                                                        if copy else ""))
     t = c.train
     obj = f"IWAE k={t.k}" if t.objective == "iwae" else \
         f"ELBO, beta {t.beta:g}, warm-up {t.warmup_epochs:g} epochs, free bits {t.free_bits:g}"
