@@ -66,3 +66,25 @@ def test_refining_the_encoder_needs_a_run_and_its_model(digits_run, cli, tmp_pat
                      "--out", tmp_path / "b")
     assert rc == 2 and str(digits_run) in err and "likelihood" in err and "Traceback" not in err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_per_example_proposal_benchmark_runs(cli, tmp_path):
+    """bench/per_example_proposal.py fits a proposal per test example and prints both estimates."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "td"
+    rc, _, err = cli("train", *TOP_DOWN, "--latent", "4", "--hidden", "32", "--epochs", "1", "--batch-size", "64",
+                     "--quiet", "--out", run)
+    assert rc == 0, err
+    script = Path(__file__).resolve().parents[1] / "bench" / "per_example_proposal.py"
+    p = subprocess.run([sys.executable, str(script), str(run), "--examples", "4", "--k", "64", "--steps", "5"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    assert lines[0].startswith("encoder's proposal:") and lines[1].startswith("per-example proposal:")
+    a, b = (float(line.split("NLL ")[1].split()[0]) for line in lines[:2])
+    assert abs(float(lines[2].split()[1]) - (a - b)) < 2e-3
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert p.returncode == 1 and "not a run directory" in p.stderr and "Traceback" not in p.stderr
