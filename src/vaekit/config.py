@@ -97,8 +97,8 @@ class ModelConfig:
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
     refine_encoder: fit only the inference network q(z | x) to a trained model (``train.init``),
         whose generative part p(x, z) stays fixed; the prior keeps its own copy of the encoder
-        when it is built from one (VampPrior). The same model, a better importance-sampling
-        proposal: a tighter NLL estimate.
+        when it is built from one (VampPrior); a bottom-up hierarchy's q(z2|z1) stays fixed with
+        the prior. The same model, with the importance-sampling proposal of its NLL fit to it.
     cell, embedding, rnn_hidden: the recurrent networks' cell (``gru`` | ``lstm``), token
         embedding size and state size.
     word_dropout: probability that a decoder input token is replaced by ``<unk>`` in training

@@ -10,8 +10,9 @@ Everything else (objectives, evaluation) is computed from :meth:`VAE.terms`.
 A VAE with ``refine_encoder`` keeps two encoders when its prior is built from one (the
 VampPrior): ``prior_encoder``, a fixed part of p(z), and ``encoder``, the inference network
 q(z | x) alone. Training then fits q to a fixed generative model p(x, z) (everything else is
-frozen): the amortised posterior improves, the model and its true likelihood do not change,
-and the importance-sampled NLL, a stochastic upper bound for any q, gets tighter.
+frozen): the model and its true likelihood do not change, and as the amortised posterior
+improves, the importance-sampled NLL, a stochastic upper bound for any q, gets tighter. (In a
+bottom-up hierarchy q(z2 | z1) belongs to the prior and stays fixed too.)
 
 An *autoregressive* decoder (``decoder.autoregressive``, e.g. the recurrent text decoder)
 also reads x itself, shifted (teacher forcing), so p(x | z) = prod_t p(x_t | x_<t, z); it
