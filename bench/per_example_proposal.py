@@ -39,12 +39,9 @@ def shifted(q: TopDownPosterior, up: torch.Tensor, down: torch.Tensor) -> TopDow
 
 
 def log_weights(model, q, x: torch.Tensor, k: int) -> torch.Tensor:
-    """(k, B) log p(x, z_i) - log q(z_i | x) for z_i ~ q."""
-    z = q.rsample((k,))
-    b = x.shape[0]
-    xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
-    log_px = model.likelihood.log_prob(model._decoder(z.view(k * b, -1), None, xk), xk).view(k, b)
-    return log_px + model.prior.log_prob(z) - q.log_prob(z).sum(-1)
+    """(k, B) log p(x, z_i) - log q(z_i | x) for z_i ~ q: the model's own terms, with q as the proposal."""
+    t = model.terms(x, k, q=q)
+    return t["log_px"] + t["log_pz"] - t["log_qz"]
 
 
 @torch.no_grad()

@@ -49,7 +49,6 @@ class VAE(nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
         self.classes = classes
-        self.refine_encoder = refine_encoder
         if hasattr(prior, "attach"):  # priors built from the encoder (VampPrior)
             if refine_encoder:        # the prior keeps a fixed copy; ``encoder`` is q(z | x) alone
                 self.prior_encoder = copy.deepcopy(encoder)
@@ -113,8 +112,10 @@ class VAE(nn.Module):
         An autoregressive decoder needs the x to be scored (its conditionals depend on it)."""
         return self.likelihood.dist(self._decoder(z, self.onehot(y, z.shape[0]), x))
 
-    def terms(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None) -> dict[str, torch.Tensor]:
+    def terms(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None, q=None) -> dict[str, torch.Tensor]:
         """Draw k reparameterised samples z ~ q(z|x) and return the pieces of every bound.
+        ``q``: another posterior for this batch to sample from (any proposal gives a bound);
+        default: the encoder's.
 
         log_px, log_pz, log_qz: (k, B) in nats; kl_dim: analytic KL per latent dimension
         (B, latent) when the prior has one, else None; q: the posterior; z: the samples
@@ -123,7 +124,7 @@ class VAE(nn.Module):
         the single-sample ELBO does not need them, and the training step is faster without.
         """
         c = self.onehot(y, x.shape[0])
-        q = self.encode(x, c)
+        q = self.encode(x, c) if q is None else q
         b = x.shape[0]
         if k == 1:  # no sample dimension to expand: fewer operations in the training step
             z = q.rsample().unsqueeze(0)                      # (1, B, latent)
