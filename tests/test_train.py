@@ -119,6 +119,38 @@ def test_gated_mlp_trains_and_reloads(tmp_path, cli):
     assert rc == 2 and "Traceback" not in err
 
 
+def test_decoder_dropout_regularises_training_only(tmp_path, cli):
+    """--decoder-dropout: p(x|z) is random in training and deterministic in evaluation; the weights
+    are named as without it, so runs with and without load each other's weights (--init)."""
+    info = {"shape": [1, 8, 8], "value": "binary", "levels": None}
+    plain = vaekit.model.build_model(vaekit.config.ModelConfig(hidden=[32, 16]), info)
+    model = vaekit.model.build_model(vaekit.config.ModelConfig(hidden=[32, 16], decoder_dropout=0.5), info)
+    assert plain.state_dict().keys() == model.state_dict().keys()
+    model.load_state_dict(plain.state_dict())
+    z = torch.randn(64, 16)
+    model.train()
+    assert not torch.equal(model.decoder(z), model.decoder(z))        # a new mask on each pass
+    model.eval()
+    torch.testing.assert_close(model.decoder(z), plain.decoder(z))    # dropout off: the same network
+    dropped = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Dropout)]
+    assert len(dropped) == 2 and all(m.p == 0.5 for m in dropped)
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.encoder.modules())
+
+    rc, _, err = cli("train", "--epochs", "3", "--hidden", "32", "--decoder-dropout", "0.2", "--quiet",
+                     "--out", tmp_path / "d")
+    assert rc == 0, err
+    run = vaekit.Run.load(tmp_path / "d")
+    assert run.config.model.decoder_dropout == 0.2 and not run.model.training
+    assert run.metrics[-1]["valid_elbo"] > run.metrics[0]["valid_elbo"]
+    rc, out, _ = cli("info", tmp_path / "d")
+    assert rc == 0 and "decoder dropout 0.2" in out
+    for bad, words in ((["--decoder-dropout", "1"], "model.decoder_dropout must be in [0, 1)"),
+                       (["--decoder-dropout", "0.1", "--net", "conv"], "for the mlp network's decoder, not conv")):
+        rc, _, err = cli("train", *bad, "--epochs", "1", "--quiet", "--out", tmp_path / "bad")
+        assert rc == 2 and words in err and "Traceback" not in err, err
+        assert not (tmp_path / "bad").exists()
+
+
 def test_cli_verbs(digits_run, cli, tmp_path):
     rc, out, _ = cli("sample", digits_run, "-n", "12", "--out", tmp_path / "s.png")
     assert rc == 0 and Image.open(tmp_path / "s.png").size[0] > 0

@@ -68,6 +68,7 @@ TRAIN_FLAGS = {
     "label_from": ("data", "label_from"),
     "cell": ("model", "cell"), "embedding": ("model", "embedding"), "rnn_hidden": ("model", "rnn_hidden"),
     "word_dropout": ("model", "word_dropout"), "inputless": ("model", "inputless"),
+    "decoder_dropout": ("model", "decoder_dropout"),
     "net": ("model", "net"), "latent": ("model", "latent"), "hidden": ("model", "hidden"),
     "channels": ("model", "channels"), "activation": ("model", "activation"),
     "likelihood": ("model", "likelihood"), "gaussian_std": ("model", "gaussian_std"),
@@ -136,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--latent", type=_positive_int, help="latent dimensions (default 16)")
     g.add_argument("--hidden", type=_ints, help="MLP hidden sizes, e.g. 512,256")
     g.add_argument("--channels", type=_ints, help="conv channels per block, e.g. 32,64")
+    g.add_argument("--decoder-dropout", type=_nonneg_float, metavar="P",
+                   help="dropout probability on the MLP decoder's hidden layers in training (default 0)")
     g.add_argument("--activation", choices=ACTIVATIONS,
                    help="MLP nonlinearity; gated: GLU units, a * sigmoid(b) (Dauphin et al. 2017)")
     g.add_argument("--likelihood", choices=["auto", "bernoulli", "gaussian", "logistic", "categorical"])
@@ -521,7 +524,7 @@ def cmd_info(args) -> int:
     print(f"run      {run.path}")
     print(f"data     {c.data.source}: {'x'.join(map(str, info['shape']))}, {info['value']}; {sizes}")
     m = c.model
-    arch = {"mlp": f"hidden {m.hidden}", "conv": f"channels {m.channels}",
+    arch = {"mlp": f"hidden {m.hidden}" + (f", decoder dropout {m.decoder_dropout:g}" if m.decoder_dropout else ""), "conv": f"channels {m.channels}",
             "rnn": f"{m.cell}, embedding {m.embedding}, state {m.rnn_hidden}, word dropout {m.word_dropout}"
                    + (", inputless" if m.inputless else "")}.get(m.net, m.net)
     if run.modality == "text":

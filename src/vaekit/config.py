@@ -101,6 +101,8 @@ class ModelConfig:
         the prior. The same model, with the importance-sampling proposal of its NLL fit to it.
     cell, embedding, rnn_hidden: the recurrent networks' cell (``gru`` | ``lstm``), token
         embedding size and state size.
+    decoder_dropout: dropout probability on the hidden layers of the MLP decoder p(x|z) in
+        training (default 0: none), a regulariser where the decoder overfits the training set.
     word_dropout: probability that a decoder input token is replaced by ``<unk>`` in training
         (Bowman et al. 2016); inputless: the decoder never sees the previous tokens, only z.
     """
@@ -123,6 +125,7 @@ class ModelConfig:
     latent_paths: bool = False
     logvar_range: list[float] | None = None
     refine_encoder: bool = False
+    decoder_dropout: float = 0.0
     cell: str = "gru"
     embedding: int = 64
     rnn_hidden: int = 256
@@ -290,6 +293,8 @@ class Config:
         if m.refine_encoder and not t.init:
             raise VaekitError("model.refine_encoder fits the encoder to a trained model, which stays fixed: it needs "
                               "train.init (--init RUN).")
+        if not 0 <= m.decoder_dropout < 1:
+            raise VaekitError(f"model.decoder_dropout must be in [0, 1), got {m.decoder_dropout}.")
         if not 0 <= m.word_dropout <= 1:
             raise VaekitError(f"model.word_dropout must be between 0 and 1, got {m.word_dropout}.")
         if not 0 <= t.ema < 1:

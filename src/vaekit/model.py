@@ -230,6 +230,8 @@ def build_model(model_cfg, data_info: dict) -> VAE:
                          "--inference top-down)")
     if m.latent_paths and net == "rnn":
         raise ValueError("latent paths need the mlp or conv network, not rnn")
+    if m.decoder_dropout and net != "mlp":
+        raise ValueError(f"decoder dropout is for the mlp network's decoder, not {net}")
     z_in = (len(sizes) * width if m.latent_paths else sum(sizes)) + classes   # what the decoder reads
     z_enc = sizes[-1]
     if net == "rnn":
@@ -239,7 +241,7 @@ def build_model(model_cfg, data_info: dict) -> VAE:
                                m.word_dropout, m.inputless)
     elif net == "mlp":
         enc = MLPEncoder(shape, z_enc, m.hidden, m.activation, extra=classes)
-        dec = MLPDecoder(shape, z_in, m.hidden, lik.n_params, m.activation)
+        dec = MLPDecoder(shape, z_in, m.hidden, lik.n_params, m.activation, m.decoder_dropout)
     elif net == "conv":
         if len(shape) != 3:
             raise ValueError("the conv network needs (C, H, W) images")

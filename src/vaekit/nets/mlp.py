@@ -43,12 +43,13 @@ class GaussianHead(nn.Linear):
         return torch.cat([mu, F.hardtanh(logvar, *self.logvar_range)], -1)
 
 
-def mlp_layers(sizes, activation) -> list[nn.Module]:
-    """Linear layers from sizes[0] to sizes[-1], each followed by the nonlinearity."""
+def mlp_layers(sizes, activation, dropout: float = 0.0) -> list[nn.Module]:
+    """Linear layers from sizes[0] to sizes[-1], each followed by the nonlinearity (and, with
+    ``dropout`` > 0, by dropout; the two share one slot, so the weights' names do not change)."""
     act = activation_module(activation)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, widened(b, activation)), act()]
+        layers += [nn.Linear(a, widened(b, activation)), nn.Sequential(act(), nn.Dropout(dropout)) if dropout else act()]
     return layers
 
 
@@ -78,13 +79,14 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z -> hidden layers (the encoder's, reversed) -> likelihood parameters."""
+    """z -> hidden layers (the encoder's, reversed) -> likelihood parameters; ``dropout``: on the
+    hidden layers' outputs in training (a regulariser of p(x|z) where it overfits)."""
 
-    def __init__(self, shape, latent, hidden, n_params, activation="relu"):
+    def __init__(self, shape, latent, hidden, n_params, activation="relu", dropout: float = 0.0):
         super().__init__()
         self.out_shape = (n_params, *shape)
         sizes = [latent, *reversed(hidden)]
-        self.net = nn.Sequential(*mlp_layers(sizes, activation), nn.Linear(sizes[-1], math.prod(self.out_shape)))
+        self.net = nn.Sequential(*mlp_layers(sizes, activation, dropout), nn.Linear(sizes[-1], math.prod(self.out_shape)))
 
     def forward(self, z):
         return self.net(z).view(z.shape[0], *self.out_shape)
