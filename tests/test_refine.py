@@ -88,3 +88,26 @@ def test_per_example_proposal_benchmark_runs(cli, tmp_path):
     assert abs(float(lines[2].split()[1]) - (a - b)) < 2e-3
     p = subprocess.run([sys.executable, str(script), str(tmp_path / "nothing")], capture_output=True, text=True)
     assert p.returncode == 1 and "not a run directory" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_nll_convergence_benchmark_nests_its_draws(cli, tmp_path):
+    """bench/nll_convergence.py: the estimate at each k over the first k of the same draws, and
+    at the smallest k with the proposal widened, next to factor 1 with the same draws."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "td"
+    rc, _, err = cli("train", *TOP_DOWN, "--latent", "4", "--hidden", "32", "--epochs", "1", "--batch-size", "64",
+                     "--quiet", "--out", run)
+    assert rc == 0, err
+    script = Path(__file__).resolve().parents[1] / "bench" / "nll_convergence.py"
+    p = subprocess.run([sys.executable, str(script), str(run), "--examples", "6", "--batch", "6", "--k", "8,64",
+                        "--widen", "1.5", "--threads", "1"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    nll = [float(line.split("NLL ")[1].split()[0]) for line in lines[1:]]
+    assert lines[1].startswith("k = 8:") and lines[2].startswith("k = 64:") and len(nll) == 4
+    assert abs(float(lines[2].split("(")[1].split()[0]) - (nll[1] - nll[0])) < 2e-3
+    assert lines[3].startswith("k = 8, standard deviations x 1:") and "x 1.5:" in lines[4]
+    assert nll[3] != nll[2] and abs(nll[2] - nll[0]) < 0.2 * nll[0]   # two estimates of one NLL
