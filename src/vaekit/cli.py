@@ -524,7 +524,8 @@ def cmd_info(args) -> int:
     print(f"run      {run.path}")
     print(f"data     {c.data.source}: {'x'.join(map(str, info['shape']))}, {info['value']}; {sizes}")
     m = c.model
-    arch = {"mlp": f"hidden {m.hidden}" + (f", decoder dropout {m.decoder_dropout:g}" if m.decoder_dropout else ""), "conv": f"channels {m.channels}",
+    dropout = f", decoder dropout {m.decoder_dropout:g}" if m.decoder_dropout else ""
+    arch = {"mlp": f"hidden {m.hidden}{dropout}", "conv": f"channels {m.channels}",
             "rnn": f"{m.cell}, embedding {m.embedding}, state {m.rnn_hidden}, word dropout {m.word_dropout}"
                    + (", inputless" if m.inputless else "")}.get(m.net, m.net)
     if run.modality == "text":

@@ -49,7 +49,8 @@ def mlp_layers(sizes, activation, dropout: float = 0.0) -> list[nn.Module]:
     act = activation_module(activation)
     layers = []
     for a, b in zip(sizes[:-1], sizes[1:]):
-        layers += [nn.Linear(a, widened(b, activation)), nn.Sequential(act(), nn.Dropout(dropout)) if dropout else act()]
+        after = nn.Sequential(act(), nn.Dropout(dropout)) if dropout else act()
+        layers += [nn.Linear(a, widened(b, activation)), after]
     return layers
 
 
@@ -86,7 +87,8 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.out_shape = (n_params, *shape)
         sizes = [latent, *reversed(hidden)]
-        self.net = nn.Sequential(*mlp_layers(sizes, activation, dropout), nn.Linear(sizes[-1], math.prod(self.out_shape)))
+        self.net = nn.Sequential(*mlp_layers(sizes, activation, dropout),
+                                 nn.Linear(sizes[-1], math.prod(self.out_shape)))
 
     def forward(self, z):
         return self.net(z).view(z.shape[0], *self.out_shape)
