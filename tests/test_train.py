@@ -144,6 +144,9 @@ def test_decoder_dropout_regularises_training_only(tmp_path, cli):
     assert run.metrics[-1]["valid_elbo"] > run.metrics[0]["valid_elbo"]
     rc, out, _ = cli("info", tmp_path / "d")
     assert rc == 0 and "decoder dropout 0.2" in out
+    rc, _, err = cli("train", "--init", tmp_path / "d", "--hidden", "32", "--decoder-dropout", "0", "--epochs", "1",
+                     "--quiet", "--out", tmp_path / "plain")
+    assert rc == 0, err
     for bad, words in ((["--decoder-dropout", "1"], "model.decoder_dropout must be in [0, 1)"),
                        (["--decoder-dropout", "0.1", "--net", "conv"], "for the mlp network's decoder, not conv")):
         rc, _, err = cli("train", *bad, "--epochs", "1", "--quiet", "--out", tmp_path / "bad")
