@@ -28,23 +28,17 @@ from vaekit.run import Run
 
 def widened(q, factor: float):
     """The proposal q with every standard deviation multiplied by ``factor``."""
-    if isinstance(q, TopDownPosterior):
-        def bottom(rest, below=q._bottom):
-            return widened(below(rest), factor)
-        return TopDownPosterior(widened(q.top, factor), bottom)
-    return Normal(q.loc, q.scale * factor, validate_args=False)
+    def wider(n, layer=1):
+        return Normal(n.loc, n.scale * factor, validate_args=False)
+    return q.map(wider) if isinstance(q, TopDownPosterior) else wider(q)
 
 
 @torch.no_grad()
 def log_weights(model, x: torch.Tensor, k: int, factor: float = 1.0, chunk: int = 500) -> torch.Tensor:
-    """(k, B) log p(x, z_i) - log q(z_i | x), z_i drawn from the encoder's proposal widened by ``factor``."""
+    """(k, B) log-weights of k draws from the encoder's proposal widened by ``factor``, in passes of ``chunk``."""
     q = model.encode(x)
     q = q if factor == 1.0 else widened(q, factor)
-    out = []
-    for j in range(0, k, chunk):
-        t = model.terms(x, min(chunk, k - j), q=q)
-        out.append(t["log_px"] + t["log_pz"] - t["log_qz"])
-    return torch.cat(out)
+    return torch.cat([model.log_weights(x, min(chunk, k - j), q=q) for j in range(0, k, chunk)])
 
 
 def main() -> None:

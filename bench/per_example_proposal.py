@@ -29,19 +29,9 @@ from vaekit.run import Run
 def shifted(q: TopDownPosterior, up: torch.Tensor, down: torch.Tensor) -> TopDownPosterior:
     """q with per-example offsets of the mean and log-scale of z2 (``up``, (B, 2, |z2|)) and of
     z1 given z2 (``down``, (B, 2, |z1|))."""
-    top = Normal(q.top.loc + up[:, 0], q.top.scale * torch.exp(up[:, 1]), validate_args=False)
-
-    def bottom(rest, below=q._bottom):
-        n = below(rest)
-        return Normal(n.loc + down[:, 0], n.scale * torch.exp(down[:, 1]), validate_args=False)
-
-    return TopDownPosterior(top, bottom)
-
-
-def log_weights(model, q, x: torch.Tensor, k: int) -> torch.Tensor:
-    """(k, B) log p(x, z_i) - log q(z_i | x) for z_i ~ q: the model's own terms, with q as the proposal."""
-    t = model.terms(x, k, q=q)
-    return t["log_px"] + t["log_pz"] - t["log_qz"]
+    offsets = {1: down, 2: up}
+    return q.map(lambda n, layer: Normal(n.loc + offsets[layer][:, 0], n.scale * torch.exp(offsets[layer][:, 1]),
+                                         validate_args=False))
 
 
 @torch.no_grad()
@@ -49,7 +39,7 @@ def nll(model, x, posterior, k: int, chunk: int = 1000) -> float:
     out = []
     for i in range(x.shape[0]):
         q = posterior(i)
-        lw = torch.cat([log_weights(model, q, x[i:i + 1], min(chunk, k - j)) for j in range(0, k, chunk)])
+        lw = torch.cat([model.log_weights(x[i:i + 1], min(chunk, k - j), q=q) for j in range(0, k, chunk)])
         out.append(-log_mean_exp(lw))
     return torch.cat(out).mean().item()
 
@@ -90,7 +80,7 @@ def main() -> None:
     q0 = model.encoder.posterior(h)
     t = time.perf_counter()
     for _ in range(args.steps):
-        loss = -log_mean_exp(log_weights(model, shifted(q0, up, down), x, args.k_fit)).sum()
+        loss = -log_mean_exp(model.log_weights(x, args.k_fit, q=shifted(q0, up, down))).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()

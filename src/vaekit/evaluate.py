@@ -76,8 +76,7 @@ def iwae_sum(model, x: torch.Tensor, k: int, rows: int | None = None, y=None) ->
     total = torch.zeros(1, device=x.device)
     step = max(1, rows // k)
     for i in range(0, x.shape[0], step):
-        t = model.terms(x[i:i + step], k, log_weights=True, y=None if y is None else y[i:i + step])
-        total += log_mean_exp(t["log_px"] + t["log_pz"] - t["log_qz"]).sum()
+        total += log_mean_exp(model.log_weights(x[i:i + step], k, y=None if y is None else y[i:i + step])).sum()
     model.train(was)
     return total
 

@@ -141,6 +141,12 @@ class VAE(nn.Module):
             log_pz = log_qz = None
         return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q, "z": z}
 
+    def log_weights(self, x: torch.Tensor, k: int, y=None, q=None) -> torch.Tensor:
+        """(k, B) log p(x, z_i) - log q(z_i | x) for z_i ~ q (default the encoder's posterior):
+        the importance weights of every k-sample bound and of the NLL estimate."""
+        t = self.terms(x, k, y=y, q=q)
+        return t["log_px"] + t["log_pz"] - t["log_qz"]
+
     def forward(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None) -> dict[str, torch.Tensor]:
         """Same as :meth:`terms`; objectives call the model, so DistributedDataParallel sees it."""
         return self.terms(x, k, log_weights, y)

@@ -65,6 +65,13 @@ class TopDownPosterior:
     def loc(self) -> torch.Tensor:
         return torch.cat([self._bottom(self.top.loc).loc, self.top.loc], -1)
 
+    def map(self, fn) -> "TopDownPosterior":
+        """The same structure with each layer's Normal ``n`` replaced by ``fn(n, layer)`` (layer 1
+        is z1, 2 is z2, ...): another proposal built from this one, e.g. with wider scales."""
+        top = self.top.map(lambda n, layer: fn(n, layer + 1)) if isinstance(self.top, TopDownPosterior) \
+            else fn(self.top, 2)
+        return TopDownPosterior(top, lambda rest, bottom=self._bottom: fn(bottom(rest), 1))
+
 
 def path(n_in: int, width: int, activation: str) -> nn.Sequential:
     """A hidden layer of its own for one input: Linear to ``width`` units, then the nonlinearity."""
