@@ -188,6 +188,8 @@ CASES = {
     "log-variance range the wrong way round": lambda t: (["train", "--logvar-range=2,-6"],
                                                          ["--logvar-range", "LO < HI", "'2,-6'"]),
     "log-variance range of one number": lambda t: (["train", "--logvar-range=-6"], ["--logvar-range", "two numbers"]),
+    "CUDA graph on the CPU": lambda t: (["train", "--cuda-graph", "on", "--device", "cpu", "--out", str(t / "g")],
+                                        ["--cuda-graph on", "cpu"]),
     "not a run directory": _not_a_run,
     "run without config.yaml": _run_without_config,
     "run without weights": _run_without_weights,

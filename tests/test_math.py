@@ -127,6 +127,21 @@ def test_warmup_and_beta_scale_the_kl():
     assert (l1 - l0).item() == pytest.approx(s[1].item() / 16, rel=1e-4)
 
 
+@pytest.mark.parametrize("free_bits", [0.0, 0.5])
+def test_kl_weight_given_as_a_tensor_equals_the_scheduled_float(free_bits):
+    """A step captured in a CUDA graph reads the KL weight from a device tensor."""
+    obj = Objective(warmup_steps=10, free_bits=free_bits)
+    model = tiny_model(latent=2, d=6)
+    x = torch.bernoulli(torch.full((16, 1, 1, 6), 0.5))
+    for step in (3, 50):  # in the warm-up, and after it (beta exactly 1)
+        torch.manual_seed(0)
+        as_float, stats_f = obj(model, x, step)
+        torch.manual_seed(0)
+        as_tensor, stats_t = obj(model, x, 0, beta=torch.tensor(obj.beta_at(step)))
+        torch.testing.assert_close(as_tensor, as_float)
+        torch.testing.assert_close(stats_t, stats_f)
+
+
 def test_free_bits_floor_each_dimension():
     model = tiny_model(latent=2, d=6)
     x = torch.bernoulli(torch.full((16, 1, 1, 6), 0.5))

@@ -104,8 +104,8 @@ def poison(monkeypatch, bad_steps):
     """Make the objective return a NaN loss on the given steps (or all steps: None)."""
     original = Objective.__call__
 
-    def call(self, model, x, step=0, y=None):
-        loss, stats = original(self, model, x, step, y)
+    def call(self, model, x, step=0, y=None, beta=None):
+        loss, stats = original(self, model, x, step, y, beta)
         if bad_steps is None or step in bad_steps:
             loss = loss * float("nan")
             stats = torch.cat([stats[:2], (loss * x.shape[0]).detach().view(1)])

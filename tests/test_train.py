@@ -330,7 +330,7 @@ def test_every_budget_run_job_is_a_valid_train_command():
     spec.loader.exec_module(budget)
     assert {"iwae50-b500", "tdvamp-wu200-b500"} <= set(budget.JOBS)
     for name, flags in budget.JOBS.items():
-        args = build_parser().parse_args(["train", *flags, "--data", "digits", "--epochs", "3", "--ema", "0.999"])
+        args = build_parser().parse_args(["train", *budget.for_epochs(flags, 3), "--data", "digits", "--ema", "0.999"])
         config = apply_flags(vaekit.Config(), args)
         config.check()
         if name.endswith("-b500"):

@@ -83,7 +83,7 @@ TRAIN_FLAGS = {
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
     "beta": ("train", "beta"), "warmup": ("train", "warmup_epochs"), "free_bits": ("train", "free_bits"),
     "seed": ("train", "seed"), "device": ("train", "device"), "weight_decay": ("train", "weight_decay"),
-    "amp": ("train", "amp"), "max_bad_steps": ("train", "max_bad_steps"), "ema": ("train", "ema"),
+    "amp": ("train", "amp"), "cuda_graph": ("train", "cuda_graph"), "max_bad_steps": ("train", "max_bad_steps"), "ema": ("train", "ema"),
 }
 
 
@@ -192,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int)
     g.add_argument("--device", choices=["auto", "cpu", "cuda"])
     g.add_argument("--amp", choices=["auto", "on", "off"], help="mixed precision (auto: on for CUDA only)")
+    g.add_argument("--cuda-graph", choices=["auto", "on", "off"],
+                   help="replay the training step as one CUDA graph (auto: where the run allows it, i.e. on CUDA "
+                        "with --amp off, one process, no recurrent network)")
     g.add_argument("--ema", type=_nonneg_float, metavar="DECAY",
                    help="validate and save an exponential moving average of the weights with this decay "
                         "(e.g. 0.999; default 0: off)")

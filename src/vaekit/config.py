@@ -156,6 +156,10 @@ class TrainConfig:
     max_bad_steps: steps with a non-finite loss or gradient are skipped; this many in a row
         stop training (the last good checkpoint stays intact).
     amp: mixed precision: ``auto`` (on for CUDA, off on CPU), ``on`` or ``off``.
+    cuda_graph: capture the training step in a CUDA graph and replay it for every full batch
+        (one launch instead of hundreds of kernel launches): ``auto`` (where the run allows it:
+        CUDA, one process, ``amp`` off, no recurrent network; otherwise, or if the capture
+        fails, the ordinary step), ``on`` (an error where it cannot), ``off``.
     init: a run directory whose weights (its ``model.safetensors``) the model starts from,
         to fine-tune it, e.g. with another objective; ``null``: a fresh initialisation.
     ema: decay of an exponential moving average of the weights (Polyak averaging; 0: off,
@@ -180,6 +184,7 @@ class TrainConfig:
     device: str = "auto"
     max_bad_steps: int = 20
     amp: str = "auto"
+    cuda_graph: str = "auto"
     init: str | None = None
     ema: float = 0.0
 
@@ -238,6 +243,7 @@ class Config:
             "train.lr_schedule": (t.lr_schedule, {"none", "cosine", "plateau"}),
             "train.device": (t.device, {"auto", "cpu", "cuda"}),
             "train.amp": (t.amp, {"auto", "on", "off"}),
+            "train.cuda_graph": (t.cuda_graph, {"auto", "on", "off"}),
         }
         for key, (value, allowed) in choices.items():
             if value not in allowed:

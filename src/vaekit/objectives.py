@@ -75,10 +75,11 @@ class Objective:
             return self.beta
         return self.beta * min(1.0, (step + 1) / self.warmup_steps)
 
-    def __call__(self, model, x: torch.Tensor, step: int = 0, y=None):
+    def __call__(self, model, x: torch.Tensor, step: int = 0, y=None, beta: torch.Tensor | None = None):
         """Return (loss, stats): stats = per-batch sums of (reconstruction, KL, loss).
 
-        y: labels, for a conditional model."""
+        y: labels, for a conditional model. beta: the KL weight as a device tensor, in place of
+        ``beta_at(step)`` (a step captured in a CUDA graph reads it from there at every replay)."""
         t = model(x, self.k, log_weights=self.kind == "iwae", y=y)  # model may be wrapped in DDP
         log_px, log_pz, log_qz, kl_dim = t["log_px"], t["log_pz"], t["log_qz"], t["kl_dim"]
         kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)     # (B,)
@@ -87,9 +88,10 @@ class Objective:
             bound = log_mean_exp(log_px + log_pz - log_qz)
             loss = -bound.mean()
         else:
-            beta = self.beta_at(step)
+            beta = self.beta_at(step) if beta is None else beta
             if self.free_bits <= 0:
-                loss = (kl - log_px_mean).mean() if beta == 1.0 else (beta * kl - log_px_mean).mean()
+                plain = isinstance(beta, float) and beta == 1.0
+                loss = (kl - log_px_mean).mean() if plain else (beta * kl - log_px_mean).mean()
             else:
                 if kl_dim is not None:  # free bits per dimension, on the batch-average KL
                     kl_term = kl_dim.mean(0).clamp(min=self.free_bits).sum()

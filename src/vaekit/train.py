@@ -6,6 +6,10 @@ batch, statistics accumulated on the device -> validation ELBO -> metrics.csv ro
 checkpoints -> pictures at the end. With ``--ema``, a moving average of the weights is
 updated after every step and is what validation and ``model.safetensors`` see.
 
+On CUDA (``--cuda-graph auto``), the step of a full batch is captured once in a CUDA graph
+(:class:`GraphedStep`) and replayed: forward, backward, the non-finite check and Adam in one
+launch, where a small network otherwise spends its time launching kernels one by one.
+
 Surviving what goes wrong:
 - a step whose loss or gradient is not finite is skipped (fused Adam's ``found_inf``,
   no host sync) and counted; ``max_bad_steps`` in a row stop training;
@@ -102,6 +106,112 @@ def make_adam(params, cfg) -> tuple[torch.optim.Adam, bool]:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay), False
 
 
+def cuda_graph_blocker(config: Config, device: torch.device, distributed: bool) -> str | None:
+    """Why this run's training step cannot be captured in a CUDA graph; None if it can."""
+    if device.type != "cuda":
+        return f"it trains on {device.type}, not CUDA"
+    if distributed:
+        return "it trains on several processes (DistributedDataParallel)"
+    if config.train.amp != "off":
+        return "float16 mixed precision scales the loss on the host (add --amp off)"
+    if config.model.net == "rnn":
+        return "the recurrent network packs its sequences on the host"
+    return None
+
+
+class GraphedStep:
+    """The training step of a full batch, captured once in a CUDA graph and then replayed.
+
+    A small network's step is a few hundred kernels of microseconds each; launched one by one
+    from Python, the launches are most of the step on a GPU. Here the first ``WARMUP`` steps
+    run as usual (on a side stream, as capture requires), the next one is captured, and every
+    later full batch is copied into the graph's input tensors and replayed: one launch.
+    Whatever changes between steps lives in tensors the graph reads: the batch, its labels,
+    the KL weight, and the learning rate of each parameter group (fused Adam reads it from a
+    device tensor while capturing; the scheduler's float is copied into it when it changes).
+    The sampling noise is fresh at every replay (PyTorch advances the generator's offset).
+    A batch of another size (the last, partial one) takes the ordinary step on the same
+    weights and optimiser state.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, trainer: "Trainer"):
+        self.t = trainer
+        self.graph = None
+        self.warm = 0
+        self.x = self.y = self.out = self.found = self.one = None
+        self.beta = torch.zeros((), device=trainer.device)
+        self.beta_value = None
+        self.lrs = [torch.zeros((), device=trainer.device) for _ in trainer.opt.param_groups]
+        self.lr_values = [None] * len(self.lrs)
+
+    def __call__(self, x: torch.Tensor, y, found: torch.Tensor, one: torch.Tensor) -> torch.Tensor:
+        t = self.t
+        if self.graph is not None and (found is not self.found or one is not self.one):
+            self.graph = None  # a new fit() with new counters: capture again (no warm-up needed)
+        if self.x is None:
+            self.x = torch.empty_like(x)
+            self.y = None if y is None else torch.empty_like(y)
+        self.x.copy_(x)
+        if y is not None:
+            self.y.copy_(y)
+        beta = t.objective.beta_at(t.step)
+        if beta != self.beta_value:
+            self.beta.fill_(beta)
+            self.beta_value = beta
+        if self.graph is None:
+            if self.warm < self.WARMUP:
+                self.warm += 1
+                return self._on_side_stream(lambda: t._step(self.x, self.y, found, one, beta=self.beta))
+            try:
+                self._capture(found, one)
+            except RuntimeError as e:
+                why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                if t.config.train.cuda_graph == "on":
+                    raise VaekitError(f"--cuda-graph on: capturing the training step in a CUDA graph failed "
+                                      f"({why}).") from None
+                t.graphed = None
+                if not t.quiet:
+                    print(f"note: capturing the training step in a CUDA graph failed ({why}); training goes on "
+                          f"without it (--cuda-graph off skips the attempt).", file=sys.stderr)
+                return t._step(x, y, found, one)
+        for i, g in enumerate(t.opt.param_groups):
+            if g["lr"] != self.lr_values[i]:
+                self.lrs[i].fill_(g["lr"])
+                self.lr_values[i] = g["lr"]
+        self.graph.replay()
+        return self.out
+
+    def _on_side_stream(self, fn):
+        device = self.t.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            out = fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        torch.cuda.synchronize(device)
+        return out
+
+    def _capture(self, found: torch.Tensor, one: torch.Tensor) -> None:
+        t = self.t
+        groups = t.opt.param_groups
+        saved = [(g["lr"], g["capturable"]) for g in groups]
+        for g, lr in zip(groups, self.lrs):
+            lr.fill_(g["lr"])
+            g["lr"], g["capturable"] = lr, True
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize(t.device)
+        try:
+            with torch.cuda.graph(graph):
+                self.out = t._step(self.x, self.y, found, one, beta=self.beta)
+        finally:  # the optimiser's own settings stay plain floats (checkpoints, schedulers, eager steps)
+            for g, (lr, capturable) in zip(groups, saved):
+                g["lr"], g["capturable"] = lr, capturable
+        self.lr_values = [lr for lr, _ in saved]
+        self.graph, self.found, self.one = graph, found, one
+
+
 class Trainer:
     """Everything a training run holds between epochs; what ``state/last.pt`` saves."""
 
@@ -141,6 +251,11 @@ class Trainer:
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 12) \
             if self.use_amp and device.type == "cuda" else None
+        blocker = cuda_graph_blocker(config, device, d.active) or (None if self.fused else "no fused Adam here")
+        if tc.cuda_graph == "on" and blocker:
+            raise VaekitError(f"--cuda-graph on: this run cannot capture its training step in a CUDA graph: "
+                              f"{blocker}.")
+        self.graphed = None if tc.cuda_graph == "off" or blocker else GraphedStep(self)
         # counters kept on the device; the host reads them only to decide whether to stop
         self.skipped = torch.zeros((), device=device)
         self.streak = torch.zeros((), device=device)
@@ -232,10 +347,13 @@ class Trainer:
         return state
 
     # ------------------------------------------------------------------ one step
-    def _step(self, x: torch.Tensor, y, found: torch.Tensor, one: torch.Tensor):
+    def _step(self, x: torch.Tensor, y, found: torch.Tensor, one: torch.Tensor, beta=None):
+        """One optimiser step on batch x; returns its (rec, KL, loss) sums, zeros if skipped.
+        Nothing in it reads a value back to the host, so it can be captured in a CUDA graph
+        (then ``beta``, the KL weight, is a device tensor filled before every replay)."""
         tc = self.config.train
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
-            loss, stats = self.objective(self.net, x, self.step, y)
+            loss, stats = self.objective(self.net, x, self.step, y, beta=beta)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -257,8 +375,6 @@ class Trainer:
             self.opt.step()
         elif not found.item():
             self.opt.step()
-        if self.ema is not None:
-            self._update_average()
         self.skipped.add_(found)
         self.streak.add_(found).mul_(found)
         return torch.where(found > 0, 0.0, stats)
@@ -307,7 +423,13 @@ class Trainer:
                     x = train_rows[idx].view(-1, *bundle.shape)
                     if bundle.dynamic:
                         x = torch.bernoulli(x, generator=self.gen)
-                    totals += self._step(x, None if train_y is None else train_y[idx], found, one)
+                    y = None if train_y is None else train_y[idx]
+                    if self.graphed is not None and x.shape[0] == local_batch:
+                        totals += self.graphed(x, y, found, one)
+                    else:
+                        totals += self._step(x, y, found, one)
+                    if self.ema is not None:
+                        self._update_average()
                     self.step += 1
                     if self.step % check_every == 0 and self.streak.item() >= tc.max_bad_steps:
                         raise VaekitError(
@@ -407,6 +529,10 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
     bundle = data if data is not None else load_data(config.data, saved)
     check_data_fits(config, bundle)
+    blocker = cuda_graph_blocker(config, device, d.active)
+    if config.train.cuda_graph == "on" and blocker:
+        dist.teardown(d)
+        raise VaekitError(f"--cuda-graph on: this run cannot capture its training step in a CUDA graph: {blocker}.")
     return d, device, bundle
 
 
