@@ -335,3 +335,13 @@ def test_every_budget_run_job_is_a_valid_train_command():
         config.check()
         if name.endswith("-b500"):
             assert config.train.batch_size == 500 and config.train.lr == 1.5e-3, name
+
+
+def test_cuda_graph_on_where_it_cannot_be_used_is_refused_before_anything_is_written(tmp_path, cli):
+    rc, _, err = cli("train", "--cuda-graph", "on", "--device", "cpu", "--epochs", "1", "--out", tmp_path / "g")
+    assert rc == 2 and "--cuda-graph on" in err and "cpu" in err
+    assert not (tmp_path / "g").exists()
+    # auto (the default) on the CPU is the ordinary step, and the config records the choice
+    run = cli("train", "--epochs", "1", "--hidden", "16", "--latent", "2", "--out", tmp_path / "a")
+    assert run[0] == 0, run
+    assert "cuda_graph: auto" in (tmp_path / "a" / "config.yaml").read_text()

@@ -106,6 +106,10 @@ def make_adam(params, cfg) -> tuple[torch.optim.Adam, bool]:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay), False
 
 
+def refuse_cuda_graph(blocker: str) -> VaekitError:
+    return VaekitError(f"--cuda-graph on: this run cannot capture its training step in a CUDA graph: {blocker}.")
+
+
 def cuda_graph_blocker(config: Config, device: torch.device, distributed: bool) -> str | None:
     """Why this run's training step cannot be captured in a CUDA graph; None if it can."""
     if device.type != "cuda":
@@ -253,8 +257,7 @@ class Trainer:
             if self.use_amp and device.type == "cuda" else None
         blocker = cuda_graph_blocker(config, device, d.active) or (None if self.fused else "no fused Adam here")
         if tc.cuda_graph == "on" and blocker:
-            raise VaekitError(f"--cuda-graph on: this run cannot capture its training step in a CUDA graph: "
-                              f"{blocker}.")
+            raise refuse_cuda_graph(blocker)
         self.graphed = None if tc.cuda_graph == "off" or blocker else GraphedStep(self)
         # counters kept on the device; the host reads them only to decide whether to stop
         self.skipped = torch.zeros((), device=device)
@@ -532,7 +535,7 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     blocker = cuda_graph_blocker(config, device, d.active)
     if config.train.cuda_graph == "on" and blocker:
         dist.teardown(d)
-        raise VaekitError(f"--cuda-graph on: this run cannot capture its training step in a CUDA graph: {blocker}.")
+        raise refuse_cuda_graph(blocker)
     return d, device, bundle
 
 
