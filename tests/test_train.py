@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -345,3 +346,24 @@ def test_cuda_graph_on_where_it_cannot_be_used_is_refused_before_anything_is_wri
     run = cli("train", "--epochs", "1", "--hidden", "16", "--latent", "2", "--out", tmp_path / "a")
     assert run[0] == 0, run
     assert "cuda_graph: auto" in (tmp_path / "a" / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("amp, graphed, expected", [
+    ("off", True, "replayed as one CUDA graph"),
+    ("auto", False, "the ordinary step, not a CUDA graph: float16 mixed precision scales the loss on the host "
+                    "(add --amp off)"),
+])
+def test_a_cuda_run_says_whether_its_step_is_a_cuda_graph(amp, graphed, expected):
+    from types import SimpleNamespace
+
+    from vaekit.train import _describe
+
+    config = vaekit.Config()
+    config.train.amp = amp
+    trainer = SimpleNamespace(config=config, device=torch.device("cuda"), d=SimpleNamespace(active=False, world=1),
+                              model=SimpleNamespace(parameters=lambda: [torch.zeros(3)], classes=0),
+                              bundle=SimpleNamespace(describe=lambda: "data"), info={"value": "binary"},
+                              use_amp=amp != "off", out="runs/x", graphed=object() if graphed else None)
+    lines = []
+    _describe(trainer, lines.append)
+    assert any(line.startswith("step   ") and expected in line for line in lines), lines

@@ -556,6 +556,10 @@ def _describe(trainer: Trainer, log) -> None:
     kind = f"conditional ({trainer.model.classes} classes) " if trainer.model.classes else ""
     log(f"model  {kind}{c.model.net} VAE, latent {c.model.latent}, {likelihood_name(c.model, trainer.info)} likelihood, "
         f"{n_params:,} parameters, on {trainer.device}{procs}" + (" (mixed precision)" if trainer.use_amp else ""))
+    if trainer.device.type == "cuda" and c.train.cuda_graph != "off":
+        blocker = cuda_graph_blocker(c, trainer.device, trainer.d.active)
+        log("step   replayed as one CUDA graph per batch (--cuda-graph off: the ordinary step)" if trainer.graphed
+            else f"step   the ordinary step, not a CUDA graph: {blocker or 'no fused Adam here'}")
     log(f"run    {trainer.out}")
 
 
