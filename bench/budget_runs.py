@@ -102,6 +102,17 @@ def epoch_seconds(flags: list[str], probe: Path) -> float:
     return max((walls[1] - walls[0]) / 3, steps[len(steps) // 2])
 
 
+def train_and_evaluate(train_flags: list[str], out: Path, args) -> tuple[vaekit.Run, float, float]:
+    """`vaekit train ... --out out`, then `vaekit evaluate out --k args.k`: the run, and the wall
+    seconds of each."""
+    t0 = time.time()
+    subprocess.run(VAEKIT + ["train", *train_flags, "--out", str(out)], check=True, stdout=subprocess.DEVNULL)
+    t1 = time.time()
+    subprocess.run(VAEKIT + ["evaluate", str(out), "--k", str(args.k), "--device", args.device, "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return vaekit.Run.load(out), t1 - t0, time.time() - t1
+
+
 def one(name: str, args) -> dict:
     flags = JOBS[name] + ["--data", str(args.data), "--device", args.device, "--seed", str(args.seed), "--quiet",
                           *args.extra.split()]
@@ -109,20 +120,15 @@ def one(name: str, args) -> dict:
     t = time.time()
     per_epoch = epoch_seconds(flags, args.out / f"{name}-probe")
     epochs = max(1, int((args.deadline - time.time() - 15) / per_epoch))
-    t0 = time.time()
-    subprocess.run(VAEKIT + ["train", *for_epochs(flags, epochs), "--out", str(out)], check=True)
-    t1 = time.time()
-    subprocess.run(VAEKIT + ["evaluate", str(out), "--k", str(args.k), "--device", args.device, "--quiet"],
-                   check=True, stdout=subprocess.DEVNULL)
-    t2 = time.time()
-    run = vaekit.Run.load(out)
+    probe_wall = time.time() - t
+    run, train_wall, eval_wall = train_and_evaluate(for_epochs(flags, epochs), out, args)
     rows, ev, (best, _, _) = run.metrics, run.evaluation, run.best()
     result = {"job": name, "command": "vaekit train " + " ".join(for_epochs(flags, epochs)),
-            "probe_seconds_per_epoch": per_epoch, "epochs": epochs, "train_wall_s": t1 - t0,
-            "train_step_s": sum(r["seconds"] for r in rows), "eval_wall_s": t2 - t1,
-            "probe_wall_s": t0 - t, "nll_nats": ev["nll_nats"], "elbo_nats": ev["elbo_nats"],
-            "active_units": ev["active_units"], "k": ev["k"],
-            "best_epoch": int(best["epoch"]), "last_valid_elbo": rows[-1]["valid_elbo"]}
+              "probe_seconds_per_epoch": per_epoch, "epochs": epochs, "train_wall_s": train_wall,
+              "train_step_s": sum(r["seconds"] for r in rows), "eval_wall_s": eval_wall,
+              "probe_wall_s": probe_wall, "nll_nats": ev["nll_nats"], "elbo_nats": ev["elbo_nats"],
+              "active_units": ev["active_units"], "k": ev["k"],
+              "best_epoch": int(best["epoch"]), "last_valid_elbo": rows[-1]["valid_elbo"]}
     if args.finetune:
         result["finetune"] = finetune(out, args)
     return result
@@ -141,15 +147,11 @@ def finetune(out: Path, args) -> dict:
     stages, start = {}, out
     for stage, flags in FINETUNE.items():
         target = out.with_name(f"{out.name}-{stage}")
-        t = time.time()
-        subprocess.run(VAEKIT + ["train", "--init", str(start), *flags, "--device", args.device, "--quiet",
-                                 "--out", str(target)], check=True, stdout=subprocess.DEVNULL)
-        t1 = time.time()
-        subprocess.run(VAEKIT + ["evaluate", str(target), "--k", str(args.k), "--device", args.device, "--quiet"],
-                       check=True, stdout=subprocess.DEVNULL)
-        ev = vaekit.Run.load(target).evaluation
-        stages[stage] = {"command": f"vaekit train --init {start} " + " ".join(flags), "train_wall_s": t1 - t,
-                         "eval_wall_s": time.time() - t1, "nll_nats": ev["nll_nats"], "elbo_nats": ev["elbo_nats"]}
+        run, train_wall, eval_wall = train_and_evaluate(
+            ["--init", str(start), *flags, "--device", args.device, "--quiet"], target, args)
+        stages[stage] = {"command": f"vaekit train --init {start} " + " ".join(flags), "train_wall_s": train_wall,
+                         "eval_wall_s": eval_wall, "nll_nats": run.evaluation["nll_nats"],
+                         "elbo_nats": run.evaluation["elbo_nats"]}
         start = target
     return stages
 

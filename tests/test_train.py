@@ -356,11 +356,12 @@ def test_cuda_graph_on_where_it_cannot_be_used_is_refused_before_anything_is_wri
 def test_a_cuda_run_says_whether_its_step_is_a_cuda_graph(amp, graphed, expected):
     from types import SimpleNamespace
 
-    from vaekit.train import _describe
+    from vaekit.train import _describe, cuda_graph_blocker
 
     config = vaekit.Config()
     config.train.amp = amp
     trainer = SimpleNamespace(config=config, device=torch.device("cuda"), d=SimpleNamespace(active=False, world=1),
+                              graph_blocker=cuda_graph_blocker(config, torch.device("cuda"), False),
                               model=SimpleNamespace(parameters=lambda: [torch.zeros(3)], classes=0),
                               bundle=SimpleNamespace(describe=lambda: "data"), info={"value": "binary"},
                               use_amp=amp != "off", out="runs/x", graphed=object() if graphed else None)

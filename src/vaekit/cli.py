@@ -83,7 +83,8 @@ TRAIN_FLAGS = {
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
     "beta": ("train", "beta"), "warmup": ("train", "warmup_epochs"), "free_bits": ("train", "free_bits"),
     "seed": ("train", "seed"), "device": ("train", "device"), "weight_decay": ("train", "weight_decay"),
-    "amp": ("train", "amp"), "cuda_graph": ("train", "cuda_graph"), "max_bad_steps": ("train", "max_bad_steps"), "ema": ("train", "ema"),
+    "amp": ("train", "amp"), "cuda_graph": ("train", "cuda_graph"), "max_bad_steps": ("train", "max_bad_steps"),
+    "ema": ("train", "ema"),
 }
 
 

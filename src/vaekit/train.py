@@ -144,16 +144,14 @@ class GraphedStep:
         self.t = trainer
         self.graph = None
         self.warm = 0
-        self.x = self.y = self.out = self.found = self.one = None
+        self.x = self.y = self.out = None
         self.beta = torch.zeros((), device=trainer.device)
         self.beta_value = None
         self.lrs = [torch.zeros((), device=trainer.device) for _ in trainer.opt.param_groups]
         self.lr_values = [None] * len(self.lrs)
 
-    def __call__(self, x: torch.Tensor, y, found: torch.Tensor, one: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, y) -> torch.Tensor:
         t = self.t
-        if self.graph is not None and (found is not self.found or one is not self.one):
-            self.graph = None  # a new fit() with new counters: capture again (no warm-up needed)
         if self.x is None:
             self.x = torch.empty_like(x)
             self.y = None if y is None else torch.empty_like(y)
@@ -167,9 +165,9 @@ class GraphedStep:
         if self.graph is None:
             if self.warm < self.WARMUP:
                 self.warm += 1
-                return self._on_side_stream(lambda: t._step(self.x, self.y, found, one, beta=self.beta))
+                return self._on_side_stream(lambda: t._step(self.x, self.y, beta=self.beta))
             try:
-                self._capture(found, one)
+                self._capture()
             except RuntimeError as e:
                 why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
                 if t.config.train.cuda_graph == "on":
@@ -179,7 +177,7 @@ class GraphedStep:
                 if not t.quiet:
                     print(f"note: capturing the training step in a CUDA graph failed ({why}); training goes on "
                           f"without it (--cuda-graph off skips the attempt).", file=sys.stderr)
-                return t._step(x, y, found, one)
+                return t._step(x, y)
         for i, g in enumerate(t.opt.param_groups):
             if g["lr"] != self.lr_values[i]:
                 self.lrs[i].fill_(g["lr"])
@@ -197,7 +195,7 @@ class GraphedStep:
         torch.cuda.synchronize(device)
         return out
 
-    def _capture(self, found: torch.Tensor, one: torch.Tensor) -> None:
+    def _capture(self) -> None:
         t = self.t
         groups = t.opt.param_groups
         saved = [(g["lr"], g["capturable"]) for g in groups]
@@ -208,12 +206,12 @@ class GraphedStep:
         torch.cuda.synchronize(t.device)
         try:
             with torch.cuda.graph(graph):
-                self.out = t._step(self.x, self.y, found, one, beta=self.beta)
+                self.out = t._step(self.x, self.y, beta=self.beta)
         finally:  # the optimiser's own settings stay plain floats (checkpoints, schedulers, eager steps)
             for g, (lr, capturable) in zip(groups, saved):
                 g["lr"], g["capturable"] = lr, capturable
         self.lr_values = [lr for lr, _ in saved]
-        self.graph, self.found, self.one = graph, found, one
+        self.graph = graph
 
 
 class Trainer:
@@ -255,13 +253,17 @@ class Trainer:
         self.amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 12) \
             if self.use_amp and device.type == "cuda" else None
-        blocker = cuda_graph_blocker(config, device, d.active) or (None if self.fused else "no fused Adam here")
-        if tc.cuda_graph == "on" and blocker:
-            raise refuse_cuda_graph(blocker)
-        self.graphed = None if tc.cuda_graph == "off" or blocker else GraphedStep(self)
         # counters kept on the device; the host reads them only to decide whether to stop
         self.skipped = torch.zeros((), device=device)
         self.streak = torch.zeros((), device=device)
+        # the step's non-finite flag and the unit scale of its gradient check: made once, so that a
+        # step captured in a CUDA graph and the ordinary step share them
+        self.found, self.one = torch.zeros((), device=device), torch.ones((), device=device)
+        self.graph_blocker = cuda_graph_blocker(config, device, d.active) or (
+            None if self.fused else "no fused Adam here")
+        if tc.cuda_graph == "on" and self.graph_blocker:
+            raise refuse_cuda_graph(self.graph_blocker)
+        self.graphed = None if tc.cuda_graph == "off" or self.graph_blocker else GraphedStep(self)
         self.epoch, self.step, self.best, self.best_epoch = 0, 0, -math.inf, 0
         if d.active and tc.seed is not None:
             torch.manual_seed(tc.seed + 1000003 * d.rank)  # different sampling noise per rank
@@ -350,11 +352,11 @@ class Trainer:
         return state
 
     # ------------------------------------------------------------------ one step
-    def _step(self, x: torch.Tensor, y, found: torch.Tensor, one: torch.Tensor, beta=None):
+    def _step(self, x: torch.Tensor, y, beta=None):
         """One optimiser step on batch x; returns its (rec, KL, loss) sums, zeros if skipped.
         Nothing in it reads a value back to the host, so it can be captured in a CUDA graph
         (then ``beta``, the KL weight, is a device tensor filled before every replay)."""
-        tc = self.config.train
+        tc, found = self.config.train, self.found
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp):
             loss, stats = self.objective(self.net, x, self.step, y, beta=beta)
         self.opt.zero_grad(set_to_none=True)
@@ -366,7 +368,7 @@ class Trainer:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         # The non-finite check GradScaler uses: one fused pass over all gradients, on the device.
         found.zero_()
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, one)
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self.one)
         found.add_(torch.isfinite(stats[2]).logical_not()).clamp_(max=1.0)  # 1.0: this step is bad
         if tc.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
@@ -404,7 +406,6 @@ class Trainer:
         train_y = bundle.train_labels if conditional else None
         valid_y = bundle.valid_labels[d.rank::d.world] if conditional else None
         local_batch = self.global_batch // d.world
-        found, one = torch.zeros((), device=device), torch.ones((), device=device)
         check_every = 1 if device.type == "cpu" else 50  # a host read is free on CPU, not on GPU
         tty = sys.stderr.isatty()
         bar = tqdm(total=(tc.epochs - self.epoch) * self.steps_per_epoch * self.global_batch, unit="ex",
@@ -428,9 +429,9 @@ class Trainer:
                         x = torch.bernoulli(x, generator=self.gen)
                     y = None if train_y is None else train_y[idx]
                     if self.graphed is not None and x.shape[0] == local_batch:
-                        totals += self.graphed(x, y, found, one)
+                        totals += self.graphed(x, y)
                     else:
-                        totals += self._step(x, y, found, one)
+                        totals += self._step(x, y)
                     if self.ema is not None:
                         self._update_average()
                     self.step += 1
@@ -557,9 +558,8 @@ def _describe(trainer: Trainer, log) -> None:
     log(f"model  {kind}{c.model.net} VAE, latent {c.model.latent}, {likelihood_name(c.model, trainer.info)} likelihood, "
         f"{n_params:,} parameters, on {trainer.device}{procs}" + (" (mixed precision)" if trainer.use_amp else ""))
     if trainer.device.type == "cuda" and c.train.cuda_graph != "off":
-        blocker = cuda_graph_blocker(c, trainer.device, trainer.d.active)
         log("step   replayed as one CUDA graph per batch (--cuda-graph off: the ordinary step)" if trainer.graphed
-            else f"step   the ordinary step, not a CUDA graph: {blocker or 'no fused Adam here'}")
+            else f"step   the ordinary step, not a CUDA graph: {trainer.graph_blocker}")
     log(f"run    {trainer.out}")
 
 
