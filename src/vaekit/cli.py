@@ -56,6 +56,7 @@ def _number(cast, ok, wanted: str, kind: str):
 _positive_int = _number(int, lambda v: v > 0, "a positive integer", "a positive integer")
 _positive_float = _number(float, lambda v: v > 0, "a positive number", "a number")
 _nonneg_float = _number(float, lambda v: v >= 0, "a non-negative number", "a number")
+_nonneg_int = _number(int, lambda v: v >= 0, "a non-negative integer", "an integer")
 
 
 # flag -> (section, key)
@@ -77,7 +78,7 @@ TRAIN_FLAGS = {
     "conditional": ("model", "conditional"), "top_latent": ("model", "top_latent"),
     "prior_hidden": ("model", "prior_hidden"), "prior_activation": ("model", "prior_activation"),
     "latent_paths": ("model", "latent_paths"), "logvar_range": ("model", "logvar_range"),
-    "refine_encoder": ("model", "refine_encoder"),
+    "refine_encoder": ("model", "refine_encoder"), "flow": ("model", "flow"), "flow_hidden": ("model", "flow_hidden"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
     "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
@@ -173,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--refine-encoder", action="store_const", const=True,
                    help="with --init RUN: train only the encoder q(z|x), with RUN's decoder and prior fixed: the "
                         "same model with a better posterior, so a tighter NLL estimate (e.g. with --objective iwae)")
+    g.add_argument("--flow", type=_nonneg_int, metavar="STEPS",
+                   help="a richer posterior: this many inverse autoregressive flow steps after the encoder's "
+                        "Gaussian (default 0); with --init RUN --refine-encoder they are added to RUN's encoder")
+    g.add_argument("--flow-hidden", type=_positive_int, metavar="UNITS",
+                   help="hidden units of each flow step (default: the larger of the last --hidden and twice the latent)")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,
@@ -547,6 +553,8 @@ def cmd_info(args) -> int:
         prior = (f"hierarchical prior ({m.inference} inference, {layers}, {top_prior} over z{len(tops) + 1}, "
                  f"p(z1|z2) hidden {between}{paths})")
     bounds = f", log-variances in [{m.logvar_range[0]:g}, {m.logvar_range[1]:g}]" if m.logvar_range else ""
+    if run.model.flow is not None:
+        bounds += f", posterior with {m.flow} IAF steps of {run.model.flow.steps[0].inp.out_features} units"
     copy = sum(p.numel() for p in run.model.prior_encoder.parameters()) if hasattr(run.model, "prior_encoder") else 0
     print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
           f"{prior}{bounds}, {params:,} parameters" + (f" ({copy:,} of them the prior's copy of the encoder)"

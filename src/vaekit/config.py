@@ -101,6 +101,11 @@ class ModelConfig:
         the prior. The same model, with the importance-sampling proposal of its NLL fit to it.
     cell, embedding, rnn_hidden: the recurrent networks' cell (``gru`` | ``lstm``), token
         embedding size and state size.
+    flow, flow_hidden: the number of inverse autoregressive flow steps after the encoder's
+        Gaussian (default 0: none), over the whole latent, each a MADE with one hidden layer of
+        ``flow_hidden`` units (default: the larger of hidden[-1] and twice the latent) and the
+        encoder's features as context (Kingma et al. 2016); a richer q(z | x) for every bound
+        and NLL estimate. A VampPrior's components stay the encoder's Gaussians.
     decoder_dropout: dropout probability on the hidden layers of the MLP decoder p(x|z) in
         training (default 0: none), a regulariser where the decoder overfits the training set.
     word_dropout: probability that a decoder input token is replaced by ``<unk>`` in training
@@ -125,6 +130,8 @@ class ModelConfig:
     latent_paths: bool = False
     logvar_range: list[float] | None = None
     refine_encoder: bool = False
+    flow: int = 0
+    flow_hidden: int | None = None
     decoder_dropout: float = 0.0
     cell: str = "gru"
     embedding: int = 64
@@ -299,6 +306,9 @@ class Config:
         if m.refine_encoder and not t.init:
             raise VaekitError("model.refine_encoder fits the encoder to a trained model, which stays fixed: it needs "
                               "train.init (--init RUN).")
+        if m.flow < 0 or (m.flow_hidden is not None and m.flow_hidden < 1):
+            raise VaekitError(f"model.flow is a number of steps (0: none) and model.flow_hidden a positive size, got "
+                              f"{m.flow} and {m.flow_hidden}.")
         if not 0 <= m.decoder_dropout < 1:
             raise VaekitError(f"model.decoder_dropout must be in [0, 1), got {m.decoder_dropout}.")
         if not 0 <= m.word_dropout <= 1:

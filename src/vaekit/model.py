@@ -32,7 +32,8 @@ from torch.distributions import Normal
 from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
 from .nets import (ConvDecoder, ConvEncoder, GaussianHead, MLPDecoder, MLPEncoder, PathsDecoder, RecurrentDecoder,
                    RecurrentEncoder, TopDownEncoder)
-from .priors import Prior, build_prior
+from .nets.flow import FlowPosterior, InverseAutoregressiveFlow
+from .priors import Prior, build_prior, normal_from_params
 
 
 class VAE(nn.Module):
@@ -45,9 +46,10 @@ class VAE(nn.Module):
     """
 
     def __init__(self, encoder: nn.Module, decoder: nn.Module, prior: Prior, likelihood: Likelihood,
-                 classes: int = 0, refine_encoder: bool = False):
+                 classes: int = 0, refine_encoder: bool = False, flow: InverseAutoregressiveFlow | None = None):
         super().__init__()
         self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
+        self.flow = flow  # part of q(z | x): steps of inverse autoregressive flow after the encoder
         self.classes = classes
         if hasattr(prior, "attach"):  # priors built from the encoder (VampPrior)
             if refine_encoder:        # the prior keeps a fixed copy; ``encoder`` is q(z | x) alone
@@ -55,14 +57,19 @@ class VAE(nn.Module):
             prior.attach(getattr(self, "prior_encoder", encoder))
 
     def freeze_model(self) -> None:
-        """Freeze the generative model p(x, z): only the inference network q(z | x) trains
-        (for ``refine_encoder``). Gradients still flow through the decoder to the samples z."""
+        """Freeze the generative model p(x, z): only the inference network q(z | x), the encoder
+        and its flow, trains (for ``refine_encoder``). Gradients still flow through the decoder
+        to the samples z."""
         for name, p in self.named_parameters():
-            p.requires_grad_(name.startswith("encoder."))
+            p.requires_grad_(name.startswith(("encoder.", "flow.")))
 
     def complete_weights(self, weights: dict) -> dict:
-        """The weights of a model without ``prior_encoder`` (one that was not refined), completed
-        for this one: the prior's encoder is the encoder they hold."""
+        """The weights of another run's model, completed for this one where it adds inference
+        parts: without ``prior_encoder`` (a model that was not refined), the prior's encoder is
+        the encoder they hold; without a flow, this model's new flow (the identity) is kept."""
+        own = self.state_dict()
+        if self.flow is not None and not any(k.startswith("flow.") for k in weights):
+            weights = {**weights, **{k: v for k, v in own.items() if k.startswith("flow.")}}
         if not hasattr(self, "prior_encoder") or any(k.startswith("prior_encoder.") for k in weights):
             return weights
         return {**weights, **{"prior_" + k: v for k, v in weights.items() if k.startswith("encoder.")}}
@@ -91,8 +98,15 @@ class VAE(nn.Module):
     def encode(self, x: torch.Tensor, y=None):
         """q(z | x [, y]): a batch of diagonal Gaussians, batch shape (B, latent), or the
         posterior an encoder returns itself (a :class:`~vaekit.nets.topdown.TopDownPosterior`),
-        which has the same ``rsample``, per-dimension ``log_prob`` and ``loc``."""
-        out = self.encoder(x) if not self.classes else self.encoder(x, self.onehot(y, x.shape[0]))
+        which has the same ``rsample``, per-dimension ``log_prob`` and ``loc``; with a flow, that
+        posterior pushed through it (a :class:`~vaekit.nets.flow.FlowPosterior`)."""
+        c = self.onehot(y, x.shape[0])
+        if self.flow is not None:
+            h = self.encoder.hidden(x, c)
+            base = self.encoder.posterior(h) if hasattr(self.encoder, "posterior") else normal_from_params(
+                self.encoder.head(h))
+            return FlowPosterior(base, self.flow, self.flow.contexts(h))
+        out = self.encoder(x) if c is None else self.encoder(x, c)
         if not isinstance(out, tuple):
             return out
         mu, logvar = out
@@ -201,6 +215,8 @@ class VAE(nn.Module):
         """Rough activation size of one decoder row, to size evaluation batches."""
         n = 3 * self.likelihood.n_params * math.prod(self.likelihood.event_shape)  # parameters, log-densities
         n += getattr(self.decoder, "activation_floats", 0)
+        if self.flow is not None:
+            n += self.flow.activation_floats
         if self.autoregressive:
             n += 4 * self.decoder.rnn.hidden_size * self.decoder.length
         return n
@@ -264,7 +280,11 @@ def build_model(model_cfg, data_info: dict) -> VAE:
                          "use another prior for text")
     prior = build_prior(m.prior, m.latent, shape, m.prior_components, m.top_sizes(),
                         m.prior_hidden or [m.hidden[-1]], classes, m.top_prior, m.inference, m.prior_activation)
-    model = VAE(enc, dec, prior, lik, classes, m.refine_encoder)
+    flow = None
+    if m.flow:  # over the whole latent the encoder gives ([z1, ..., zL] top-down), read h(x) as context
+        features = enc.features if isinstance(enc, TopDownEncoder) else enc.head.in_features
+        flow = InverseAutoregressiveFlow(sum(sizes), features, m.flow, m.flow_hidden or max(width, 2 * sum(sizes)))
+    model = VAE(enc, dec, prior, lik, classes, m.refine_encoder, flow)
     if m.logvar_range is not None:
         lo, hi = (float(v) for v in m.logvar_range)
         for module in model.modules():

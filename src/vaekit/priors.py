@@ -108,8 +108,11 @@ class StandardNormal(Prior):
 
         The same value as ``kl_divergence(q, Normal(0, 1))`` (a test checks it); written out
         because the general Normal-Normal formula costs several extra tensor operations
-        per training step, which is measurable on CPU with small networks.
+        per training step, which is measurable on CPU with small networks. None for a posterior
+        that is not a diagonal Gaussian (a flow).
         """
+        if not isinstance(q, Normal):
+            return None
         return 0.5 * (q.loc.square() + q.scale.square() - 1.0) - q.scale.log()
 
 
@@ -166,7 +169,10 @@ class ClassPrior(Prior):
         return self._dist(c).sample()
 
     def analytic_kl(self, q: Normal, c=None):
-        """KL(N(m, s^2) || N(mu_y, v_y)) = (log v_y - log s^2 + (s^2 + (m - mu_y)^2) / v_y - 1) / 2."""
+        """KL(N(m, s^2) || N(mu_y, v_y)) = (log v_y - log s^2 + (s^2 + (m - mu_y)^2) / v_y - 1) / 2;
+        None for a posterior that is not a diagonal Gaussian (a flow)."""
+        if not isinstance(q, Normal):
+            return None
         mu, logvar = self._params(c)
         var = q.scale.square()
         return 0.5 * (logvar - var.log() + (var + (q.loc - mu).square()) * torch.exp(-logvar) - 1.0)

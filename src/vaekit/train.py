@@ -541,9 +541,11 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
 
 
 def _check_same_model(config: Config, init) -> None:
-    """Refining the encoder keeps the model of the run it starts from: refuse changed model flags."""
+    """Refining the encoder keeps the model of the run it starts from: refuse changed model flags
+    (those of the inference network, a flow after the encoder, may change)."""
     ours, theirs = dataclasses.asdict(config.model), dataclasses.asdict(init.config.model)
-    changed = sorted(k for k in ours if k != "refine_encoder" and ours[k] != theirs.get(k))
+    inference = ("refine_encoder", "flow", "flow_hidden")
+    changed = sorted(k for k in ours if k not in inference and ours[k] != theirs.get(k, ours[k]))
     if changed:
         raise VaekitError(f"{init.path}: --refine-encoder fits the encoder to this run's model, which must stay as "
                           f"it is, but the model config differs in {', '.join(changed)}.")
