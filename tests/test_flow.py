@@ -109,9 +109,3 @@ def test_refining_an_encoder_with_a_flow_keeps_the_model(cli, tmp_path):
     _same_model(Run.load(base), Run.load(ref))
     rc, _, err = cli("evaluate", ref, "--k", "20", "--quiet")
     assert rc == 0, err
-
-
-def test_a_negative_flow_is_refused(cli, tmp_path):
-    rc, _, err = cli("train", "--flow", "-1", "--quiet", "--out", tmp_path / "a")
-    assert rc == 2 and "--flow" in err and "non-negative integer" in err and "Traceback" not in err
-    assert not (tmp_path / "a").exists()

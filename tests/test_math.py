@@ -227,3 +227,61 @@ def test_release_freed_memory_finds_glibc_trim():
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert ev._TRIM is not None
     ev.release_freed_memory()     # must not raise, with or without malloc_trim
+
+
+DREG_MODELS = {
+    "normal": {},
+    "top-down vamp": dict(prior="hierarchical", inference="top-down", top_latent=2, top_prior="vamp",
+                          prior_components=3),
+}
+
+
+def _encoder_grads(model, objective, x):
+    params = [p for n, p in model.named_parameters() if n.startswith("encoder.")]
+    loss, _ = objective(model, x)
+    return torch.cat([g.flatten() for g in torch.autograd.grad(loss, params)])
+
+
+@pytest.mark.parametrize("kind", list(DREG_MODELS))
+def test_doubly_reparameterised_gradient_has_the_iwae_gradient_as_its_mean(kind):
+    """Averaged over many draws, the encoder's DReG gradient is the gradient of the IWAE bound
+    (also where q(z1 | x, z2) reads the sampled z2, and where the VampPrior reads the encoder);
+    the model's gradient is the same estimator in both; and the reported loss is minus the bound."""
+    torch.manual_seed(0)
+    info = {"shape": [1, 4, 4], "value": "binary", "modality": "image", "classes": 0}
+    model = build_model(ModelConfig(net="mlp", latent=2, hidden=[8], likelihood="bernoulli", **DREG_MODELS[kind]),
+                        info)
+    x = (torch.rand(3, 1, 4, 4) > 0.5).float().repeat(50000, 1, 1, 1)
+    standard, dreg = Objective(kind="iwae", k=5), Objective(kind="iwae", k=5, dreg=True)
+    torch.manual_seed(1)
+    a = _encoder_grads(model, standard, x)
+    torch.manual_seed(1)
+    b = _encoder_grads(model, dreg, x)
+    assert (a - b).norm() < 0.05 * a.norm()
+    torch.manual_seed(2)
+    loss_a, _ = standard(model, x[:6])
+    decoder = [p for n, p in model.named_parameters() if n.startswith("decoder.")]
+    ga = torch.autograd.grad(loss_a, decoder)
+    torch.manual_seed(2)
+    loss_b, _ = dreg(model, x[:6])
+    gb = torch.autograd.grad(loss_b, decoder)
+    torch.testing.assert_close(loss_a, loss_b)
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v)
+
+
+def test_doubly_reparameterised_gradient_is_less_noisy_for_many_samples():
+    torch.manual_seed(0)
+    info = {"shape": [1, 4, 4], "value": "binary", "modality": "image", "classes": 0}
+    model = build_model(ModelConfig(net="mlp", latent=2, hidden=[8], likelihood="bernoulli"), info)
+    x = (torch.rand(1, 1, 4, 4) > 0.5).float()
+
+    def spread(objective):
+        g = torch.stack([_encoder_grads(model, objective, x) for _ in range(200)])
+        return (g.var(0).sum() / g.mean(0).square().sum()).item()   # noise over signal
+
+    torch.manual_seed(1)
+    noise_standard = spread(Objective(kind="iwae", k=64))
+    torch.manual_seed(1)
+    noise_dreg = spread(Objective(kind="iwae", k=64, dreg=True))
+    assert noise_dreg < 0.5 * noise_standard

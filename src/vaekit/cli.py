@@ -81,7 +81,7 @@ TRAIN_FLAGS = {
     "refine_encoder": ("model", "refine_encoder"), "flow": ("model", "flow"), "flow_hidden": ("model", "flow_hidden"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
-    "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
+    "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"), "estimator": ("train", "estimator"),
     "beta": ("train", "beta"), "warmup": ("train", "warmup_epochs"), "free_bits": ("train", "free_bits"),
     "seed": ("train", "seed"), "device": ("train", "device"), "weight_decay": ("train", "weight_decay"),
     "amp": ("train", "amp"), "cuda_graph": ("train", "cuda_graph"), "max_bad_steps": ("train", "max_bad_steps"),
@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--patience", type=int, help="early stopping on valid ELBO after this many epochs (0: off)")
     g.add_argument("--objective", choices=["elbo", "iwae"])
     g.add_argument("--k", type=_positive_int, help="importance samples for --objective iwae")
+    g.add_argument("--estimator", choices=["standard", "dreg"],
+                   help="the encoder's gradient of the IWAE bound: standard (default) or dreg, doubly "
+                        "reparameterised (Tucker et al. 2019), less noisy for large k")
     g.add_argument("--beta", type=_nonneg_float, help="KL weight (beta-VAE)")
     g.add_argument("--warmup", type=_nonneg_float, help="KL warm-up epochs")
     g.add_argument("--free-bits", type=_nonneg_float, help="minimum KL per latent dimension, in nats")
@@ -560,7 +563,8 @@ def cmd_info(args) -> int:
           f"{prior}{bounds}, {params:,} parameters" + (f" ({copy:,} of them the prior's copy of the encoder)"
                                                         if copy else ""))
     t = c.train
-    obj = f"IWAE k={t.k}" if t.objective == "iwae" else \
+    obj = f"IWAE k={t.k}" + (", doubly reparameterised gradient" if t.estimator == "dreg" else "") \
+        if t.objective == "iwae" else \
         f"ELBO, beta {t.beta:g}, warm-up {t.warmup_epochs:g} epochs, free bits {t.free_bits:g}"
     batch = t.batch_size or f"auto ({auto_batch_size(info['sizes']['train'])})"
     decay = f", weight decay {t.weight_decay:g}" if t.weight_decay else ""

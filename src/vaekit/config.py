@@ -154,6 +154,11 @@ class TrainConfig:
     batch_size: examples per optimiser step; ``null`` picks 32 for data sets under 20,000
         training examples (more steps per epoch) and 128 above.
     objective: ``elbo`` or ``iwae`` (with ``k`` importance samples).
+    estimator: the encoder's gradient of the IWAE bound: ``standard`` (the reparameterised
+        gradient of the bound) or ``dreg``, doubly reparameterised (Tucker et al. 2019): the
+        same expected gradient without its score-function part, whose noise grows with k
+        relative to the signal (Rainforth et al. 2018); with k = 1, "sticking the landing"
+        (Roeder et al. 2017). Needs ``objective: iwae`` and no flow.
     beta: weight of the KL term (beta-VAE); warmup_epochs: beta ramps linearly from 0.
     free_bits: minimum KL in nats per latent dimension (averaged over the batch); ``null``
         (the default) means 0 for images and audio and 0.25 for text, where a strong
@@ -184,6 +189,7 @@ class TrainConfig:
     patience: int = 0
     objective: str = "elbo"
     k: int = 1
+    estimator: str = "standard"
     beta: float = 1.0
     warmup_epochs: int = 0
     free_bits: float | None = None
@@ -247,6 +253,7 @@ class Config:
             "model.top_prior": (m.top_prior, {"normal", "vamp"}),
             "model.inference": (m.inference, {"bottom-up", "top-down"}),
             "train.objective": (t.objective, {"elbo", "iwae"}),
+            "train.estimator": (t.estimator, {"standard", "dreg"}),
             "train.lr_schedule": (t.lr_schedule, {"none", "cosine", "plateau"}),
             "train.device": (t.device, {"auto", "cpu", "cuda"}),
             "train.amp": (t.amp, {"auto", "on", "off"}),
@@ -306,6 +313,13 @@ class Config:
         if m.refine_encoder and not t.init:
             raise VaekitError("model.refine_encoder fits the encoder to a trained model, which stays fixed: it needs "
                               "train.init (--init RUN).")
+        if t.estimator == "dreg" and t.objective != "iwae":
+            raise VaekitError("train.estimator 'dreg' is a gradient of the IWAE bound: it needs train.objective "
+                              "'iwae' (--objective iwae; with --k 1 it is the ELBO's 'sticking the landing').")
+        if t.estimator == "dreg" and m.flow:
+            raise VaekitError("train.estimator 'dreg' needs the density of q at its samples with the encoder held "
+                              "fixed, which a flow gives only by inverting it: use --flow or --estimator dreg, "
+                              "not both.")
         if m.flow < 0 or (m.flow_hidden is not None and m.flow_hidden < 1):
             raise VaekitError(f"model.flow is a number of steps (0: none) and model.flow_hidden a positive size, got "
                               f"{m.flow} and {m.flow_hidden}.")

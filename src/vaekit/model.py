@@ -126,10 +126,12 @@ class VAE(nn.Module):
         An autoregressive decoder needs the x to be scored (its conditionals depend on it)."""
         return self.likelihood.dist(self._decoder(z, self.onehot(y, z.shape[0]), x))
 
-    def terms(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None, q=None) -> dict[str, torch.Tensor]:
+    def terms(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None, q=None,
+              stop_q: bool = False) -> dict[str, torch.Tensor]:
         """Draw k reparameterised samples z ~ q(z|x) and return the pieces of every bound.
         ``q``: another posterior for this batch to sample from (any proposal gives a bound);
-        default: the encoder's.
+        default: the encoder's. ``stop_q``: log_qz with the encoder's parameters held fixed
+        (:meth:`stopped_log_q`), for doubly reparameterised gradients.
 
         log_px, log_pz, log_qz: (k, B) in nats; kl_dim: analytic KL per latent dimension
         (B, latent) when the prior has one, else None; q: the posterior; z: the samples
@@ -150,10 +152,21 @@ class VAE(nn.Module):
         log_px = self.likelihood.log_prob(self._decoder(z.view(k * b, -1), ck, xk), xk).view(k, b)
         kl_dim = self.prior.analytic_kl(q, c)
         if log_weights or kl_dim is None:
-            log_pz, log_qz = self.prior.log_prob(z, c), q.log_prob(z).sum(-1)
+            log_pz = self.prior.log_prob(z, c)
+            log_qz = self.stopped_log_q(x, c, z) if stop_q else q.log_prob(z).sum(-1)
         else:
             log_pz = log_qz = None
         return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q, "z": z}
+
+    def stopped_log_q(self, x: torch.Tensor, c: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
+        """log q(z | x), summed over the latent, with the encoder's parameters detached and z
+        not: its gradient reaches the encoder only through the samples z. This is the log q of
+        the doubly reparameterised IWAE gradient (Tucker et al. 2019; with k = 1, "sticking the
+        landing", Roeder et al. 2017). The encoder runs again with its detached parameters
+        (``torch.func.functional_call``); in a top-down posterior q(z1 | x, z2) still reads the
+        sampled z2."""
+        frozen = {"encoder." + n: p.detach() for n, p in self.encoder.named_parameters()}
+        return torch.func.functional_call(_StoppedPosterior(self), frozen, (x, c, z))
 
     def log_weights(self, x: torch.Tensor, k: int, y=None, q=None) -> torch.Tensor:
         """(k, B) log p(x, z_i) - log q(z_i | x) for z_i ~ q (default the encoder's posterior):
@@ -161,9 +174,10 @@ class VAE(nn.Module):
         t = self.terms(x, k, y=y, q=q)
         return t["log_px"] + t["log_pz"] - t["log_qz"]
 
-    def forward(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, k: int = 1, log_weights: bool = True, y=None,
+                stop_q: bool = False) -> dict[str, torch.Tensor]:
         """Same as :meth:`terms`; objectives call the model, so DistributedDataParallel sees it."""
-        return self.terms(x, k, log_weights, y)
+        return self.terms(x, k, log_weights, y, stop_q=stop_q)
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True, y=None, **generate) -> torch.Tensor:
@@ -220,6 +234,19 @@ class VAE(nn.Module):
         if self.autoregressive:
             n += 4 * self.decoder.rnn.hidden_size * self.decoder.length
         return n
+
+
+class _StoppedPosterior(nn.Module):
+    """The VAE's encoder as a module of its own, whose forward gives log q(z | x) summed over the
+    latent: :meth:`VAE.stopped_log_q` calls it with detached parameters. Made for one call, so
+    the encoder is not registered twice in the VAE."""
+
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.encoder, self._vae = vae.encoder, [vae]
+
+    def forward(self, x, c, z):
+        return self._vae[0].encode(x, c).log_prob(z).sum(-1)
 
 
 def resolve_net(net: str, modality: str) -> str:

@@ -4,6 +4,9 @@ ELBO:      L = E_q[log p(x|z)] - beta_t * KL(q(z|x) || p(z))
            beta_t = beta * min(1, step / warm-up steps)           (KL warm-up)
            free bits: KL = sum_j max(lambda, mean_batch KL_j)     (Kingma et al. 2016)
 IWAE:      L_k = E[log (1/k) sum_i w_i], w_i = p(x, z_i) / q(z_i | x)  (Burda et al. 2016)
+           doubly reparameterised (``dreg``, Tucker et al. 2019): the same gradient for the model,
+           and for the encoder E[sum_i w~_i^2 d log w_i / d z_i  d z_i / d phi], w~ = w / sum w,
+           with log q(z_i | x) read with phi held fixed: no score-function term
 
 Every objective returns the loss to minimise and the per-batch sums of reconstruction, KL
 and loss (one tensor, so the trainer accumulates on the device without a host sync; the
@@ -58,12 +61,13 @@ class Objective:
     beta: float = 1.0
     warmup_steps: int = 0
     free_bits: float = 0.0
+    dreg: bool = False
 
     @classmethod
     def from_config(cls, train_cfg, steps_per_epoch: int) -> "Objective":
         return cls(kind=train_cfg.objective, k=train_cfg.k if train_cfg.objective == "iwae" else 1,
                    beta=train_cfg.beta, warmup_steps=int(train_cfg.warmup_epochs * steps_per_epoch),
-                   free_bits=train_cfg.free_bits or 0.0)
+                   free_bits=train_cfg.free_bits or 0.0, dreg=train_cfg.estimator == "dreg")
 
     @property
     def name(self) -> str:
@@ -80,11 +84,20 @@ class Objective:
 
         y: labels, for a conditional model. beta: the KL weight as a device tensor, in place of
         ``beta_at(step)`` (a step captured in a CUDA graph reads it from there at every replay)."""
-        t = model(x, self.k, log_weights=self.kind == "iwae", y=y)  # model may be wrapped in DDP
+        dreg = self.dreg and torch.is_grad_enabled()
+        t = model(x, self.k, log_weights=self.kind == "iwae", y=y, stop_q=dreg)  # model may be wrapped in DDP
         log_px, log_pz, log_qz, kl_dim = t["log_px"], t["log_pz"], t["log_qz"], t["kl_dim"]
         kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)     # (B,)
         log_px_mean = log_px.squeeze(0) if self.k == 1 else log_px.mean(0)          # (B,)
-        if self.kind == "iwae":
+        if self.kind == "iwae" and dreg:
+            # log_qz holds phi fixed, so phi's gradient comes through z alone: sum_i w~_i d log w_i;
+            # the hook on z makes it sum_i w~_i^2 d log w_i / d z_i (the model's stays sum_i w~_i)
+            log_w = log_px + log_pz - log_qz
+            w = torch.softmax(log_w.detach(), 0)
+            t["z"].register_hook(lambda g: g * w.unsqueeze(-1))
+            loss = -(w * log_w).sum(0).mean()
+            loss = loss + (-log_mean_exp(log_w.detach()).mean() - loss).detach()   # the value: minus the bound
+        elif self.kind == "iwae":
             bound = log_mean_exp(log_px + log_pz - log_qz)
             loss = -bound.mean()
         else:
