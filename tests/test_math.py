@@ -285,3 +285,22 @@ def test_doubly_reparameterised_gradient_is_less_noisy_for_many_samples():
     torch.manual_seed(1)
     noise_dreg = spread(Objective(kind="iwae", k=64, dreg=True))
     assert noise_dreg < 0.5 * noise_standard
+
+
+def test_estimators_benchmark_compares_both_gradients(tmp_path):
+    """bench/estimators.py trains the same IWAE model with each estimator and reports both."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "estimators.py"
+    p = subprocess.run([sys.executable, str(script), "--epochs", "1", "--k", "4", "--seeds", "0", "--eval-k", "8",
+                        "--flags", "--latent 4 --hidden 32", "--json", str(tmp_path / "r.json")],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert [x["estimator"] for x in r["runs"]] == ["standard", "dreg"]
+    a, b = r["runs"]
+    assert a["test_nll"] != b["test_nll"] and abs(r["nll_gain_of_dreg"] - (a["test_nll"] - b["test_nll"])) < 1e-9
+    assert "dreg: test NLL" in p.stdout.splitlines()[-1]
