@@ -237,3 +237,28 @@ def test_hierarchical_vae_with_a_vampprior_at_the_top(tmp_path, cli):
     assert run.model.sample(5).shape == (5, 1, 8, 8)
     rc, out, _ = cli("evaluate", tmp_path / "hv", "--k", "20", "--quiet")
     assert rc == 0 and "NLL" in out
+
+
+@pytest.mark.parametrize("prior", ["mog", "class"])
+def test_logvar_range_bounds_the_learned_gaussians_of_the_mog_and_class_priors(prior):
+    torch.manual_seed(0)
+    info = {"shape": [1, 4, 4], "value": "binary", "modality": "image", "classes": 3}
+    cfg = dict(net="mlp", latent=2, hidden=[8], likelihood="bernoulli", prior=prior, conditional=prior == "class")
+    free, bound = build_model(ModelConfig(**cfg), info), build_model(ModelConfig(**cfg, logvar_range=[-6, 2]), info)
+    bound.load_state_dict(free.state_dict())
+    with torch.no_grad():
+        for m in (free, bound):
+            for name, p in m.prior.named_parameters():
+                if "log_vars" in name:
+                    p.fill_(-1.0 if prior == "mog" else -0.1)   # log-variance -1 (class: stored / 10)
+                    p[0, 0] = 5.0 if prior == "mog" else 0.5    # one of 5, beyond the range
+    z = torch.zeros(4, 2)
+    c = None if prior == "mog" else torch.nn.functional.one_hot(torch.tensor([0, 1, 2, 0]), 3).float()
+    a, b = free.prior.log_prob(z, c), bound.prior.log_prob(z, c)
+    assert not torch.allclose(a, b)
+    # only the component / class with the out-of-range log-variance changed: its log-variance became 2
+    if prior == "class":
+        assert torch.equal(a[1:3], b[1:3]) and not torch.equal(a[0], b[0])
+        torch.testing.assert_close(bound.prior.log_vars[0, 0], torch.tensor(2.0))
+    else:
+        assert (bound.prior.sample(2000).std(0)[0] < free.prior.sample(2000).std(0)[0])

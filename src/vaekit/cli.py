@@ -168,8 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="top-down: z1 and z2 enter the decoder, and z2 enters q(z1|x,z2), each through a hidden "
                         "layer of its own (Tomczak & Welling's two-layer VAE) instead of concatenated")
     g.add_argument("--logvar-range", type=_range, metavar="LO,HI",
-                   help="clip the log-variance of every Gaussian the networks output (posteriors, VampPrior "
-                        "components, p(z1|z2)) to [LO, HI] with a hard tanh, e.g. --logvar-range=-6,2 as Tomczak & "
+                   help="clip the log-variance of every Gaussian of the model (posteriors, VampPrior "
+                        "components, p(z1|z2), the mog and class priors' Gaussians) to [LO, HI] with a hard tanh, e.g. --logvar-range=-6,2 as Tomczak & "
                         "Welling (with '=': the value starts with a minus; default: unbounded)")
     g.add_argument("--refine-encoder", action="store_const", const=True,
                    help="with --init RUN: train only the encoder q(z|x), with RUN's decoder and prior fixed: the "

@@ -91,8 +91,9 @@ class ModelConfig:
         latent_paths: top-down only: z1 and z2 enter the decoder, and z2 enters q(z1|x,z2),
         each through a hidden layer of its own (hidden[-1] units, ``activation``), as in
         Tomczak & Welling's two-layer VAE; by default they are concatenated.
-    logvar_range: [lo, hi]: clip the log-variance of every Gaussian a network outputs (the
-        posteriors, the VampPrior's components, p(z1|z2)) to [lo, hi] with a hard tanh, as
+    logvar_range: [lo, hi]: clip the log-variance of every Gaussian of the model (the
+        posteriors, the VampPrior's components, p(z1|z2), the learned Gaussians of the mog and
+        class priors) to [lo, hi] with a hard tanh, as
         Tomczak & Welling do with [-6, 2]; ``null`` (default): unbounded.
     conditional: a conditional VAE: the class label is an extra input to encoder and decoder.
     refine_encoder: fit only the inference network q(z | x) to a trained model (``train.init``),

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch.distributions import Normal
 
 from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
-from .nets import (ConvDecoder, ConvEncoder, GaussianHead, MLPDecoder, MLPEncoder, PathsDecoder, RecurrentDecoder,
+from .nets import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, PathsDecoder, RecurrentDecoder,
                    RecurrentEncoder, TopDownEncoder)
 from .nets.flow import FlowPosterior, InverseAutoregressiveFlow
 from .priors import Prior, build_prior, normal_from_params
@@ -314,8 +314,8 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     model = VAE(enc, dec, prior, lik, classes, m.refine_encoder, flow)
     if m.logvar_range is not None:
         lo, hi = (float(v) for v in m.logvar_range)
-        for module in model.modules():
-            if isinstance(module, GaussianHead):
+        for module in model.modules():  # every GaussianHead, and the learned Gaussians of the mog and class priors
+            if hasattr(module, "logvar_range"):
                 module.logvar_range = (lo, hi)
     return model
 

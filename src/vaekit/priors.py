@@ -6,6 +6,7 @@ import math
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from .objectives import logsumexp
@@ -142,6 +143,7 @@ class ClassPrior(Prior):
             raise ValueError("the class prior needs a conditional model (labels)")
         self.scaled_means = nn.Parameter(torch.zeros(classes, dim))
         self.scaled_log_vars = nn.Parameter(torch.zeros(classes, dim))
+        self.logvar_range: tuple[float, float] | None = None   # set by build_model (--logvar-range)
 
     @property
     def means(self) -> torch.Tensor:
@@ -150,13 +152,13 @@ class ClassPrior(Prior):
 
     @property
     def log_vars(self) -> torch.Tensor:
-        """(classes, dim): the log-variance of each class's Gaussian."""
-        return self.SCALE * self.scaled_log_vars
+        """(classes, dim): the log-variance of each class's Gaussian (in ``logvar_range``)."""
+        return bounded(self.SCALE * self.scaled_log_vars, self.logvar_range)
 
     def _params(self, c):
         if c is None:
             raise ValueError("the class prior p(z | y) needs labels")
-        return self.SCALE * (c @ self.scaled_means), self.SCALE * (c @ self.scaled_log_vars)
+        return self.SCALE * (c @ self.scaled_means), c @ self.log_vars
 
     def _dist(self, c) -> Normal:
         mu, logvar = self._params(c)
@@ -189,12 +191,13 @@ class MixtureOfGaussians(Prior):
         self.means = nn.Parameter(torch.randn(components, dim))
         self.log_vars = nn.Parameter(torch.zeros(components, dim))
         self.logits = nn.Parameter(torch.zeros(components))
+        self.logvar_range: tuple[float, float] | None = None   # set by build_model (--logvar-range)
 
     def log_prob(self, z, c=None):
-        return diagonal_mixture_log_prob(z, self.means, self.log_vars, self.logits)
+        return diagonal_mixture_log_prob(z, self.means, bounded(self.log_vars, self.logvar_range), self.logits)
 
     def sample(self, n, c=None):
-        return diagonal_mixture(self.means, self.log_vars, self.logits).sample((n,))
+        return diagonal_mixture(self.means, bounded(self.log_vars, self.logvar_range), self.logits).sample((n,))
 
 
 class VampPrior(Prior):
@@ -231,6 +234,12 @@ class VampPrior(Prior):
     @torch.no_grad()
     def sample(self, n, c=None):
         return diagonal_mixture(*self._components()).sample((n,))
+
+
+def bounded(log_vars: torch.Tensor, logvar_range: tuple[float, float] | None) -> torch.Tensor:
+    """Log-variances clipped to ``logvar_range`` by a hard tanh (as a ``GaussianHead`` clips its
+    output), or as they are without one."""
+    return log_vars if logvar_range is None else F.hardtanh(log_vars, *logvar_range)
 
 
 def normal_from_params(params: torch.Tensor) -> Normal:
