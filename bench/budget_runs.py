@@ -70,8 +70,10 @@ JOBS = {
                                     "--warmup", "EPOCHS/3"] + DECAY,
 }
 JOBS["tdvamp-wd3-lv"] = JOBS["tdvamp-wd-lv"] + ["--weight-decay", "3e-4"]
-# the one-layer IWAE-50 model with the doubly reparameterised encoder gradient
+# the one-layer IWAE-50 model with the doubly reparameterised encoder gradient, and the top-down
+# VampPrior with two steps of inverse autoregressive flow after its encoder
 JOBS["iwae50-wd-dreg"] = JOBS["iwae50-wd"] + ["--estimator", "dreg"]
+JOBS["tdvamp-wd-lv-flow"] = JOBS["tdvamp-wd-lv"] + ["--flow", "2"]
 # Larger batches, with Adam's learning rate grown about as the square root of the batch. While
 # the GPU idles between kernel launches (two or three runs sharing it), a step costs about the
 # same at batch 200 and 1000, so a fixed wall time buys more examples. With six runs sharing an
