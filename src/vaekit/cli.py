@@ -81,7 +81,8 @@ TRAIN_FLAGS = {
     "refine_encoder": ("model", "refine_encoder"), "flow": ("model", "flow"), "flow_hidden": ("model", "flow_hidden"),
     "epochs": ("train", "epochs"), "batch_size": ("train", "batch_size"), "lr": ("train", "lr"),
     "lr_schedule": ("train", "lr_schedule"), "clip_grad": ("train", "clip_grad"),
-    "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"), "estimator": ("train", "estimator"),
+    "patience": ("train", "patience"), "objective": ("train", "objective"), "k": ("train", "k"),
+    "estimator": ("train", "estimator"),
     "beta": ("train", "beta"), "warmup": ("train", "warmup_epochs"), "free_bits": ("train", "free_bits"),
     "seed": ("train", "seed"), "device": ("train", "device"), "weight_decay": ("train", "weight_decay"),
     "amp": ("train", "amp"), "cuda_graph": ("train", "cuda_graph"), "max_bad_steps": ("train", "max_bad_steps"),
@@ -168,9 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="top-down: z1 and z2 enter the decoder, and z2 enters q(z1|x,z2), each through a hidden "
                         "layer of its own (Tomczak & Welling's two-layer VAE) instead of concatenated")
     g.add_argument("--logvar-range", type=_range, metavar="LO,HI",
-                   help="clip the log-variance of every Gaussian of the model (posteriors, VampPrior "
-                        "components, p(z1|z2), the mog and class priors' Gaussians) to [LO, HI] with a hard tanh, e.g. --logvar-range=-6,2 as Tomczak & "
-                        "Welling (with '=': the value starts with a minus; default: unbounded)")
+                   help="clip the log-variance of every Gaussian of the model (posteriors, VampPrior components, "
+                        "p(z1|z2), the mog and class priors' Gaussians) to [LO, HI] with a hard tanh, e.g. "
+                        "--logvar-range=-6,2 as Tomczak & Welling (with '=': the value starts with a minus; default: "
+                        "unbounded)")
     g.add_argument("--refine-encoder", action="store_const", const=True,
                    help="with --init RUN: train only the encoder q(z|x), with RUN's decoder and prior fixed: the "
                         "same model with a better posterior, so a tighter NLL estimate (e.g. with --objective iwae)")
@@ -178,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a richer posterior: this many inverse autoregressive flow steps after the encoder's "
                         "Gaussian (default 0); with --init RUN --refine-encoder they are added to RUN's encoder")
     g.add_argument("--flow-hidden", type=_positive_int, metavar="UNITS",
-                   help="hidden units of each flow step (default: the larger of the last --hidden and twice the latent)")
+                   help="hidden units of each flow step (default: the larger of the last --hidden and twice the "
+                        "latent)")
     g.add_argument("--conditional", action="store_const", const=True,
                    help="conditional VAE: the class label is an extra input to encoder and decoder")
     g.add_argument("--prior-components", type=_positive_int,
