@@ -29,6 +29,9 @@ KINDS = {
     "iwae": ["--objective", "iwae", "--k", "5"],
     "conv": ["--net", "conv"],
     "conditional": ["--conditional", "--prior", "class"],
+    "flow": ["--prior", "vamp", "--prior-components", "20", "--flow", "2"],
+    "dreg": ["--prior", "hierarchical", "--top-prior", "vamp", "--prior-components", "20", "--inference", "top-down",
+             "--objective", "iwae", "--k", "5", "--estimator", "dreg"],
 }
 
 
@@ -55,7 +58,7 @@ def test_training_and_evaluation_on_the_device(tmp_path, kind):
                                run.model.reconstruct(t, y=y).cpu(), atol=1e-4, rtol=1e-4)
 
 
-GRAPH_KINDS = {k: KINDS[k] for k in ("mlp", "iwae", "top-down", "conv", "conditional")}
+GRAPH_KINDS = {k: KINDS[k] for k in ("mlp", "iwae", "top-down", "conv", "conditional", "flow", "dreg")}
 GRAPH_KINDS["warm-up, free bits, EMA"] = ["--warmup", "2", "--free-bits", "0.1", "--ema", "0.99"]
 
 
