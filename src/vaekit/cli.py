@@ -560,7 +560,7 @@ def cmd_info(args) -> int:
                  f"p(z1|z2) hidden {between}{paths})")
     bounds = f", log-variances in [{m.logvar_range[0]:g}, {m.logvar_range[1]:g}]" if m.logvar_range else ""
     if run.model.flow is not None:
-        bounds += f", posterior with {m.flow} IAF steps of {run.model.flow.steps[0].inp.out_features} units"
+        bounds += f", posterior with {m.flow} IAF steps of {run.model.flow.hidden} units"
     copy = sum(p.numel() for p in run.model.prior_encoder.parameters()) if hasattr(run.model, "prior_encoder") else 0
     print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
           f"{prior}{bounds}, {params:,} parameters" + (f" ({copy:,} of them the prior's copy of the encoder)"

@@ -27,7 +27,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import Normal
 
 from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
 from .nets import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, PathsDecoder, RecurrentDecoder,
@@ -100,17 +99,10 @@ class VAE(nn.Module):
         posterior an encoder returns itself (a :class:`~vaekit.nets.topdown.TopDownPosterior`),
         which has the same ``rsample``, per-dimension ``log_prob`` and ``loc``; with a flow, that
         posterior pushed through it (a :class:`~vaekit.nets.flow.FlowPosterior`)."""
-        c = self.onehot(y, x.shape[0])
-        if self.flow is not None:
-            h = self.encoder.hidden(x, c)
-            base = self.encoder.posterior(h) if hasattr(self.encoder, "posterior") else normal_from_params(
-                self.encoder.head(h))
-            return FlowPosterior(base, self.flow, self.flow.contexts(h))
-        out = self.encoder(x) if c is None else self.encoder(x, c)
-        if not isinstance(out, tuple):
-            return out
-        mu, logvar = out
-        return Normal(mu, torch.exp(0.5 * logvar), validate_args=False)
+        h = self.encoder.hidden(x, self.onehot(y, x.shape[0]))   # every encoder: features, then its head
+        enc = self.encoder
+        q = enc.posterior(h) if hasattr(enc, "posterior") else normal_from_params(enc.head(h))
+        return q if self.flow is None else FlowPosterior(q, self.flow, self.flow.contexts(h))
 
     @property
     def autoregressive(self) -> bool:

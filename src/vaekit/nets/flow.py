@@ -54,10 +54,14 @@ class IAFStep(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, z: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z (..., B, D), ctx = self.context(h) (B, hidden): the new z and the log-scales (..., B, D)."""
+    def shift_and_log_scale(self, z: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z (..., B, D), ctx = self.context(h) (B, hidden): m and s, each (..., B, D)."""
         m, s = self.out(F.elu(self.inp(z) + ctx)).chunk(2, -1)
-        s = 3.0 * torch.tanh(s / 3.0)
+        return m, 3.0 * torch.tanh(s / 3.0)
+
+    def forward(self, z: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The new z and the log-scales (..., B, D)."""
+        m, s = self.shift_and_log_scale(z, ctx)
         return m + torch.exp(s) * z, s
 
 
@@ -66,6 +70,7 @@ class InverseAutoregressiveFlow(nn.Module):
 
     def __init__(self, dim: int, context: int, steps: int, hidden: int):
         super().__init__()
+        self.hidden = hidden
         ascending = torch.arange(dim)
         self.steps = nn.ModuleList(IAFStep(dim, context, hidden, ascending if t % 2 == 0 else ascending.flip(0))
                                    for t in range(steps))
@@ -92,8 +97,7 @@ class InverseAutoregressiveFlow(nn.Module):
         for step, c in zip(reversed(self.steps), reversed(ctx)):
             target, x = z, torch.zeros_like(z)
             for _ in range(z.shape[-1]):
-                m, s = step.out(F.elu(step.inp(x) + c)).chunk(2, -1)
-                s = 3.0 * torch.tanh(s / 3.0)
+                m, s = step.shift_and_log_scale(x, c)
                 x = (target - m) * torch.exp(-s)
             z, log_scale = x, log_scale + s
         return z, log_scale
