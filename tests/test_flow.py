@@ -109,3 +109,23 @@ def test_refining_an_encoder_with_a_flow_keeps_the_model(cli, tmp_path):
     _same_model(Run.load(base), Run.load(ref))
     rc, _, err = cli("evaluate", ref, "--k", "20", "--quiet")
     assert rc == 0, err
+
+
+def test_flow_and_estimator_from_the_python_api(tmp_path):
+    """cfg.model.flow and cfg.train.estimator are what --flow and --estimator set: a flow run's
+    encode returns the flow posterior, and DReG with a flow is refused as on the command line."""
+    import vaekit
+    from vaekit.nets.flow import FlowPosterior
+
+    cfg = vaekit.Config()
+    cfg.model.hidden, cfg.model.latent, cfg.model.flow, cfg.model.flow_hidden = [32], 4, 2, 16
+    cfg.train.epochs, cfg.train.batch_size = 1, 64
+    run = vaekit.train(cfg, out=tmp_path / "flow", quiet=True, pictures=False)
+    q = Run.load(tmp_path / "flow").model.encode(run.data.test[:5])
+    assert isinstance(q, FlowPosterior)
+    z = q.rsample(torch.Size([3]))
+    assert z.shape == (3, 5, 4) and q.log_prob(z).shape == (3, 5, 4)
+    cfg.train.objective, cfg.train.k, cfg.train.estimator = "iwae", 3, "dreg"
+    with pytest.raises(vaekit.VaekitError, match="--flow or --estimator dreg"):
+        vaekit.train(cfg, out=tmp_path / "dreg", quiet=True, pictures=False)
+    assert not (tmp_path / "dreg" / "model.safetensors").exists()

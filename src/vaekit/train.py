@@ -545,7 +545,7 @@ def _check_same_model(config: Config, init) -> None:
     (those of the inference network, a flow after the encoder, may change)."""
     ours, theirs = dataclasses.asdict(config.model), dataclasses.asdict(init.config.model)
     inference = ("refine_encoder", "flow", "flow_hidden")
-    changed = sorted(k for k in ours if k not in inference and ours[k] != theirs.get(k))
+    changed = sorted(k for k in ours if k not in inference and ours[k] != theirs[k])
     if changed:
         raise VaekitError(f"{init.path}: --refine-encoder fits the encoder to this run's model, which must stay as "
                           f"it is, but the model config differs in {', '.join(changed)}.")
