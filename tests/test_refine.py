@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from vaekit.checkpoint import load_weights
+from vaekit.data import load_data
 from vaekit.run import Run
 
 VAMP = ["--prior", "vamp", "--prior-components", "8"]
@@ -128,3 +129,61 @@ def test_refining_with_doubly_reparameterised_gradients(cli, tmp_path):
     _same_model(Run.load(base), Run.load(ref))
     rc, info, _ = cli("info", ref)
     assert rc == 0 and "IWAE k=8, doubly reparameterised gradient" in info
+
+
+def test_nll_samplers_benchmark(cli, tmp_path):
+    """bench/nll_samplers.py: antithetic noises are pairs e, -e; Sobol noises are standard normal;
+    the proposal draws z = mean + std * noise in every layer; each sampler estimates the same NLL;
+    a flow posterior is refused in one sentence."""
+    import importlib.util
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "nll_samplers.py"
+    spec = importlib.util.spec_from_file_location("nll_samplers", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+
+    gen = torch.Generator().manual_seed(0)
+    e = bench.noises("antithetic", 10, 3, 5, gen, 0)
+    assert e.shape == (10, 3, 5) and torch.equal(e[:5], -e[5:])
+    s = bench.noises("qmc", 4096, 2, 6, gen, 1)
+    assert s.shape == (4096, 2, 6) and torch.isfinite(s).all()
+    assert s.mean().abs() < 0.02 and (s.std() - 1).abs() < 0.02 and not torch.equal(s[:, 0], s[:, 1])
+
+    run = tmp_path / "td"
+    rc, _, err = cli("train", *TOP_DOWN, "--latent", "4", "--hidden", "32", "--epochs", "1", "--batch-size", "64",
+                     "--quiet", "--out", run)
+    assert rc == 0, err
+    loaded = Run.load(run)
+    model, x = loaded.model.eval(), load_data(loaded.config.data, loaded.saved).test[:3]
+    with torch.no_grad():
+        q = model.encode(x)
+        noise = torch.randn(7, 3, model.latent)
+        z = bench.with_noise(q, noise).rsample((7,))
+        z2 = q.top.loc + q.top.scale * noise[..., :3]
+        q1 = q._bottom(z2)
+        torch.testing.assert_close(z, torch.cat([q1.loc + q1.scale * noise[..., 3:], z2], -1))
+
+    p = subprocess.run([sys.executable, str(script), str(run), "--examples", "6", "--batch", "3", "--k", "64",
+                        "--seeds", "0,1", "--threads", "1"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    figures = {}
+    for line in lines[1:]:
+        name = line.split()[0].rstrip(":")
+        if " seed " in line:
+            figures.setdefault(name, []).append(float(line.split("NLL ")[1].split()[0]))
+        else:
+            assert abs(float(line.split("mean ")[1].split()[0]) - sum(figures[name]) / 2) < 1e-3
+    assert set(figures) == {"mc", "antithetic", "qmc"}
+    mc = figures["mc"][0]
+    assert all(abs(v - mc) < 0.05 * mc for vs in figures.values() for v in vs)   # estimates of one NLL
+
+    flow = tmp_path / "flow"
+    rc, _, err = cli("train", "--latent", "4", "--hidden", "32", "--flow", "1", "--epochs", "1", "--quiet",
+                     "--out", flow)
+    assert rc == 0, err
+    p = subprocess.run([sys.executable, str(script), str(flow), "--k", "8"], capture_output=True, text=True)
+    assert p.returncode == 1 and "not a flow" in p.stderr and "Traceback" not in p.stderr
