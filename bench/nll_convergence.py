@@ -19,7 +19,6 @@ import time
 import torch
 from torch.distributions import Normal
 
-from vaekit.data import load_data
 from vaekit.errors import VaekitError
 from vaekit.nets.topdown import TopDownPosterior
 from vaekit.objectives import log_mean_exp
@@ -60,7 +59,7 @@ def main() -> None:
     model = run.model.eval()
     if model.classes:
         raise SystemExit(f"{args.run}: this benchmark reads unlabelled test data; the run is a conditional model.")
-    x = load_data(run.config.data, run.saved).test[:args.examples]
+    x = run.data.test[:args.examples]
     batches = [x[i:i + args.batch] for i in range(0, x.shape[0], args.batch)]
 
     torch.manual_seed(0)

@@ -24,7 +24,6 @@ import time
 import torch
 from torch.distributions import Normal
 
-from vaekit.data import load_data
 from vaekit.errors import VaekitError
 from vaekit.nets.topdown import TopDownPosterior
 from vaekit.objectives import log_mean_exp
@@ -98,15 +97,17 @@ def main() -> None:
         model = run.model.eval()
         if model.classes:
             raise VaekitError(f"{args.run}: this benchmark reads unlabelled test data; the run is a conditional model.")
-        x = load_data(run.config.data, run.saved).test[:args.examples]
-        with_noise(model.encode(x[:1]), torch.zeros(1, 1, model.latent))
+        x = run.data.test[:args.examples]
+        with_noise(model.encode(x[:1]), torch.zeros(1, 1, model.latent))   # refuses a posterior it can't drive
     except VaekitError as e:
         raise SystemExit(f"error: {e}") from None
     seeds = [int(s) for s in args.seeds.split(",")]
+    samplers = args.samplers.split(",")
+    unknown = [s for s in samplers if s not in ("mc", "antithetic", "qmc")]
+    if unknown:
+        raise SystemExit(f"error: unknown sampler {unknown[0]!r}; the samplers are mc, antithetic and qmc.")
     print(f"{x.shape[0]} test examples, k = {args.k}")
-    for sampler in args.samplers.split(","):
-        if sampler not in ("mc", "antithetic", "qmc"):
-            raise SystemExit(f"error: unknown sampler {sampler!r}; the samplers are mc, antithetic and qmc.")
+    for sampler in samplers:
         figures = []
         for seed in seeds:
             t = time.perf_counter()

@@ -19,7 +19,6 @@ import time
 import torch
 from torch.distributions import Normal
 
-from vaekit.data import load_data
 from vaekit.errors import VaekitError
 from vaekit.nets.topdown import TopDownEncoder, TopDownPosterior
 from vaekit.objectives import log_mean_exp
@@ -64,7 +63,7 @@ def main() -> None:
         raise SystemExit(f"{args.run}: this benchmark needs a top-down hierarchical model of two layers.")
     for p in model.parameters():
         p.requires_grad_(False)
-    x = load_data(run.config.data, run.saved).test[:args.examples]
+    x = run.data.test[:args.examples]
     with torch.no_grad():
         h = model.encoder.hidden(x)
 

@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from vaekit.checkpoint import load_weights
-from vaekit.data import load_data
 from vaekit.run import Run
 
 VAMP = ["--prior", "vamp", "--prior-components", "8"]
@@ -157,7 +156,7 @@ def test_nll_samplers_benchmark(cli, tmp_path):
                      "--quiet", "--out", run)
     assert rc == 0, err
     loaded = Run.load(run)
-    model, x = loaded.model.eval(), load_data(loaded.config.data, loaded.saved).test[:3]
+    model, x = loaded.model.eval(), loaded.data.test[:3]
     with torch.no_grad():
         q = model.encode(x)
         noise = torch.randn(7, 3, model.latent)
@@ -180,6 +179,9 @@ def test_nll_samplers_benchmark(cli, tmp_path):
     assert set(figures) == {"mc", "antithetic", "qmc"}
     mc = figures["mc"][0]
     assert all(abs(v - mc) < 0.05 * mc for vs in figures.values() for v in vs)   # estimates of one NLL
+    p = subprocess.run([sys.executable, str(script), str(run), "--samplers", "mc,sobol", "--k", "8"],
+                       capture_output=True, text=True)
+    assert p.returncode == 1 and "unknown sampler 'sobol'" in p.stderr and "NLL" not in p.stdout   # before any work
 
     flow = tmp_path / "flow"
     rc, _, err = cli("train", "--latent", "4", "--hidden", "32", "--flow", "1", "--epochs", "1", "--quiet",
