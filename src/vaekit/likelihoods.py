@@ -29,8 +29,8 @@ class Likelihood(nn.Module):
         raise NotImplementedError
 
     def log_prob(self, params: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """log p(x | z) per example, (B,), in nats."""
-        return self.dist(params).log_prob(x)
+        """log p(x | z) per example, (B,), in nats; in float32, also under mixed precision."""
+        return self.dist(params.float()).log_prob(x)
 
     def mean(self, params: torch.Tensor) -> torch.Tensor:
         """The expected image, for pictures: E[x | z]."""

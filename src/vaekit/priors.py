@@ -54,7 +54,13 @@ class Prior(nn.Module):
 
 def component_log_probs(z: torch.Tensor, means: torch.Tensor, log_vars: torch.Tensor) -> torch.Tensor:
     """(N, K): log N(z_n; m_k, diag v_k) for z (N, D), means and log_vars (K, D), as two matrix products
-    (see :func:`diagonal_mixture_log_prob`)."""
+    (see :func:`diagonal_mixture_log_prob`). In float32 under mixed precision too: the products'
+    terms are hundreds of nats that cancel, which bfloat16 would round by whole nats."""
+    with torch.autocast(z.device.type, enabled=False):
+        return _component_log_probs(z.float(), means.float(), log_vars.float())
+
+
+def _component_log_probs(z, means, log_vars):
     inv_var = torch.exp(-log_vars)
     const = 0.5 * ((means.square() * inv_var).sum(-1) + log_vars.sum(-1) + means.shape[-1] * math.log(2 * math.pi))
     return torch.addmm(-const, z, (means * inv_var).T) - 0.5 * (z.square() @ inv_var.T)
@@ -158,7 +164,9 @@ class ClassPrior(Prior):
     def _params(self, c):
         if c is None:
             raise ValueError("the class prior p(z | y) needs labels")
-        return self.SCALE * (c @ self.scaled_means), c @ self.log_vars
+        with torch.autocast(c.device.type, enabled=False):   # float32 under mixed precision too
+            c = c.float()
+            return self.SCALE * (c @ self.scaled_means), c @ self.log_vars
 
     def _dist(self, c) -> Normal:
         mu, logvar = self._params(c)

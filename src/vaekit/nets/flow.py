@@ -56,7 +56,7 @@ class IAFStep(nn.Module):
 
     def shift_and_log_scale(self, z: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """z (..., B, D), ctx = self.context(h) (B, hidden): m and s, each (..., B, D)."""
-        m, s = self.out(F.elu(self.inp(z) + ctx)).chunk(2, -1)
+        m, s = self.out(F.elu(self.inp(z) + ctx)).float().chunk(2, -1)   # float32, as GaussianHead
         return m, 3.0 * torch.tanh(s / 3.0)
 
     def forward(self, z: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

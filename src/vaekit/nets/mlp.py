@@ -29,6 +29,10 @@ class GaussianHead(nn.Linear):
     posterior from becoming sharper than the data can support, a regulariser where the model
     overfits. The weights are those of an ``nn.Linear`` (saved runs load either way);
     :func:`vaekit.model.build_model` sets the range on every head of a model.
+
+    The output is float32 under mixed precision too: the network computes in bfloat16 or
+    float16, the Gaussian it gives (its samples and log-densities, summed over the latent) does
+    not. In bfloat16 a log-density of -50 would be rounded to a multiple of 0.25.
     """
 
     def __init__(self, d_in: int, latent: int, bias: bool = True):
@@ -36,7 +40,7 @@ class GaussianHead(nn.Linear):
         self.logvar_range: tuple[float, float] | None = None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        out = super().forward(h)
+        out = super().forward(h).float()
         if self.logvar_range is None:
             return out
         mu, logvar = out.chunk(2, -1)
