@@ -189,3 +189,25 @@ def test_nll_samplers_benchmark(cli, tmp_path):
     assert rc == 0, err
     p = subprocess.run([sys.executable, str(script), str(flow), "--k", "8"], capture_output=True, text=True)
     assert p.returncode == 1 and "not a flow" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_amp_precision_benchmark(cli, tmp_path):
+    """bench/amp_precision.py prints how far each term moves under bfloat16 autocast; the
+    log-densities of the latent stay close (float32), and a path that is not a run is refused."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "amp_precision.py"
+    run = tmp_path / "td"
+    rc, _, err = cli("train", *TOP_DOWN, "--latent", "4", "--hidden", "32", "--epochs", "1", "--batch-size", "64",
+                     "--quiet", "--out", run)
+    assert rc == 0, err
+    p = subprocess.run([sys.executable, str(script), str(run), "--examples", "5", "--k", "4"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    lines = {ln.split()[0]: ln.split() for ln in p.stdout.splitlines()[1:5]}
+    assert set(lines) == {"log_px", "log_pz", "log_qz", "bound"}
+    assert 0 < float(lines["log_qz"][2]) < 0.1
+    p = subprocess.run([sys.executable, str(script), str(tmp_path / "nothing")], capture_output=True, text=True)
+    assert p.returncode == 2 and "not a run directory" in p.stdout
