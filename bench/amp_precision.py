@@ -11,6 +11,7 @@ is expected; the Gaussians, the samples and the log-densities themselves are kep
 from __future__ import annotations
 
 import argparse
+import sys
 
 import torch
 
@@ -29,15 +30,17 @@ def main() -> int:
     try:
         run = Run.load(args.run)
         x = run.data.test[:args.examples]
+        y = run.labels("test")
     except VaekitError as e:
-        print(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
         return 2
+    y = None if y is None else y[:args.examples]
     model = run.model.eval()
     terms = {}
     for amp in (False, True):
         torch.manual_seed(args.seed)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp):
-            t = model.terms(x, args.k, y=run.labels("test"))
+            t = model.terms(x, args.k, y=y)
         terms[amp] = {n: t[n].float() for n in ("log_px", "log_pz", "log_qz")}
         terms[amp]["bound"] = log_mean_exp(terms[amp]["log_px"] + terms[amp]["log_pz"] - terms[amp]["log_qz"], 0)
     print(f"{args.run}: {args.examples} test images, k = {args.k}; |bfloat16 autocast - float32| in nats")

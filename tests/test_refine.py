@@ -209,5 +209,12 @@ def test_amp_precision_benchmark(cli, tmp_path):
     lines = {ln.split()[0]: ln.split() for ln in p.stdout.splitlines()[1:5]}
     assert set(lines) == {"log_px", "log_pz", "log_qz", "bound"}
     assert 0 < float(lines["log_qz"][2]) < 0.1
+    cond = tmp_path / "cond"     # a conditional model scores the first images with their own labels
+    rc, _, err = cli("train", "--conditional", "--prior", "class", "--latent", "4", "--hidden", "32", "--epochs", "1",
+                     "--quiet", "--out", cond)
+    assert rc == 0, err
+    p = subprocess.run([sys.executable, str(script), str(cond), "--examples", "5", "--k", "4"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
     p = subprocess.run([sys.executable, str(script), str(tmp_path / "nothing")], capture_output=True, text=True)
-    assert p.returncode == 2 and "not a run directory" in p.stdout
+    assert p.returncode == 2 and "not a run directory" in p.stderr
