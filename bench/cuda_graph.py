@@ -25,6 +25,7 @@ import torch
 import vaekit
 from budget_runs import JOBS, for_epochs
 from vaekit.cli import apply_flags, build_parser
+from vaekit.train import native_bfloat16
 
 
 def throughput(flags: list[str], option: str, mode: str, out: Path) -> dict:
@@ -47,7 +48,8 @@ def main() -> int:
     p.add_argument("--json", type=Path, help="write the figures here too")
     args = p.parse_args()
     device = torch.cuda.get_device_name(0) if args.device == "cuda" else \
-        f"{args.device}, {torch.get_num_threads()} threads"
+        f"{args.device} ({torch.backends.cpu.get_cpu_capability()}, native bfloat16: " \
+        f"{'yes' if native_bfloat16() else 'no'}), {torch.get_num_threads()} threads"
     option = "--" + args.compare
     on = "CUDA graph" if args.compare == "cuda-graph" else "mixed prec."
     print(f"device: {device}, torch {torch.__version__}; {args.epochs} epochs each, median of epochs 2..; "

@@ -368,3 +368,23 @@ def test_a_cuda_run_says_whether_its_step_is_a_cuda_graph(amp, graphed, expected
     lines = []
     _describe(trainer, lines.append)
     assert any(line.startswith("step   ") and expected in line for line in lines), lines
+
+
+def test_mixed_precision_on_a_cpu_without_native_bfloat16_warns_and_trains(tmp_path, cli, monkeypatch):
+    """bfloat16 autocast on a CPU that emulates it is many times slower than float32: the run says
+    so on stderr, under --quiet too, and trains as asked; a CPU with bfloat16 units gets no warning."""
+    import importlib
+
+    module = importlib.import_module("vaekit.train")
+    assert isinstance(module.native_bfloat16(), bool)
+    args = ["train", "--epochs", "1", "--hidden", "16", "--latent", "2", "--quiet"]
+    monkeypatch.setattr(module, "native_bfloat16", lambda: False)
+    rc, out, err = cli(*args, "--amp", "on", "--out", tmp_path / "slow")
+    assert rc == 0 and out.strip() == str(tmp_path / "slow")  # --quiet: only the run directory
+    assert "no native bfloat16" in err and "--amp off" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "slow" / "model.safetensors").exists()
+    rc, _, err = cli(*args, "--amp", "off", "--out", tmp_path / "off")  # float32: nothing to warn about
+    assert rc == 0 and "bfloat16" not in err
+    monkeypatch.setattr(module, "native_bfloat16", lambda: True)
+    rc, _, err = cli(*args, "--amp", "on", "--out", tmp_path / "fast")
+    assert rc == 0 and "bfloat16" not in err
