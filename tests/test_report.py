@@ -47,3 +47,15 @@ def test_report_command_includes_the_evaluation(digits_run, cli, tmp_path):
     text = (tmp_path / "r.html").read_text()
     assert "NLL (importance sampled)" in text and "k = 10" in text and "active units" in text
     assert "<pre>" in text and "latent: 4" in text  # the configuration
+
+
+def test_progress_written_to_a_log_is_a_line_per_30_seconds_not_per_update(digits_run, cli):
+    """With stderr a file or a pipe (here pytest's capture), the k-sample NLL's bar draws once
+    at the start and once at the end, not on every batch: a log under nohup stays readable."""
+    import time
+
+    start = time.perf_counter()
+    rc, _, err = cli("evaluate", digits_run, "--k", "5000", "--json", digits_run / "log-eval.json")
+    assert rc == 0
+    assert time.perf_counter() - start > 1.0  # long enough for an ordinary bar to redraw many times
+    assert 1 <= err.count("IS-NLL k=5000") <= 3, err

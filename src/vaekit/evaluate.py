@@ -14,9 +14,9 @@ import math
 import time
 
 import torch
-from tqdm.auto import tqdm
 
 from .objectives import log_mean_exp
+from .progress import progress
 
 
 def _malloc_trim():
@@ -116,7 +116,7 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     layers = model.prior.layers
     layer_kl_sum = {name: torch.zeros((), device=x.device) for name, _ in layers or []}
     start = time.perf_counter()
-    bar = tqdm(total=n, desc=f"IS-NLL k={k}", unit="ex", disable=quiet, leave=False)
+    bar = progress(n, quiet, desc=f"IS-NLL k={k}", unit="ex", leave=False)
     for i in range(0, n, per_batch):
         xb = x[i:i + per_batch]
         yb = None if y is None else y[i:i + per_batch]

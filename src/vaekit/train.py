@@ -32,7 +32,6 @@ from datetime import datetime
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from . import __version__
 from . import distributed as dist
@@ -43,6 +42,7 @@ from .errors import VaekitError
 from .evaluate import elbo_sums, iwae_sum
 from .model import build_model, likelihood_name, resolve_net
 from .objectives import Objective
+from .progress import progress
 from .run import Run, load_into, resolve_device, saved_data
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_elbo", "train_rec", "train_kl", "valid_elbo", "valid_rec",
@@ -425,10 +425,9 @@ class Trainer:
         valid_y = bundle.valid_labels[d.rank::d.world] if conditional else None
         local_batch = self.global_batch // d.world
         check_every = 1 if device.type == "cpu" else 50  # a host read is free on CPU, not on GPU
-        tty = sys.stderr.isatty()
-        bar = tqdm(total=(tc.epochs - self.epoch) * self.steps_per_epoch * self.global_batch, unit="ex",
-                   unit_scale=True, disable=self.quiet, dynamic_ncols=True, mininterval=0.2 if tty else 30.0,
-                   bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
+        bar = progress((tc.epochs - self.epoch) * self.steps_per_epoch * self.global_batch, self.quiet, unit="ex",
+                       unit_scale=True,
+                       bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
         try:
             while self.epoch < tc.epochs:
                 epoch = self.epoch + 1
