@@ -254,3 +254,20 @@ def test_config_batch_size_zero(tmp_path, cli):
     (tmp_path / "c.yaml").write_text("train:\n  batch_size: 0\n")
     rc, _, err = cli("train", "--config", tmp_path / "c.yaml")
     assert rc == 2 and "train.batch_size must be positive" in err
+
+
+def test_picture_out_without_a_suffix_or_with_one_pillow_cannot_write(digits_run, cli, tmp_path):
+    """`--out grid` writes grid.png; `--out x.jpg` a JPEG; a suffix no image format has is one
+    sentence naming the file, exit 2, and nothing written (not even its folder)."""
+    from PIL import Image
+
+    for verb in ("sample", "reconstruct", "interpolate"):
+        rc, out, _ = cli(verb, digits_run, "--out", tmp_path / verb)
+        assert rc == 0 and out.strip() == str(tmp_path / f"{verb}.png")
+        assert Image.open(tmp_path / f"{verb}.png").format == "PNG"
+    rc, out, _ = cli("sample", digits_run, "--out", tmp_path / "grid.jpg")
+    assert rc == 0 and Image.open(tmp_path / "grid.jpg").format == "JPEG"
+    rc, _, err = cli("sample", digits_run, "--out", tmp_path / "new" / "grid.xyz")
+    assert rc == 2 and "Traceback" not in err
+    assert str(tmp_path / "new" / "grid.xyz") in err and "no image format with the suffix .xyz" in err
+    assert not (tmp_path / "new").exists()

@@ -246,14 +246,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--random", action="store_true", help="draw x ~ p(x|z) instead of showing its mean")
     s.add_argument("--label", type=int, help="for a conditional model: the class to generate (default: each class)")
-    s.add_argument("--out", type=Path, help="PNG file (default <run>/samples/samples-seed<seed>.png); text: a "
-                                            "text file; audio: a folder")
+    s.add_argument("--out", type=Path, help="picture file, PNG unless its suffix names another format (default "
+                                            "<run>/samples/samples-seed<seed>.png); text: a text file; audio: a "
+                                            "folder")
 
     r = run_parser("reconstruct", "test examples next to their reconstructions", cmd_reconstruct)
     r.add_argument("-n", type=_positive_int, default=None, help="examples (default 32; text 10; audio 4)")
     generation(r)
     r.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    r.add_argument("--out", type=Path)
+    r.add_argument("--out", type=Path, help="picture file (default <run>/samples/reconstructions-<split>.png); "
+                                            "text: a text file; audio: a folder")
 
     i = run_parser("interpolate", "decode straight paths between pairs of test examples", cmd_interpolate)
     i.add_argument("--pairs", type=_positive_int, default=8, help="random pairs (default 8)")
@@ -262,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     generation(i)
     i.add_argument("--steps", type=_positive_int, default=10)
     i.add_argument("--seed", type=int, default=0)
-    i.add_argument("--out", type=Path)
+    i.add_argument("--out", type=Path, help="picture file (default <run>/samples/interpolations.png); text: a "
+                                            "text file; audio: a folder")
 
     e = run_parser("evaluate", "test ELBO, importance-sampled NLL, bits/dim, KL per dimension, active units",
                    cmd_evaluate)

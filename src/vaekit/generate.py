@@ -37,7 +37,14 @@ def grid(images: torch.Tensor, nrow: int, pad: int = 1, min_cell: int = 40) -> I
 
 
 def save_png(img: Image.Image, path: Path) -> Path:
+    """Write a picture; a path without a suffix gets ``.png``, another suffix picks Pillow's
+    format for it (``.jpg``, ``.webp``, ...). Returns the path written."""
     path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    if Image.registered_extensions().get(path.suffix.lower()) not in Image.SAVE:  # checked before mkdir
+        raise VaekitError(f"{path}: cannot write the picture: Pillow writes no image format with the suffix "
+                          f"{path.suffix} (use .png).")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         img.save(path)
