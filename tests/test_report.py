@@ -49,7 +49,7 @@ def test_report_command_includes_the_evaluation(digits_run, cli, tmp_path):
     assert "<pre>" in text and "latent: 4" in text  # the configuration
 
 
-def test_progress_written_to_a_log_is_a_line_per_30_seconds_not_per_update(digits_run, cli):
+def test_progress_written_to_a_log_updates_every_30_seconds_not_every_batch(digits_run, cli):
     """With stderr a file or a pipe (here pytest's capture), the k-sample NLL's bar draws once
     at the start and once at the end, not on every batch: a log under nohup stays readable."""
     import time
