@@ -96,6 +96,15 @@ class Parser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\nSee '{self.prog} --help'.\n")
 
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option after a verb is reported by that verb's parser,
+        which points at its own --help (`vaekit sample --help`, not `vaekit --help`)."""
+        namespace, extra = self.parse_known_args(args, namespace)
+        if extra:
+            verbs = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+            verbs.get(getattr(namespace, "verb", None), self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return namespace
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="vaekit", description="Variational autoencoders: train, sample, evaluate.")
