@@ -6,7 +6,8 @@ ordinary step and then with the step replayed as one CUDA graph (same seed, same
 after the other), and prints the training examples per second of each: the median over the
 epochs after the first (the first holds the warm-up steps and the capture), validation and
 checkpoint excluded, as metrics.csv times them, and the validation bound after the last epoch.
-Writes the figures to --json.
+With --compare amp both runs take the ordinary step (`--cuda-graph off`), so that only the
+precision differs. Writes the figures to --json.
 
     python bench/cuda_graph.py --data ../shared/data/binarized-mnist --jobs iwae50-wd,tdvamp-wd-lv
     python bench/cuda_graph.py --data ../shared/data/binarized-mnist --jobs iwae50-wd --compare amp --device cpu
@@ -60,8 +61,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.jobs.split(","):
             flags = for_epochs(JOBS[name], args.epochs) + ["--data", str(args.data), "--device", args.device]
+            if args.compare == "amp":  # only the precision differs: float16 on CUDA would refuse the graph anyway
+                flags += ["--cuda-graph", "off"]
             r = {mode: throughput(flags, option, mode, Path(tmp) / f"{name}-{mode}") for mode in ("off", "on")}
             r["speedup"] = r["on"]["examples_per_s"] / r["off"]["examples_per_s"]
+            r["flags"] = flags + [option, "off|on"]  # what each pair of runs was trained with
             results["jobs"][name] = r
             print(f"{name:<22} {r['off']['examples_per_s']:>14,.0f} {r['on']['examples_per_s']:>16,.0f} "
                   f"{r['speedup']:>8.2f}x {r['off']['valid_bound_last']:>10.3f} / {r['on']['valid_bound_last']:.3f}",

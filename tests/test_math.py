@@ -328,6 +328,7 @@ def test_step_comparison_benchmark_trains_with_and_without_mixed_precision(tmp_p
     off, on = job["off"]["valid_bound_last"], job["on"]["valid_bound_last"]
     assert off != on and abs(off - on) < 1.0     # the same training, in another precision
     assert "--amp off, then on" in p.stdout
+    assert " ".join(job["flags"]).endswith("--cuda-graph off --amp off|on")   # only the precision differs
 
 
 MIXED_PRECISION_MODELS = {
