@@ -16,7 +16,7 @@ import sys
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.objectives import log_mean_exp
+from vaekit.model.objectives import log_mean_exp
 from vaekit.run import Run
 
 

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import vaekit  # noqa: E402
-from vaekit.data import load_data  # noqa: E402
+from vaekit.kinds import load_data  # noqa: E402
 
 
 # The conditional model: a small latent (and beta) leave the digit's identity to the label,

@@ -31,7 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import vaekit
-from vaekit.data import load_data
+from vaekit.kinds import load_data
 
 
 def matmul_peak(n: int = 2048, reps: int = 10) -> float:

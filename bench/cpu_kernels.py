@@ -23,9 +23,9 @@ import time
 import torch
 
 import vaekit
-import vaekit.priors
-from vaekit.evaluate import evaluate, pass_rows
-from vaekit.objectives import Objective, logsumexp
+import vaekit.model.priors
+from vaekit.eval import evaluate, pass_rows
+from vaekit.model.objectives import Objective, logsumexp
 
 
 def best_ms(f, reps: int = 20) -> float:
@@ -42,12 +42,12 @@ def mixture_components(model, z: torch.Tensor) -> torch.Tensor:
     """(N, K) log N(z; m_k, v_k) of the run's VampPrior; for a hierarchical prior, over its top
     layer (the prior's ``layer_means`` of z)."""
     vamp = model.prior
-    while isinstance(vamp, vaekit.priors.HierarchicalPrior):
+    while isinstance(vamp, vaekit.model.priors.HierarchicalPrior):
         vamp = vamp.top_prior
-    if not isinstance(vamp, vaekit.priors.VampPrior):
+    if not isinstance(vamp, vaekit.model.priors.VampPrior):
         raise SystemExit("this benchmark needs a run with a VampPrior (--prior vamp or --top-prior vamp)")
     z_top = z if vamp is model.prior else list(model.prior.layer_means(z).values())[-1]
-    return vaekit.priors.component_log_probs(z_top, *vamp._components())
+    return vaekit.model.priors.component_log_probs(z_top, *vamp._components())
 
 
 def main() -> None:
@@ -102,9 +102,9 @@ def main() -> None:
     rates = {"torch.logsumexp": [], "vaekit logsumexp": []}
     for r in range(a.rounds):
         for name, f in (list(rates.items()) if r % 2 == 0 else list(rates.items())[::-1]):
-            vaekit.priors.logsumexp = torch.logsumexp if name == "torch.logsumexp" else logsumexp
+            vaekit.model.priors.logsumexp = torch.logsumexp if name == "torch.logsumexp" else logsumexp
             f.append(steps())
-    vaekit.priors.logsumexp = logsumexp
+    vaekit.model.priors.logsumexp = logsumexp
     t_rate, v_rate = (statistics.median(v) for v in rates.values())
     print(f"\n2. training step, batch {batch}, {tc.objective}: torch.logsumexp {t_rate:,.0f} img/s, "
           f"vaekit {v_rate:,.0f} img/s: {v_rate / t_rate:.2f}x")
@@ -119,11 +119,11 @@ def main() -> None:
     times = {name: [] for name in setups}
     for r in range(a.rounds):
         for name in (list(setups) if r % 2 == 0 else list(setups)[::-1]):
-            vaekit.priors.logsumexp, rows_ = setups[name]
+            vaekit.model.priors.logsumexp, rows_ = setups[name]
             t = time.perf_counter()
             evaluate(model, xs, k=5000, batch_rows=rows_, quiet=True)
             times[name].append(time.perf_counter() - t)
-    vaekit.priors.logsumexp = logsumexp
+    vaekit.model.priors.logsumexp = logsumexp
     med = {name: statistics.median(v) for name, v in times.items()}
     before, now = med[next(iter(med))], med[f"{default:,}-row passes (default)"]
     print(f"\n3. k = 5000 NLL of {a.examples} test images:")

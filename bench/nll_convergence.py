@@ -20,8 +20,8 @@ import torch
 from torch.distributions import Normal
 
 from vaekit.errors import VaekitError
-from vaekit.nets.topdown import TopDownPosterior
-from vaekit.objectives import log_mean_exp
+from vaekit.model.nets.topdown import TopDownPosterior
+from vaekit.model.objectives import log_mean_exp
 from vaekit.run import Run
 
 

@@ -27,8 +27,8 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import vaekit  # noqa: E402
-from vaekit.data import load_data  # noqa: E402
-from vaekit.data.text import BOS, PAD  # noqa: E402
+from vaekit.kinds import load_data  # noqa: E402
+from vaekit.kinds.text.loader import BOS, PAD  # noqa: E402
 from vaekit.generate import text_interpolation, text_samples  # noqa: E402
 
 SETTINGS = {  # corpus -> (file, epochs, latent, free bits per dimension, k, test lines scored with k)

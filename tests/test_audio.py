@@ -6,8 +6,8 @@ import soundfile as sf
 import torch
 
 from vaekit.config import DataConfig
-from vaekit.data import detect_modality, load_data
-from vaekit.data.audio import LogMel, label_regex, mel_filterbank, read_wave, spectral_metrics
+from vaekit.kinds import detect_modality, load_data
+from vaekit.kinds.audio.loader import LogMel, label_regex, mel_filterbank, read_wave, spectral_metrics
 from vaekit.errors import VaekitError
 
 RATE = 8000

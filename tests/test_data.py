@@ -7,7 +7,7 @@ from PIL import Image
 
 from conftest import blobs, write_idx
 from vaekit import DataConfig, load_data
-from vaekit.data import images as images_mod
+from vaekit.kinds.images import loader as images_mod
 
 
 def test_digits_default_split_is_deterministic():

@@ -7,7 +7,7 @@ import torch
 from vaekit.checkpoint import load_weights
 from vaekit.config import ModelConfig
 from vaekit.model import build_model
-from vaekit.nets.flow import InverseAutoregressiveFlow
+from vaekit.model.nets.flow import InverseAutoregressiveFlow
 from vaekit.run import Run
 
 from test_refine import TOP_DOWN, _same_model
@@ -115,7 +115,7 @@ def test_flow_and_estimator_from_the_python_api(tmp_path):
     """cfg.model.flow and cfg.train.estimator are what --flow and --estimator set: a flow run's
     encode returns the flow posterior, and DReG with a flow is refused as on the command line."""
     import vaekit
-    from vaekit.nets.flow import FlowPosterior
+    from vaekit.model.nets.flow import FlowPosterior
 
     cfg = vaekit.Config()
     cfg.model.hidden, cfg.model.latent, cfg.model.flow, cfg.model.flow_hidden = [32], 4, 2, 16

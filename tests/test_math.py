@@ -7,11 +7,11 @@ import torch
 import torch.nn.functional as F
 
 from vaekit.config import ModelConfig
-from vaekit.evaluate import evaluate
-from vaekit.likelihoods import BernoulliLikelihood, DiscretizedLogistic, GaussianLikelihood
+from vaekit.eval import evaluate
+from vaekit.model.likelihoods import BernoulliLikelihood, DiscretizedLogistic, GaussianLikelihood
 from vaekit.model import build_model
-from vaekit.objectives import Objective, logsumexp
-from vaekit.priors import StandardNormal
+from vaekit.model.objectives import Objective, logsumexp
+from vaekit.model.priors import StandardNormal
 
 
 def test_bernoulli_log_prob_is_negative_bce():
@@ -223,7 +223,7 @@ def test_logsumexp_equals_torch_with_gradients():
 def test_release_freed_memory_finds_glibc_trim():
     import platform
     import importlib
-    ev = importlib.import_module("vaekit.evaluate")
+    ev = importlib.import_module("vaekit.eval.metrics")
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         assert ev._TRIM is not None
     ev.release_freed_memory()     # must not raise, with or without malloc_trim
@@ -366,7 +366,7 @@ def test_mixture_component_densities_are_float32_under_autocast():
     """The two matrix products of a mixture's component densities add terms of hundreds of nats
     that cancel; under autocast they still give the float32 result (bfloat16 products miss it
     by nats)."""
-    from vaekit.priors import component_log_probs
+    from vaekit.model.priors import component_log_probs
 
     torch.manual_seed(0)
     z, means = 3 * torch.randn(64, 40), 3 * torch.randn(500, 40)

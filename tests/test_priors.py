@@ -7,9 +7,9 @@ import torch
 
 import vaekit
 from vaekit.config import ModelConfig
-from vaekit.evaluate import evaluate
+from vaekit.eval import evaluate
 from vaekit.model import build_model
-from vaekit.priors import ClassPrior, MixtureOfGaussians, VampPrior, diagonal_mixture_log_prob
+from vaekit.model.priors import ClassPrior, MixtureOfGaussians, VampPrior, diagonal_mixture_log_prob
 
 
 def test_mixture_of_gaussians_density():

@@ -19,7 +19,7 @@ import importlib
 
 train_mod = importlib.import_module("vaekit.train")
 from vaekit.checkpoint import load_state, load_weights
-from vaekit.objectives import Objective
+from vaekit.model.objectives import Objective
 
 PY = [sys.executable, "-m", "vaekit"]
 

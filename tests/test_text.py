@@ -8,11 +8,10 @@ import torch
 
 from vaekit import Config, Run, train
 from vaekit.config import DataConfig
-from vaekit.data import load_data
-from vaekit.data.text import EOS, PAD, UNK, Vocab
-from vaekit.generate import encode_lines
-from vaekit.likelihoods import CategoricalLikelihood
-from vaekit.nets import RecurrentDecoder
+from vaekit.kinds import load_data
+from vaekit.kinds.text.loader import EOS, PAD, UNK, Vocab
+from vaekit.model.likelihoods import CategoricalLikelihood
+from vaekit.model.nets import RecurrentDecoder
 
 SYLLABLES = ["ka", "lo", "mi", "ra", "te", "su", "no", "vi"]
 
@@ -177,7 +176,7 @@ def test_text_run_keeps_its_vocabulary(tmp_path):
     src.write_text(src.read_text() + "zzzz\n")
     again = Run.load(tmp_path / "r")
     assert again.vocab.tokens == run.vocab.tokens
-    x = encode_lines(again.vocab, ["kalo", "qq"])
+    x = again.media.encode(["kalo", "qq"])
     assert x[1, 0].item() == UNK and x.shape == (2, 5)
 
 

@@ -8,11 +8,11 @@ from torch.distributions import Normal
 
 import vaekit
 from vaekit.config import ModelConfig
-from vaekit.evaluate import evaluate
+from vaekit.eval import evaluate
 from vaekit.model import build_model
-from vaekit.objectives import Objective
-from vaekit.nets import TopDownEncoder, TopDownPosterior
-from vaekit.priors import HierarchicalPrior, VampPrior
+from vaekit.model.objectives import Objective
+from vaekit.model.nets import TopDownEncoder, TopDownPosterior
+from vaekit.model.priors import HierarchicalPrior, VampPrior
 
 INFO = {"shape": [1, 1, 4], "value": "binary", "levels": None}
 
@@ -267,7 +267,7 @@ def test_latent_paths_keep_z1_and_z2_apart_until_a_joint_layer(tmp_path, cli):
                      "--latent-paths", "--epochs", "2", "--quiet", "--out", tmp_path / "d")
     assert rc == 0, err
     run = vaekit.Run.load(tmp_path / "d")
-    assert run.config.model.latent_paths and isinstance(run.model.decoder, vaekit.nets.PathsDecoder)
+    assert run.config.model.latent_paths and isinstance(run.model.decoder, vaekit.model.nets.PathsDecoder)
     rc, out, _ = cli("info", tmp_path / "d")
     assert rc == 0 and "one path of 32 units per layer" in out
     rc, out, _ = cli("evaluate", tmp_path / "d", "--k", "10", "--quiet")
@@ -350,12 +350,12 @@ def test_logvar_range_bounds_every_gaussian_the_networks_give(tmp_path, cli):
     model = small("vamp", latent=3, top=2, hidden=(16,), logvar_range=[-1.0, 0.5])
     assert plain.state_dict().keys() == model.state_dict().keys()
     model.load_state_dict(plain.state_dict())
-    heads = [m for m in model.modules() if isinstance(m, vaekit.nets.GaussianHead)]
+    heads = [m for m in model.modules() if isinstance(m, vaekit.model.nets.GaussianHead)]
     assert len(heads) == 3 and all(h.logvar_range == (-1.0, 0.5) for h in heads)   # q(z2|x), q(z1|x,z2), p(z1|z2)
     with torch.no_grad():   # large weights: unbounded, the log-variances reach far outside the range
         for m in (plain, model):
             for h in m.modules():
-                if isinstance(h, vaekit.nets.GaussianHead):
+                if isinstance(h, vaekit.model.nets.GaussianHead):
                     h.weight.mul_(50.0)
         x = torch.bernoulli(torch.full((64, 1, 1, 4), 0.5))
         lo, hi = math.exp(-0.5), math.exp(0.25)            # the standard deviations the range allows
@@ -378,7 +378,7 @@ def test_logvar_range_bounds_every_gaussian_the_networks_give(tmp_path, cli):
     assert rc == 0, err
     run = vaekit.Run.load(tmp_path / "d")
     assert run.config.model.logvar_range == [-6.0, 2.0]
-    assert all(m.logvar_range == (-6.0, 2.0) for m in run.model.modules() if isinstance(m, vaekit.nets.GaussianHead))
+    assert all(m.logvar_range == (-6.0, 2.0) for m in run.model.modules() if isinstance(m, vaekit.model.nets.GaussianHead))
     rc, out, _ = cli("info", tmp_path / "d")
     assert rc == 0 and "log-variances in [-6, 2]" in out and "weight decay 0.0001" in out
     assert "warm-up 2 epochs" in out  # as given, not 2.0

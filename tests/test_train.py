@@ -89,7 +89,7 @@ def test_conv_model_on_rgb_arrays(tmp_path):
 
 
 def test_conv_handles_odd_sizes():
-    from vaekit.nets import ConvDecoder, ConvEncoder
+    from vaekit.model.nets import ConvDecoder, ConvEncoder
 
     for shape in [(1, 8, 8), (1, 28, 28), (3, 7, 9)]:
         enc, dec = ConvEncoder(shape, 5, [4, 8]), ConvDecoder(shape, 5, [4, 8], 2)
@@ -223,7 +223,7 @@ def test_init_refuses_what_it_cannot_start_from(digits_run, cli, tmp_path):
 
 def test_best_iwae_weights_are_kept_by_the_validation_bound(tmp_path):
     from vaekit.checkpoint import load_state
-    from vaekit.evaluate import iwae_sum
+    from vaekit.eval import iwae_sum
 
     cfg = vaekit.Config()
     cfg.model.hidden, cfg.model.latent = [64], 4
@@ -256,7 +256,7 @@ def test_import_does_not_need_the_web_stack():
 
 def test_pictures_spread_their_examples_over_the_split():
     """A test set sorted by class must not show only its first class."""
-    from vaekit.generate import spread
+    from vaekit.kinds.media import spread
 
     idx = spread(10000, 32)
     assert idx.numel() == 32 and idx[0] == 0 and idx[-1] == 9999 and bool((idx.diff() > 0).all())
@@ -375,7 +375,7 @@ def test_mixed_precision_on_a_cpu_without_native_bfloat16_warns_and_trains(tmp_p
     so on stderr, under --quiet too, and trains as asked; a CPU with bfloat16 units gets no warning."""
     import importlib
 
-    module = importlib.import_module("vaekit.train")
+    module = importlib.import_module("vaekit.train.accel")  # the acceleration policy's module
     assert isinstance(module.native_bfloat16(), bool)
     args = ["train", "--epochs", "1", "--hidden", "16", "--latent", "2", "--quiet"]
     monkeypatch.setattr(module, "native_bfloat16", lambda: False)

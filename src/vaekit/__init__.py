@@ -9,17 +9,17 @@
 
 __version__ = "0.1.0"
 
-from .config import Config, DataConfig, ModelConfig, TrainConfig  # noqa: E402
-from .data import Bundle, load_data  # noqa: E402
+from .config import Config, DataConfig, ModelConfig, TrainConfig, resolve  # noqa: E402
 from .errors import VaekitError  # noqa: E402
-from .evaluate import evaluate  # noqa: E402
-from .model import VAE, build_model  # noqa: E402
-from .objectives import Objective  # noqa: E402
+from .eval import evaluate, log_likelihood, log_weights  # noqa: E402
+from .kinds import Bundle, Media, load_data, register_kind  # noqa: E402
+from .model import LIKELIHOODS, NETS, OBJECTIVES, PRIORS, VAE, Objective, build_model  # noqa: E402
 from .run import Run  # noqa: E402
 from .report import write_report  # noqa: E402
 from .serve import serve  # noqa: E402
 from .train import resume, train  # noqa: E402
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "Bundle", "load_data", "VaekitError",
-           "evaluate", "VAE", "build_model", "Objective", "Run", "train", "resume",
-           "write_report", "serve", "__version__"]
+__all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "resolve", "Bundle", "Media", "load_data",
+           "register_kind", "VaekitError", "evaluate", "log_weights", "log_likelihood", "VAE", "build_model",
+           "Objective", "LIKELIHOODS", "NETS", "OBJECTIVES", "PRIORS", "Run", "train", "resume", "write_report",
+           "serve", "__version__"]

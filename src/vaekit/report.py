@@ -7,49 +7,19 @@ map of the test set.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from .evaluate import layers_text
-from .generate import grid, pick_pairs, sample_images, spread
-
-
-def _png_uri(data: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _pil_uri(img) -> str:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return _png_uri(buf.getvalue())
-
-
-def _fig_uri(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return _png_uri(buf.getvalue())
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from .eval import layers_text
+from .kinds.media import figure_uri, latent_map_figure, pyplot
 
 
 def learning_curves(metrics: list[dict]):
-    plt = _plt()
+    plt = pyplot()
     epochs = [m["epoch"] for m in metrics]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key, title in zip(axes, ("elbo", "rec", "kl"), ("ELBO (nats)", "reconstruction -log p(x|z)", "KL(q||p)")):
@@ -64,7 +34,7 @@ def learning_curves(metrics: list[dict]):
 
 
 def kl_bars(kl_per_dim: list[float]):
-    plt = _plt()
+    plt = pyplot()
     kl = np.asarray(kl_per_dim)
     fig, ax = plt.subplots(figsize=(max(5, 0.25 * len(kl) + 2), 3.2))
     ax.bar(np.arange(len(kl)), kl, color=["C0" if v > 0.01 else "C7" for v in kl])
@@ -82,75 +52,14 @@ def kl_per_dim(model, x: torch.Tensor, y=None) -> list[float] | None:
     return None if kl is None else kl.mean(0).tolist()
 
 
-def _image_sections(model, test, y) -> list[tuple[str, str]]:
-    sections = []
-    samples = grid(sample_images(model, 64, 8), 8)
-    note = "<p>One row per class.</p>" if model.classes else ""
-    sections.append(("Samples from the prior", f'{note}<img alt="prior samples" src="{_pil_uri(samples)}">'))
-    shown = spread(test.shape[0], 32).to(test.device)
-    x = test[shown]
-    rec = model.reconstruct(x, y=None if y is None else y[shown])
-    rows = []
-    for i in range(0, x.shape[0], 8):
-        rows += [x[i:i + 8], rec[i:i + 8]]
-    sections.append(("Reconstructions", "<p>Each row of test images is followed by its reconstruction.</p>"
-                     f'<img alt="reconstructions" src="{_pil_uri(grid(torch.cat(rows), 8))}">'))
-    a, b = pick_pairs(test.shape[0], 6, allow_one=True)
-    a, b = a.to(test.device), b.to(test.device)
-    path = model.interpolate(test[a], test[b], 10, *((None, None) if y is None else (y[a], y[b])))
-    strip = torch.cat([test[a].unsqueeze(1), path, test[b].unsqueeze(1)], 1).flatten(0, 1)
-    sections.append(("Interpolations", "<p>First image, the decoded straight line between the posterior means, "
-                     f'last image.</p><img alt="interpolations" src="{_pil_uri(grid(strip, 12))}">'))
-
-    return sections
-
-
-def _pre(lines: list[str]) -> str:
-    return "<pre>" + html.escape("\n".join(lines)) + "</pre>"
-
-
-def _text_sections(run, bundle) -> list[tuple[str, str]]:
-    from .generate import text_outputs
-
-    t = text_outputs(run.model, run.vocab, bundle.test, n_rec=16, pairs=3)
-    out = [(f"Samples from the prior: {label}", _pre(lines)) for label, lines in t["samples"].items()]
-    out.append(("Reconstructions", "<p>Test line, then the line decoded (greedily) from its posterior mean.</p>"
-                + _pre(t["reconstructions"])))
-    out.append(("Interpolations", "<p>Lines decoded along the straight path between the posterior means of two "
-                "test lines (first and last: the decoded ends).</p>" + _pre(t["interpolations"])))
-    return out
-
-
-def _audio_sections(run, bundle) -> list[tuple[str, str]]:
-    from .generate import audio_clips, audio_outputs, clip_columns, spectrogram_figure, wav_bytes
-
-    info = run.info
-    o = audio_outputs(run.model, bundle.test, bundle.test_labels if run.model.classes else None,
-                      bundle.label_names, n_rec=6, steps=6)
-
-    def section(kind, note=""):
-        x, names = o[kind]
-        titles = [n.replace("-", " ") for n in names]
-        cells = "".join(f'<figure><figcaption>{html.escape(t)}</figcaption><audio controls src="data:audio/wav;base64,'
-                        f'{base64.b64encode(wav_bytes(w, info["sample_rate"])).decode("ascii")}"></audio></figure>'
-                        for w, t in zip(audio_clips(x, info), titles))
-        return (note + f'<div class="clips">{cells}</div>'
-                + f'<img alt="spectrograms" src="{_fig_uri(spectrogram_figure(x, info, titles, cols=clip_columns(kind, names)))}">')
-
-    return [("Samples from the prior", section("samples")), ("Reconstructions", section("reconstructions")),
-            ("Interpolation", section("interpolation", "<p>Decoded along the straight path between the "
-                                                        "posterior means of two test clips.</p>"))]
-
-
 def _table(rows: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows) \
         + "</table>"
 
 
 def write_report(run, out: Path | None = None, bundle=None) -> Path:
-    """Write ``<run>/report.html`` (or ``out``) and return its path."""
-    from .generate import latent_map_figure
-
+    """Write ``<run>/report.html`` (or ``out``) and return its path. The sections of decoded
+    data (samples, reconstructions, interpolations) are the run's kind of data's."""
     bundle = bundle if bundle is not None else run.data
     model = run.model
     test = bundle.test
@@ -167,7 +76,7 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
                           (f"best {what}", f"{best[key]:.3f} nats (epoch {int(best['epoch'])})"),
                           ("last train ELBO", f"{last['train_elbo']:.3f} nats"),
                           ("training time", f"{sum(m['seconds'] for m in metrics):.0f} s")])
-        sections.append(("Learning curves", summary + f'<img alt="learning curves" src="{_fig_uri(learning_curves(metrics))}">'))
+        sections.append(("Learning curves", summary + f'<img alt="learning curves" src="{figure_uri(learning_curves(metrics))}">'))
 
     ev = run.evaluation
     if ev:
@@ -183,19 +92,14 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
                                        f"{html.escape(str(run.path))}</code> and then <code>vaekit report</code>.</p>"))
 
     y = bundle.test_labels if model.classes else None
-    if run.modality == "text":
-        sections += _text_sections(run, bundle)
-    elif run.modality == "audio":
-        sections += _audio_sections(run, bundle)
-    else:
-        sections += _image_sections(model, test, y)
+    sections += run.media.report_sections(run, bundle)
 
     kls = ev["kl_per_dim"] if ev and ev.get("kl_per_dim") else kl_per_dim(model, test, y)
     if kls is not None:
-        sections.append(("KL per latent dimension", f'<img alt="KL per dimension" src="{_fig_uri(kl_bars(kls))}">'))
+        sections.append(("KL per latent dimension", f'<img alt="KL per dimension" src="{figure_uri(kl_bars(kls))}">'))
 
     fig = latent_map_figure(model, test, bundle.test_labels, bundle.label_names)
-    sections.append(("Latent space", f'<img alt="latent map" src="{_fig_uri(fig)}">'))
+    sections.append(("Latent space", f'<img alt="latent map" src="{figure_uri(fig)}">'))
 
     body = "\n".join(f"<section><h2>{html.escape(t)}</h2>{c}</section>" for t, c in sections)
     title = f"vaekit run {run.path.name}"

@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import load_weights
-from .config import Config, load_yaml
+from .config import Config, load_yaml, resolve
 from .errors import VaekitError
+from .kinds import kind
 from .model import VAE, build_model
+from .checkpoint import load_weights
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,14 +34,9 @@ def resolve_device(name: str) -> torch.device:
 
 
 def saved_data(path: Path, info: dict) -> dict:
-    """What a run keeps to encode its data as in training: a text run's vocabulary
-    (vocab.json), an audio run's normalisation statistics (in its data description)."""
-    saved = dict(info)
-    if info.get("modality") == "text":
-        from .data.text import Vocab
-
-        saved["vocab"] = Vocab.load(Path(path) / "vocab.json")
-    return saved
+    """What a run keeps to encode its data as in training: its data description, and what its
+    kind of data adds (a text run's vocabulary, from vocab.json)."""
+    return kind(info.get("modality", "image")).saved_state(Path(path), info)
 
 
 def load_into(model: torch.nn.Module, file: Path, against: str, weights: dict | None = None) -> None:
@@ -62,6 +58,7 @@ def load_into(model: torch.nn.Module, file: Path, against: str, weights: dict | 
 class Run:
     """A trained model with its config and data description, loaded from a run directory.
 
+    ``media``: its kind of data (:mod:`vaekit.kinds`), which writes and shows decoded data;
     ``vocab``: a text run's vocabulary, to turn generated token ids into lines.
     """
 
@@ -69,6 +66,7 @@ class Run:
         self.path, self.config, self.info, self.model = Path(path), config, info, model
         self.saved = saved_data(self.path, info)
         self.vocab = self.saved.get("vocab")
+        self.media = kind(self.modality).for_run(info, self.saved)
 
     @property
     def modality(self) -> str:
@@ -89,7 +87,10 @@ class Run:
             raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
         config = Config.from_dict(raw, origin=str(cfg_file))
         try:
+            resolve(config, info)  # a run written before every "auto" was resolved in config.yaml
             model = build_model(config.model, info)
+        except VaekitError as e:
+            raise VaekitError(f"{cfg_file}: the model cannot be built from it ({str(e).rstrip('.')}).") from None
         except (ValueError, KeyError, TypeError) as e:
             raise VaekitError(f"{cfg_file}: the model cannot be built from it ({e}).") from None
         load_into(model, path / "model.safetensors", "config.yaml")
@@ -99,10 +100,10 @@ class Run:
     @cached_property
     def data(self):
         """The data set the run was trained on, reloaded from its source."""
-        from .data import load_data
+        from .kinds import load_data
 
         bundle = load_data(self.config.data, self.saved)
-        if list(bundle.shape) != list(self.info["shape"]) and self.modality != "text":
+        if not self.media.same_shape(bundle.shape):
             raise VaekitError(f"{self.config.data.source}: the data are now {list(bundle.shape)}, "
                               f"but the run was trained on {self.info['shape']}.")
         return bundle.to(self.model.device)
@@ -145,28 +146,15 @@ class Run:
 
     def evaluate(self, k: int = 5000, split: str = "test", batch_size: int | None = None,
                  quiet: bool = False, write: bool = True) -> dict:
-        from .evaluate import evaluate
+        from .eval import evaluate
 
         result = evaluate(self.model, self.data.split(split), k=k, quiet=quiet, batch_rows=batch_size,
                           y=self.labels(split))
         result = {"data": self.info["name"], "split": split, **result}
-        if self.modality == "audio":
-            result.update(self.reconstruction_metrics(split))
+        result.update(self.media.metrics(self, split))
         if write:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result
-
-    @torch.no_grad()
-    def reconstruction_metrics(self, split: str = "test") -> dict:
-        """Audio: spectral convergence and log-spectral distance between the split's mel
-        spectrograms and those decoded from the posterior means."""
-        from .data.audio import LogMel, spectral_metrics
-
-        fx = LogMel.from_info(self.info)
-        x, y = self.data.split(split), self.labels(split)
-        rec = torch.cat([self.model.reconstruct(x[i:i + 256], y=None if y is None else y[i:i + 256])
-                         for i in range(0, x.shape[0], 256)])
-        return spectral_metrics(fx.to_power(x.cpu()), fx.to_power(rec.cpu()))
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, latent={self.model.latent})"

@@ -12,8 +12,6 @@ a malformed one gets HTTP 400 with a JSON message.
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 import threading
 from pathlib import Path
@@ -21,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .generate import grid, latent_points, spread
+from .kinds.media import latent_points, spread
 
 PAGE = (Path(__file__).parent / "explorer.html")
 
@@ -32,39 +30,10 @@ class BadRequest(Exception):
         self.message = message
 
 
-def _png(images: torch.Tensor) -> str:
-    img = grid(images, images.shape[0], pad=0, min_cell=96)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _figure_png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def render(run, x: torch.Tensor) -> dict:
-    """Decoded data as the page shows them: ``image`` (a PNG data URI) for images; ``text``
-    (lines) for text; for audio a spectrogram ``image`` and ``audio`` (a WAV data URI that
-    plays the clips in turn)."""
-    if run.modality == "text":
-        return {"text": "\n".join(run.vocab.decode_batch(x))}
-    if run.modality == "audio":
-        from .generate import audio_clips, spectrogram_figure, wav_bytes
-
-        info = run.info
-        waves = audio_clips(x, info, iterations=32)
-        gap = np.zeros(int(0.1 * info["sample_rate"]), dtype=np.float32)
-        wav = wav_bytes(np.concatenate([c for w in waves for c in (w, gap)][:-1]), info["sample_rate"])
-        fig = spectrogram_figure(x, info, [""] * x.shape[0], cols=x.shape[0])
-        fig.set_size_inches(min(2.4 * x.shape[0], 24), 2.0)
-        return {"image": _figure_png(fig), "audio": "data:audio/wav;base64," + base64.b64encode(wav).decode("ascii")}
-    return {"image": _png(x)}
+    """Decoded data as the page shows them, in the run's kind of data's way (``image``, a PNG
+    data URI; ``text``, lines; ``audio``, a WAV data URI)."""
+    return run.media.render(x)
 
 
 def _number(v, what: str) -> float:
@@ -138,18 +107,7 @@ class Explorer:
         with self.lock, torch.no_grad():
             ya, yb = (None, None) if self.y is None else (self.y[a:a + 1], self.y[b:b + 1])
             path = self.model.interpolate(self.x[a:a + 1], self.x[b:b + 1], steps, ya, yb)[0]
-            if self.run.modality == "text":  # the decoded path, between the two test lines
-                return render(self.run, torch.cat([self._pad(self.x[a:a + 1], path), path,
-                                                   self._pad(self.x[b:b + 1], path)]))
-            return render(self.run, torch.cat([self.x[a:a + 1], path, self.x[b:b + 1]]))
-
-    @staticmethod
-    def _pad(x, like):
-        """Token rows padded or cut to the width of another batch of token rows."""
-        out = torch.zeros(x.shape[0], like.shape[1], dtype=x.dtype, device=x.device)
-        w = min(x.shape[1], like.shape[1])
-        out[:, :w] = x[:, :w]
-        return out
+            return self.run.media.render_path(self.x[a:a + 1], path, self.x[b:b + 1])
 
 
 def create_app(run) -> "Flask":

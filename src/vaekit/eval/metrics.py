@@ -15,8 +15,9 @@ import time
 
 import torch
 
-from .objectives import log_mean_exp
-from .progress import progress
+from ..model.objectives import log_mean_exp
+from ..progress import progress
+from .importance import Proposal, importance_terms, log_likelihood
 
 
 def _malloc_trim():
@@ -76,19 +77,20 @@ def iwae_sum(model, x: torch.Tensor, k: int, rows: int | None = None, y=None) ->
     total = torch.zeros(1, device=x.device)
     step = max(1, rows // k)
     for i in range(0, x.shape[0], step):
-        total += log_mean_exp(model.log_weights(x[i:i + step], k, y=None if y is None else y[i:i + step])).sum()
+        total += log_likelihood(model, x[i:i + step], k, y=None if y is None else y[i:i + step]).sum()
     model.train(was)
     return total
 
 
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = None, quiet: bool = False,
-             active_threshold: float = 0.01, y=None) -> dict:
+             active_threshold: float = 0.01, y=None, proposal: Proposal | None = None) -> dict:
     """Evaluate a model on x (N, *shape) (with labels y for a conditional model).
 
     batch_rows: decoder rows per pass (examples x samples); default :func:`pass_rows`: up to
     32768 on a GPU, about 4,000 on a CPU for 28x28 images, fewer for large decoder outputs
-    (text with a large vocabulary).
+    (text with a large vocabulary). proposal: another q for the importance samples
+    (:mod:`vaekit.eval.importance`); the encoder's by default.
     Returns nats per example: nll (IS estimate with k samples), elbo (average of the same
     log-weights), rec, kl; bits_per_dim (over the values the likelihood scores: pixels, or
     tokens for text, where ``perplexity`` = exp(NLL per token) is added); kl_per_dim
@@ -121,9 +123,7 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
         xb = x[i:i + per_batch]
         yb = None if y is None else y[i:i + per_batch]
         chunks = []
-        for j in range(0, k, per_chunk):
-            s = min(per_chunk, k - j)
-            t = model.terms(xb, s, y=yb)
+        for t in importance_terms(model, xb, k, per_chunk, y=yb, proposal=proposal):
             log_w = t["log_px"] + t["log_pz"] - t["log_qz"]
             chunks.append(log_w)
             rec_sum += -t["log_px"].sum() / k

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import VaekitError
-from .bundle import Bundle
+from ...errors import VaekitError
+from ..bundle import Bundle, split_indices
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".aiff", ".aif"}
 LOG_EPS = 1e-5  # floor of mel power: about the background noise of quiet recordings, so zero padding is not an outlier
@@ -209,7 +209,6 @@ def load_audio(cfg, saved: dict | None = None) -> Bundle:
     file-name pattern (``*_[0-4].wav``) that picks the split's files from the source.
     ``saved``: a trained run's data description, whose normalisation is used.
     """
-    from .images import _split_indices
 
     saved = saved or {}
     root = Path(cfg.source).expanduser()
@@ -267,7 +266,7 @@ def load_audio(cfg, saved: dict | None = None) -> Bundle:
         waves["train"], labels["train"] = waves.pop("all"), labels.pop("all")
     for split, seed in (("test", 1), ("valid", 0)):
         if split not in waves:
-            tr, held, _ = _split_indices(len(waves["train"]), getattr(cfg, f"{split}_fraction"), 0,
+            tr, held, _ = split_indices(len(waves["train"]), getattr(cfg, f"{split}_fraction"), 0,
                                          cfg.split_seed + seed, False)
             waves[split] = waves["train"][held]
             labels[split] = [labels["train"][i] for i in held] if labels["train"] else []

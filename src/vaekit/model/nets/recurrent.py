@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from ..data.text import BOS, EOS, PAD, UNK
+from ...tokens import BOS, EOS, PAD, UNK
 from .mlp import GaussianHead
 
 CELLS = {"gru": nn.GRU, "lstm": nn.LSTM}

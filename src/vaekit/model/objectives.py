@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .registry import OBJECTIVES
+
 
 # exp(-87) is about the smallest normal float32 (1.2e-38): a term that far below the largest
 # adds nothing to a sum that includes exp(0) = 1, in float32 or float64.
@@ -65,9 +67,8 @@ class Objective:
 
     @classmethod
     def from_config(cls, train_cfg, steps_per_epoch: int) -> "Objective":
-        return cls(kind=train_cfg.objective, k=train_cfg.k if train_cfg.objective == "iwae" else 1,
-                   beta=train_cfg.beta, warmup_steps=int(train_cfg.warmup_epochs * steps_per_epoch),
-                   free_bits=train_cfg.free_bits or 0.0, dreg=train_cfg.estimator == "dreg")
+        """The objective ``train_cfg.objective`` names, from its registry."""
+        return OBJECTIVES.build(train_cfg.objective, train_cfg, steps_per_epoch)
 
     @property
     def name(self) -> str:
@@ -114,3 +115,15 @@ class Objective:
         with torch.no_grad():
             stats = torch.stack([-log_px_mean.sum(), kl.sum(), loss * x.shape[0]])
         return loss, stats
+
+
+@OBJECTIVES.register("elbo", "the evidence lower bound, with --beta, --warmup and --free-bits")
+def _elbo(t, steps_per_epoch: int) -> Objective:
+    return Objective(kind="elbo", beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
+                     free_bits=t.free_bits or 0.0)
+
+
+@OBJECTIVES.register("iwae", "the importance-weighted bound over --k samples (Burda et al. 2016)")
+def _iwae(t, steps_per_epoch: int) -> Objective:
+    return Objective(kind="iwae", k=t.k, beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
+                     free_bits=t.free_bits or 0.0, dreg=t.estimator == "dreg")

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import VaekitError
-from .bundle import Bundle
+from ...errors import VaekitError
+from ..bundle import Bundle, split_indices
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -188,15 +188,6 @@ def scale_values(x: np.ndarray, origin: str) -> tuple[np.ndarray, str, int | Non
 
 # ----------------------------------------------------------------------------- sources
 
-def _split_indices(n: int, valid_fraction: float, test_fraction: float, seed: int, with_test: bool):
-    perm = np.random.default_rng(seed).permutation(n)
-    n_valid = max(1, int(round(n * valid_fraction)))
-    n_test = max(1, int(round(n * test_fraction))) if with_test else 0
-    if n - n_valid - n_test < 1:
-        raise VaekitError(f"only {n} example(s): too few to split into train, valid and test.")
-    return perm[n_test + n_valid:], perm[n_test:n_test + n_valid], perm[:n_test]
-
-
 def _load_digits():
     from sklearn.datasets import load_digits
 
@@ -304,18 +295,18 @@ def load_images(cfg) -> Bundle:
     # Deterministic split for whatever the source does not provide.
     if "all" in scaled:
         x, y = scaled.pop("all"), labels.pop("all", None)
-        tr, va, te = _split_indices(len(x), cfg.valid_fraction, cfg.test_fraction, cfg.split_seed, True)
+        tr, va, te = split_indices(len(x), cfg.valid_fraction, cfg.test_fraction, cfg.split_seed, True)
         for split, idx in (("train", tr), ("valid", va), ("test", te)):
             scaled[split] = x[idx]
             labels[split] = None if y is None else y[idx]
     if "valid" not in scaled:
         x, y = scaled["train"], labels.get("train")
-        tr, va, _ = _split_indices(len(x), cfg.valid_fraction, 0, cfg.split_seed, False)
+        tr, va, _ = split_indices(len(x), cfg.valid_fraction, 0, cfg.split_seed, False)
         scaled["train"], scaled["valid"] = x[tr], x[va]
         labels["train"], labels["valid"] = (None, None) if y is None else (y[tr], y[va])
     if "test" not in scaled:
         x, y = scaled["train"], labels.get("train")
-        tr, te, _ = _split_indices(len(x), cfg.test_fraction, 0, cfg.split_seed + 1, False)
+        tr, te, _ = split_indices(len(x), cfg.test_fraction, 0, cfg.split_seed + 1, False)
         scaled["train"], scaled["test"] = x[tr], x[te]
         labels["train"], labels["test"] = (None, None) if y is None else (y[tr], y[te])
 

@@ -28,11 +28,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .likelihoods import Likelihood, build_likelihood, resolve_likelihood
-from .nets import (ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, PathsDecoder, RecurrentDecoder,
-                   RecurrentEncoder, TopDownEncoder)
+from .likelihoods import Likelihood
+from .nets import PathsDecoder, TopDownEncoder
 from .nets.flow import FlowPosterior, InverseAutoregressiveFlow
-from .priors import Prior, build_prior, normal_from_params
+from .priors import Prior, normal_from_params
+from .registry import LIKELIHOODS, NETS, PRIORS
 
 
 class VAE(nn.Module):
@@ -241,64 +241,46 @@ class _StoppedPosterior(nn.Module):
         return self._vae[0].encode(x, c).log_prob(z).sum(-1)
 
 
-def resolve_net(net: str, modality: str) -> str:
-    """The network for ``auto``: MLP for images, recurrent for text, convolutional for audio."""
-    if net != "auto":
-        return net
-    return {"image": "mlp", "text": "rnn", "audio": "conv"}[modality]
+def misfit(model_cfg, info: dict) -> str | None:
+    """Why this model config cannot be built for data described by ``info``, or None when it can:
+    each chosen part's registered check, without building anything. The config's names must be
+    resolved (no ``auto``: see :func:`vaekit.config.resolve`)."""
+    m = model_cfg
+    for registry, name in ((NETS, m.net), (LIKELIHOODS, m.likelihood), (PRIORS, m.prior)):
+        why = registry.misfit(name, m, info)
+        if why:
+            return why
+    if m.latent_paths and not (m.prior == "hierarchical" and m.inference == "top-down"):
+        return "latent paths need the top-down hierarchical model (--prior hierarchical --inference top-down)"
+    if m.conditional and not int(info.get("classes") or 0):
+        return "a conditional model needs labels, and these data have none"
+    return None
 
 
 def build_model(model_cfg, data_info: dict) -> VAE:
-    """Build a VAE from a ModelConfig and the data description saved with a run."""
-    shape = tuple(data_info["shape"])
-    modality = data_info.get("modality", "image")
-    net = resolve_net(model_cfg.net, modality)
-    classes = int(data_info.get("classes") or 0) if model_cfg.conditional else 0
-    lik = build_likelihood(model_cfg.likelihood, shape, data_info["value"], data_info.get("levels"),
-                           model_cfg.gaussian_std, data_info.get("vocab_size"))
-    if net == "rnn" and modality != "text":
-        raise ValueError(f"the rnn network reads text, not {modality} data")
-    if modality == "text" and net != "rnn":
-        raise ValueError(f"text needs the rnn network, not {net}")
+    """Build a VAE from a resolved ModelConfig and the data description saved with a run:
+    the network, likelihood and prior each from its registry. A config with ``auto`` in it (made
+    in Python rather than read from a run) is resolved on a copy first."""
     m = model_cfg
+    if "auto" in (m.net, m.likelihood):
+        m = _resolved_copy(m, data_info)
+    why = misfit(m, data_info)
+    if why:
+        raise ValueError(why)
+    classes = int(data_info.get("classes") or 0) if m.conditional else 0
+    lik = LIKELIHOODS.build(m.likelihood, m, data_info)
     # a top-down hierarchical VAE: the latent is [z1, ..., zL], the encoder is built for zL and
     # wrapped once per layer below to infer z_l from x and z_l+1, and the decoder reads all layers
     top_down = m.prior == "hierarchical" and m.inference == "top-down"
     sizes = [m.latent, *m.top_sizes()] if top_down else [m.latent]
     width = m.hidden[-1]  # of the layers a top-down model adds: q(z_l | x, z_l+1), and the latent paths
-    if m.latent_paths and not top_down:
-        raise ValueError("latent paths need the top-down hierarchical model (--prior hierarchical "
-                         "--inference top-down)")
-    if m.latent_paths and net == "rnn":
-        raise ValueError("latent paths need the mlp or conv network, not rnn")
-    if m.decoder_dropout and net != "mlp":
-        raise ValueError(f"decoder dropout is for the mlp network's decoder, not {net}")
     z_in = (len(sizes) * width if m.latent_paths else sum(sizes)) + classes   # what the decoder reads
-    z_enc = sizes[-1]
-    if net == "rnn":
-        vocab = int(data_info["vocab_size"])
-        enc = RecurrentEncoder(vocab, z_enc, m.embedding, m.rnn_hidden, m.cell, extra=classes)
-        dec = RecurrentDecoder(vocab, z_in, shape[0], m.embedding, m.rnn_hidden, m.cell,
-                               m.word_dropout, m.inputless)
-    elif net == "mlp":
-        enc = MLPEncoder(shape, z_enc, m.hidden, m.activation, extra=classes)
-        dec = MLPDecoder(shape, z_in, m.hidden, lik.n_params, m.activation, m.decoder_dropout)
-    elif net == "conv":
-        if len(shape) != 3:
-            raise ValueError("the conv network needs (C, H, W) images")
-        enc = ConvEncoder(shape, z_enc, m.channels, extra=classes)
-        dec = ConvDecoder(shape, z_in, m.channels, lik.n_params)
-    else:
-        raise ValueError(f"unknown net {net!r}")
+    enc, dec = NETS.build(m.net, m, data_info, sizes[-1], z_in, classes, lik)
     for below, above in reversed(list(zip(sizes[:-1], sizes[1:]))):   # top-down: from the top layer down
         enc = TopDownEncoder(enc, below, above, width, m.activation, paths=m.latent_paths)
     if m.latent_paths:
         dec = PathsDecoder(dec, sizes, width, m.activation)
-    if "vamp" in (m.prior, m.top_prior if m.prior == "hierarchical" else None) and modality == "text":
-        raise ValueError("the VampPrior learns pseudo-inputs in data space, which token ids are not; "
-                         "use another prior for text")
-    prior = build_prior(m.prior, m.latent, shape, m.prior_components, m.top_sizes(),
-                        m.prior_hidden or [m.hidden[-1]], classes, m.top_prior, m.inference, m.prior_activation)
+    prior = PRIORS.build(m.prior, m, data_info, classes)
     flow = None
     if m.flow:  # over the whole latent the encoder gives ([z1, ..., zL] top-down), read h(x) as context
         features = enc.features if isinstance(enc, TopDownEncoder) else enc.head.in_features
@@ -312,6 +294,14 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     return model
 
 
-def likelihood_name(model_cfg, data_info) -> str:
-    return resolve_likelihood(model_cfg.likelihood, data_info["value"])
+def _resolved_copy(model_cfg, data_info: dict):
+    """A copy of the model config with ``auto`` resolved against the data, as
+    :func:`vaekit.config.resolve` does for a run."""
+    import copy as _copy
+    from types import SimpleNamespace
 
+    from ..config import resolve  # the one place "auto" is resolved (imported here: config imports this package)
+
+    probe = SimpleNamespace(data=SimpleNamespace(modality="auto", source="the data"), model=_copy.copy(model_cfg),
+                            train=SimpleNamespace(free_bits=0.0, batch_size=1))
+    return resolve(probe, data_info).model

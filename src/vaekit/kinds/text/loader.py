@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import VaekitError
-from .bundle import Bundle
+from ...errors import VaekitError
+from ...tokens import BOS, EOS, PAD, SPECIALS, UNK  # noqa: F401 (re-exported)
+from ..bundle import Bundle, split_indices
 
 TEXT_SUFFIXES = {".txt", ".text", ".csv", ".tsv", ".smi", ".smiles", ".lines"}
-PAD, BOS, EOS, UNK = 0, 1, 2, 3
-SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 # words and single punctuation marks; an apostrophe inside a word stays with it ("don't")
 WORD_RE = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 
@@ -162,7 +161,6 @@ def load_text(cfg, vocab: Vocab | None = None) -> Bundle:
     ``vocab``: a saved vocabulary (a trained run's); by default one is built from the
     training split.
     """
-    from .images import _split_indices
 
     path = Path(cfg.source).expanduser()
     if not path.exists():
@@ -179,7 +177,7 @@ def load_text(cfg, vocab: Vocab | None = None) -> Bundle:
         lines["train"] = lines.pop("all")
     for split, seed in (("test", 1), ("valid", 0)):  # hold out what was not given, deterministically
         if split not in lines:
-            tr, held, _ = _split_indices(len(lines["train"]), getattr(cfg, f"{split}_fraction"), 0,
+            tr, held, _ = split_indices(len(lines["train"]), getattr(cfg, f"{split}_fraction"), 0,
                                          cfg.split_seed + seed, False)
             lines[split] = [lines["train"][i] for i in held]
             lines["train"] = [lines["train"][i] for i in tr]

@@ -15,6 +15,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal, constraints
 
+from .registry import LIKELIHOODS
+
 
 class Likelihood(nn.Module):
     """Base class: ``dist(params)`` -> distribution over one example per batch row."""
@@ -161,25 +163,55 @@ class CategoricalLikelihood(Likelihood):
         return (x != 0).sum(-1)
 
 
-def resolve_likelihood(name: str, value: str) -> str:
-    """Pick the likelihood that fits the data when the config says ``auto``."""
-    if name != "auto":
-        return name
-    return {"binary": "bernoulli", "levels": "logistic", "continuous": "gaussian", "real": "gaussian",
-            "tokens": "categorical"}[value]
+#: the likelihood ``auto`` picks for each kind of value
+DEFAULT_FOR_VALUE = {"binary": "bernoulli", "levels": "logistic", "continuous": "gaussian", "real": "gaussian",
+                     "tokens": "categorical"}
 
 
-def build_likelihood(name: str, event_shape, value: str, levels: int | None, gaussian_std=None,
-                     vocab: int | None = None) -> Likelihood:
-    name = resolve_likelihood(name, value)
-    if (name == "categorical") != (value == "tokens"):
-        raise ValueError(f"the {name} likelihood does not fit {value} data")
-    if name == "categorical":
-        return CategoricalLikelihood(event_shape, vocab)
-    if name == "bernoulli":
-        return BernoulliLikelihood(event_shape)
-    if name == "gaussian":
-        return GaussianLikelihood(event_shape, gaussian_std, bounded=value != "real")
-    if name == "logistic":
-        return LogisticLikelihood(event_shape, levels or 256)
-    raise ValueError(f"unknown likelihood {name!r}")
+def default_likelihood(value: str) -> str:
+    """The likelihood that fits data of this kind of value (what ``auto`` resolves to)."""
+    return DEFAULT_FOR_VALUE[value]
+
+
+def _not_tokens(name):
+    def fits(m, info):
+        if info["value"] == "tokens":
+            return f"the {name} likelihood is for numeric values, not tokens; text takes the categorical likelihood"
+        return None
+    return fits
+
+
+def _bernoulli_fits(m, info):
+    if info["value"] != "binary":
+        return (f"the Bernoulli likelihood needs binary pixels but the data are {info['value']}; add --binarize "
+                f"dynamic (or static/threshold), or use another likelihood")
+    return None
+
+
+def _logistic_fits(m, info):
+    if info["value"] not in ("levels", "binary", "continuous"):
+        return (f"the discretized logistic likelihood needs values in [0, 1], but these data are {info['value']}; "
+                f"use --likelihood gaussian")
+    return None
+
+
+@LIKELIHOODS.register("bernoulli", "binary pixels", _bernoulli_fits)
+def _bernoulli(m, info):
+    return BernoulliLikelihood(info["shape"])
+
+
+@LIKELIHOODS.register("gaussian", "a Gaussian, learned or fixed (--gaussian-std) std", _not_tokens("Gaussian"))
+def _gaussian(m, info):
+    return GaussianLikelihood(info["shape"], m.gaussian_std, bounded=info["value"] != "real")
+
+
+@LIKELIHOODS.register("logistic", "discretized logistic over the value levels", _logistic_fits)
+def _logistic(m, info):
+    return LogisticLikelihood(info["shape"], info.get("levels") or 256)
+
+
+@LIKELIHOODS.register("categorical", "one categorical per token (text)",
+                      lambda m, info: None if info["value"] == "tokens" else
+                      f"the categorical likelihood is for tokens, but these data are {info['value']}")
+def _categorical(m, info):
+    return CategoricalLikelihood(info["shape"], info.get("vocab_size"))

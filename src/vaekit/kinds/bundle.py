@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
+
+from ..errors import VaekitError
 
 
 @dataclass
@@ -85,21 +88,17 @@ class Bundle:
         }
 
     def describe(self) -> str:
-        sizes = ", ".join(f"{s} {self.split(s).shape[0]:,}" for s in ("train", "valid", "test"))
-        if self.modality == "text":
-            m = self.meta
-            sk = m.get("skipped", {})
-            return (f"{self.name}: {m['tokens']} tokens, vocabulary {m['vocab_size']:,}, up to {self.shape[0] - 1} "
-                    f"tokens a line; {sizes} lines; skipped {sk.get('empty', 0):,} empty, "
-                    f"{sk.get('too_long', 0):,} over {m['max_length']} tokens, "
-                    f"{sk.get('bad_encoding', 0):,} not UTF-8")
-        if self.modality == "audio":
-            m = self.meta
-            sk = m.get("skipped", [])
-            return (f"{self.name}: {m['clip_seconds']:g} s clips at {m['sample_rate']:,} Hz as {self.shape[1]} mel bins "
-                    f"x {self.shape[2]} frames; {sizes}" + (f"; skipped {len(sk)} unusable file(s)" if sk else ""))
-        kind = f"{self.levels} levels" if self.value == "levels" else self.value
-        if self.dynamic:
-            kind = "binary (dynamic binarisation)"
-        shape = "x".join(str(s) for s in self.shape)
-        return f"{self.name}: {shape} images, {kind}; {sizes}"
+        """One line on the data set, in the words of its kind of data."""
+        from .media import kind
+
+        return kind(self.modality).describe(self)
+
+
+def split_indices(n: int, valid_fraction: float, test_fraction: float, seed: int, with_test: bool):
+    """Shuffled (train, valid, test) indices of n examples; ``seed`` fixes the split."""
+    perm = np.random.default_rng(seed).permutation(n)
+    n_valid = max(1, int(round(n * valid_fraction)))
+    n_test = max(1, int(round(n * test_fraction))) if with_test else 0
+    if n - n_valid - n_test < 1:
+        raise VaekitError(f"only {n} example(s): too few to split into train, valid and test.")
+    return perm[n_test + n_valid:], perm[n_test:n_test + n_valid], perm[:n_test]

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
 
 from .objectives import logsumexp
+from .registry import PRIORS
 
 
 class Prior(nn.Module):
@@ -409,17 +410,45 @@ def _layer_net(d_in: int, hidden: list[int], latent: int, activation: str) -> nn
     return nn.Sequential(*mlp_layers([d_in, *hidden], activation), GaussianHead(hidden[-1], latent))
 
 
-def build_prior(name: str, dim: int, shape=None, components: int | None = None,
-                top: int | list[int] | None = None, hidden: int | list[int] = 128, classes: int = 0, top_prior: str = "normal",
-                inference: str = "bottom-up", activation: str = "tanh") -> Prior:
-    if name == "normal":
-        return StandardNormal(dim)
-    if name == "mog":
-        return MixtureOfGaussians(dim, components or 10)
-    if name == "vamp":
-        return VampPrior(dim, tuple(shape), components or 500)
-    if name == "hierarchical":
-        return HierarchicalPrior(dim, top, hidden, top_prior, shape, components or 500, inference, activation)
-    if name == "class":
-        return ClassPrior(dim, classes)
-    raise ValueError(f"unknown prior {name!r}")
+def _vamp_fits(m, info):
+    if info["value"] == "tokens":
+        return "the VampPrior learns pseudo-inputs in data space, which token ids are not; use another prior for text"
+    return None
+
+
+def _top_vamp_fits(m, info):
+    return _vamp_fits(m, info) if m.top_prior == "vamp" else None
+
+
+def _class_fits(m, info):
+    if not m.conditional:
+        return ("the class prior (a learned Gaussian per class) needs a conditional model: set --conditional and "
+                "give labels")
+    return None
+
+
+@PRIORS.register("normal", "N(0, I)")
+def _normal_prior(m, info, classes):
+    return StandardNormal(m.latent)
+
+
+@PRIORS.register("mog", "a learned mixture of Gaussians (--prior-components, default 10)")
+def _mog(m, info, classes):
+    return MixtureOfGaussians(m.latent, m.prior_components or 10)
+
+
+@PRIORS.register("vamp", "the VampPrior (--prior-components pseudo-inputs, default 500)", _vamp_fits)
+def _vamp(m, info, classes):
+    return VampPrior(m.latent, tuple(info["shape"]), m.prior_components or 500)
+
+
+@PRIORS.register("hierarchical", "further stochastic layers z2, ... (--top-latent, --top-prior, --inference)",
+                 _top_vamp_fits)
+def _hierarchical(m, info, classes):
+    return HierarchicalPrior(m.latent, m.top_sizes(), m.prior_hidden or [m.hidden[-1]], m.top_prior,
+                             tuple(info["shape"]), m.prior_components or 500, m.inference, m.prior_activation)
+
+
+@PRIORS.register("class", "p(z | y), a learned Gaussian per class, for --conditional", _class_fits)
+def _class_prior(m, info, classes):
+    return ClassPrior(m.latent, classes)

@@ -1,0 +1,142 @@
+"""The `vaekit` command: a parser, and one thin function per verb (:mod:`vaekit.cli.verbs`)
+that parses, calls the API and prints. `vaekit train`'s options are generated from the config
+dataclasses (:mod:`vaekit.cli.options`)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from ..errors import VaekitError
+from ..kinds import KINDS
+from . import verbs
+from .options import add_train_options, apply_flags, positive_float, positive_int
+
+__all__ = ["build_parser", "apply_flags", "main"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as one sentence and a pointer to --help instead of the whole usage."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\nSee '{self.prog} --help'.\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but an unknown option after a verb is reported by that verb's parser,
+        which points at its own --help (`vaekit sample --help`, not `vaekit --help`)."""
+        namespace, extra = self.parse_known_args(args, namespace)
+        if extra:
+            subs = next((a.choices for a in self._actions if isinstance(a, argparse._SubParsersAction)), {})
+            subs.get(getattr(namespace, "verb", None), self).error(f"unrecognized arguments: {' '.join(extra)}")
+        return namespace
+
+
+def _between_help() -> str:
+    return "; ".join(k.between_help for k in KINDS.values())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="vaekit", description="Variational autoencoders: train, sample, evaluate.")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    t = sub.add_parser("train", help="train a VAE and write a run directory",
+                       description="Train a VAE. With no arguments: the embedded digits data set.")
+    add_train_options(t)
+    g = t.add_argument_group("run")
+    g.add_argument("--nproc", type=positive_int,
+                   help="train with this many processes (DistributedDataParallel, started with torchrun)")
+    g.add_argument("--resume", type=Path, metavar="RUN",
+                   help="continue a run from its last checkpoint (with --epochs: train to that many in all)")
+    g.add_argument("--init", type=Path, metavar="RUN",
+                   help="fine-tune: a new run that starts from RUN's weights and config (options override it; "
+                        "KL warm-up is off unless --warmup is given), e.g. with --objective iwae")
+    g.add_argument("--config", type=Path, help="YAML config; options override it")
+    g.add_argument("--out", type=Path, help="run directory (default runs/<data>-<time>)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar or log")
+    t.set_defaults(func=verbs.cmd_train)
+
+    def run_parser(name, help_text, func):
+        q = sub.add_parser(name, help=help_text, description=help_text)
+        q.add_argument("run", type=Path, help="run directory")
+        q.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+        q.set_defaults(func=func)
+        return q
+
+    def generation(q):
+        q.add_argument("--method", choices=["greedy", "sample", "beam"],
+                       help="text: greedy decoding, sampling at --temperature, or beam search (default: sample "
+                            "for `sample`, greedy otherwise)")
+        q.add_argument("--temperature", type=positive_float, default=1.0, help="text: sampling temperature")
+        q.add_argument("--beam", type=positive_int, default=5, help="text: beam width (default 5)")
+
+    def counts(verb):
+        return "; ".join(f"{name} {k.counts[verb]}" for name, k in KINDS.items())
+
+    s = run_parser("sample", "decode samples from the prior: a PNG grid, lines of text, or WAV files",
+                   verbs.cmd_sample)
+    s.add_argument("-n", type=positive_int, default=None, help=f"number of samples (default: {counts('sample')})")
+    generation(s)
+    s.add_argument("--nrow", type=positive_int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--random", action="store_true", help="draw x ~ p(x|z) instead of showing its mean")
+    s.add_argument("--label", type=int, help="for a conditional model: the class to generate (default: each class)")
+    s.add_argument("--out", type=Path, help="picture file, PNG unless its suffix names another format (default "
+                                            "<run>/samples/samples-seed<seed>.png); text: a text file; audio: a "
+                                            "folder")
+
+    r = run_parser("reconstruct", "test examples next to their reconstructions", verbs.cmd_reconstruct)
+    r.add_argument("-n", type=positive_int, default=None, help=f"examples (default: {counts('reconstruct')})")
+    generation(r)
+    r.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    r.add_argument("--out", type=Path, help="picture file (default <run>/samples/reconstructions-<split>.png); "
+                                            "text: a text file; audio: a folder")
+
+    i = run_parser("interpolate", "decode straight paths between pairs of test examples", verbs.cmd_interpolate)
+    i.add_argument("--pairs", type=positive_int, default=8, help="random pairs (default 8)")
+    i.add_argument("--between", nargs=2, metavar=("A", "B"), help=_between_help())
+    generation(i)
+    i.add_argument("--steps", type=positive_int, default=10)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", type=Path, help="picture file (default <run>/samples/interpolations.png); text: a "
+                                            "text file; audio: a folder")
+
+    e = run_parser("evaluate", "test ELBO, importance-sampled NLL, bits/dim, KL per dimension, active units",
+                   verbs.cmd_evaluate)
+    e.add_argument("--k", type=positive_int, default=5000, help="importance samples (default 5000)")
+    e.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    e.add_argument("--batch-rows", type=positive_int,
+                   help="decoder rows (examples x samples) per pass (default: about 40 MB of activations on "
+                        "a CPU, up to 32768 rows on a GPU)")
+    e.add_argument("--json", type=Path, help="also write the result here (always: <run>/evaluation.json)")
+    e.add_argument("--quiet", action="store_true")
+
+    run_parser("info", "what a run is: data, model, training, results", verbs.cmd_info)
+    v = run_parser("serve", "the latent explorer: a local web app to decode, slide and interpolate", verbs.cmd_serve)
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    h = run_parser("report", "write a self-contained HTML report of a run (<run>/report.html)", verbs.cmd_report)
+    h.add_argument("--out", type=Path, help="HTML file (default <run>/report.html)")
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except VaekitError as e:
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vaekit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `vaekit info RUN | head`: the reader left; stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's flush at exit does not fail again
+        return 141
+
+
+if __name__ == "__main__":
+    sys.exit(main())

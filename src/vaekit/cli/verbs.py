@@ -1,0 +1,250 @@
+"""One thin function per verb: parse what is left of the arguments, call the API, print.
+What depends on the kind of data is the run's media's (:mod:`vaekit.kinds`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from ..config import Config, load_yaml
+from ..errors import VaekitError
+from ..kinds import Written
+from .options import apply_flags, given_flags
+
+
+def cmd_train(args) -> int:
+    from ..train import resume, train
+
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _torchrun(args.nproc)
+    if args.resume and args.init:
+        raise VaekitError("--resume continues a run and --init starts a new one from a run's weights; give one of them.")
+    if args.init and args.config:
+        raise VaekitError(f"--init takes its config from {args.init}; give flags to change it, not --config.")
+    if args.resume:
+        given = given_flags(args, but=("epochs",))
+        if args.config or args.out or given:
+            raise VaekitError(f"--resume continues {args.resume} with its own config; only --epochs and --quiet "
+                              f"can be given with it (got {' '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))}).")
+        run = resume(args.resume, quiet=args.quiet, epochs=args.epochs)
+    else:
+        base, origin = {}, "config"
+        if args.config:
+            base, origin = load_yaml(args.config), str(args.config)
+        if args.init:
+            origin = str(args.init / "config.yaml")
+            if not (args.init / "config.yaml").is_file():
+                raise VaekitError(f"{args.init}: not a vaekit run directory (no config.yaml), so --init cannot "
+                                  f"start from it.")
+            base = load_yaml(args.init / "config.yaml")
+            if isinstance(base.get("train"), dict):  # (a broken section is reported by from_dict)
+                base["train"]["init"] = str(args.init.resolve())
+                base["train"]["warmup_epochs"] = 0  # the model has learnt its posteriors already
+        base.pop("data_info", None)
+        base.pop("vaekit", None)
+        config = Config.from_dict(base, origin=origin)
+        apply_flags(config, args)
+        if config.data.source not in ("digits", "fashion-mnist") and Path(config.data.source).exists():
+            config.data.source = str(Path(config.data.source).resolve())
+        for key in ("valid", "test"):  # a file or folder, stored absolute; a pattern stays as it is
+            value = getattr(config.data, key)
+            if value and Path(value).exists():
+                setattr(config.data, key, str(Path(value).resolve()))
+        run = train(config, out=args.out, quiet=args.quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(run.path if args.quiet else f"done: {run.path}  (vaekit sample|evaluate|info {run.path})")
+    return 0
+
+
+def _torchrun(nproc: int) -> int:
+    """Start this same command under torchrun with nproc processes (one per GPU, or CPU processes)."""
+    import subprocess
+
+    argv = sys.argv[1:]
+    cleaned, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--nproc":
+            skip = True
+            continue
+        if a.startswith("--nproc="):
+            continue
+        cleaned.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "vaekit", *cleaned]
+    return subprocess.run(cmd).returncode
+
+
+def _run(args):
+    from ..run import Run
+
+    return Run.load(args.run, device=args.device)
+
+
+def _check_label(run, label) -> None:
+    if label is not None and not run.model.classes:
+        raise VaekitError(f"{run.path}: --label needs a conditional model (train with --conditional).")
+
+
+def _show(written: Written) -> int:
+    """Print what a verb wrote: lines of text (and where they went), or the files."""
+    if written.lines is not None:
+        print("\n".join(written.lines))
+        print(f"(written to {written.files[0]})", file=sys.stderr)
+    else:
+        for f in written.files:
+            print(f)
+    return 0
+
+
+def _gen(args) -> dict:
+    """The options of a text decoder (other kinds ignore them)."""
+    return {"method": args.method, "temperature": args.temperature, "beam": args.beam}
+
+
+def cmd_sample(args) -> int:
+    run = _run(args)
+    _check_label(run, args.label)
+    return _show(run.media.sample(run, args.out, args.n, args.seed, args.label, nrow=args.nrow,
+                                  mean=not args.random, **_gen(args)))
+
+
+def cmd_reconstruct(args) -> int:
+    from ..kinds.media import spread
+
+    run = _run(args)
+    x = run.data.split(args.split)
+    shown = spread(x.shape[0], args.n or run.media.counts["reconstruct"]).to(x.device)
+    y = run.labels(args.split)
+    return _show(run.media.reconstruct(run, x[shown], None if y is None else y[shown], args.out, args.split,
+                                       **_gen(args)))
+
+
+def cmd_interpolate(args) -> int:
+    import torch
+
+    from ..kinds.media import pick_pairs
+
+    run = _run(args)
+    ends = run.media.parse_between(run, args.between) if args.between else None
+    if ends is not None:
+        return _show(run.media.interpolate(run, *ends, None, None, args.out, args.steps, named=True, **_gen(args)))
+    test = run.data.test
+    if args.between:
+        idx = []
+        for j in args.between:
+            try:
+                j = int(j)
+            except ValueError:
+                raise VaekitError(f"--between takes two test-set indices for this run, got '{j}'.") from None
+            if not 0 <= j < test.shape[0]:
+                raise VaekitError(f"--between index {j} is outside the test set (0..{test.shape[0] - 1}).")
+            idx.append(j)
+        a, b = torch.tensor([idx[0]]), torch.tensor([idx[1]])
+    else:
+        a, b = pick_pairs(test.shape[0], args.pairs, args.seed)
+    a, b = a.to(test.device), b.to(test.device)
+    y = run.labels("test")
+    ya, yb = (None, None) if y is None else (y[a], y[b])
+    return _show(run.media.interpolate(run, test[a], test[b], ya, yb, args.out, args.steps, **_gen(args)))
+
+
+def cmd_evaluate(args) -> int:
+    run = _run(args)
+    r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet)
+    if args.json:
+        args.json.write_text(json.dumps(r, indent=2))
+    print(f"{r['data']} {r['split']} set, {r['n']:,} examples, k = {r['k']}:")
+    for line in run.media.evaluation_lines(r):
+        print(line)
+    print(f"  ELBO                      {r['elbo_nats']:.3f} nats   (reconstruction {r['rec_nats']:.3f}, "
+          f"KL {r['kl_nats']:.3f})")
+    print(f"  active units              {r['active_units']} of {r['latent']} (posterior-mean variance > "
+          f"{r['active_threshold']})")
+    if r.get("layers"):
+        from ..eval import layers_text
+
+        print("  stochastic layers         " + layers_text(r["layers"]))
+    if r["kl_per_dim"] is not None:
+        kls = sorted(r["kl_per_dim"], reverse=True)
+        print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls))
+    print(f"  took {r['seconds']:.1f} s; written to {run.path / 'evaluation.json'}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from ..serve import serve
+
+    if not 0 <= args.port < 65536:
+        raise VaekitError(f"--port must be between 0 and 65535, got {args.port}.")
+    try:
+        serve(_run(args), host=args.host, port=args.port)
+    except OSError as e:
+        raise VaekitError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}).") from None
+    return 0
+
+
+def cmd_report(args) -> int:
+    from ..report import write_report
+
+    print(write_report(_run(args), args.out))
+    return 0
+
+
+def cmd_info(args) -> int:
+    run = _run(args)
+    c, info = run.config, run.info
+    params = sum(p.numel() for p in run.model.parameters())
+    sizes = ", ".join(f"{k} {v:,}" for k, v in info["sizes"].items())
+    print(f"run      {run.path}")
+    print(f"data     {c.data.source}: {'x'.join(map(str, info['shape']))}, {info['value']}; {sizes}")
+    m = c.model
+    dropout = f", decoder dropout {m.decoder_dropout:g}" if m.decoder_dropout else ""
+    arch = {"mlp": f"hidden {m.hidden}{dropout}", "conv": f"channels {m.channels}",
+            "rnn": f"{m.cell}, embedding {m.embedding}, state {m.rnn_hidden}, word dropout {m.word_dropout}"
+                   + (", inputless" if m.inputless else "")}.get(m.net, m.net)
+    if run.media.summary():
+        print(f"         {run.media.summary()}")
+    kind = f"conditional ({run.model.classes} classes) " if run.model.classes else ""
+    prior = f"{m.prior} prior"
+    if m.prior == "hierarchical":
+        tops = m.top_sizes()
+        top_prior = "VampPrior" if m.top_prior == "vamp" else "N(0, I)"
+        between = f"{m.prior_hidden or [m.hidden[-1]]} {m.prior_activation}"
+        paths = f", one path of {m.hidden[-1]} units per layer" if m.latent_paths else ""
+        layers = ", ".join(f"z{i} {size}" for i, size in enumerate(tops, 2))
+        prior = (f"hierarchical prior ({m.inference} inference, {layers}, {top_prior} over z{len(tops) + 1}, "
+                 f"p(z1|z2) hidden {between}{paths})")
+    bounds = f", log-variances in [{m.logvar_range[0]:g}, {m.logvar_range[1]:g}]" if m.logvar_range else ""
+    if run.model.flow is not None:
+        bounds += f", posterior with {m.flow} IAF steps of {run.model.flow.hidden} units"
+    copy = sum(p.numel() for p in run.model.prior_encoder.parameters()) if hasattr(run.model, "prior_encoder") else 0
+    print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
+          f"{prior}{bounds}, {params:,} parameters" + (f" ({copy:,} of them the prior's copy of the encoder)"
+                                                        if copy else ""))
+    t = c.train
+    obj = f"IWAE k={t.k}" + (", doubly reparameterised gradient" if t.estimator == "dreg" else "") \
+        if t.objective == "iwae" else \
+        f"ELBO, beta {t.beta:g}, warm-up {t.warmup_epochs:g} epochs, free bits {t.free_bits:g}"
+    batch = t.batch_size
+    decay = f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
+    print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}){decay}, batch {batch}, seed {t.seed}"
+          + (f"; weights: moving average, decay {t.ema}" if t.ema else "")
+          + (f"; the encoder refit to the fixed model of {t.init}" if m.refine_encoder
+             else f"; started from the weights of {t.init}" if t.init else ""))
+    m = run.metrics
+    if m:
+        best, key, what = run.best()
+        secs = sum(r["seconds"] for r in m)
+        print(f"epochs   {len(m)} in {secs:.0f} s; best {what} {best[key]:.3f} at epoch {int(best['epoch'])}")
+    ev = run.evaluation
+    if ev:
+        print(f"evaluate {ev['split']}: NLL {ev['nll_nats']:.3f} nats (k={ev['k']}), ELBO {ev['elbo_nats']:.3f}, "
+              f"{ev['bits_per_dim']:.4f} bits/dim, {ev['active_units']} active units"
+              + (" (" + ", ".join(f"{k} {v['active_units']}" for k, v in ev["layers"].items()) + ")"
+                 if ev.get("layers") else ""))
+    return 0

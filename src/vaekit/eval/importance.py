@@ -1,0 +1,46 @@
+"""The one importance-sampling primitive: log-weights over k samples, in chunks.
+
+    log w_i = log p(x, z_i) - log q(z_i | x),   z_i ~ q(z | x),   i = 1..k
+    log p(x) ~= log (1/k) sum_i w_i            (a stochastic lower bound that tightens with k)
+
+The k samples are drawn in chunks of at most ``chunk`` per pass, each one batched decoder pass
+over (examples x samples) rows, so k = 5000 fits in memory. ``proposal`` replaces the
+encoder's q(z | x) by any other distribution over the latent for the batch (a function
+``(x, y) -> posterior`` with ``rsample`` and a per-dimension ``log_prob``); every proposal
+gives a valid estimate, a better one a tighter one. The training bounds, ``evaluate`` and
+the benchmark scripts all call this.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+from ..model.objectives import log_mean_exp
+
+Proposal = Callable[[torch.Tensor, torch.Tensor | None], object]
+
+
+def importance_terms(model, x: torch.Tensor, k: int, chunk: int | None = None, y=None,
+                     proposal: Proposal | None = None) -> Iterator[dict]:
+    """The model's :meth:`~vaekit.model.VAE.terms` for k samples per example of x, in passes of
+    at most ``chunk`` samples (default: all k in one). With ``proposal``, the samples come from
+    ``proposal(x, y)``, drawn once for the batch and shared by every pass."""
+    chunk = max(1, min(k, chunk or k))
+    q = None if proposal is None else proposal(x, y)
+    for j in range(0, k, chunk):
+        yield model.terms(x, min(chunk, k - j), y=y, q=q)
+
+
+def log_weights(model, x: torch.Tensor, k: int, chunk: int | None = None, y=None,
+                proposal: Proposal | None = None) -> torch.Tensor:
+    """(k, B) log-weights log p(x, z_i) - log q(z_i | x) of k samples per example."""
+    return torch.cat([t["log_px"] + t["log_pz"] - t["log_qz"]
+                      for t in importance_terms(model, x, k, chunk, y, proposal)], 0)
+
+
+def log_likelihood(model, x: torch.Tensor, k: int, chunk: int | None = None, y=None,
+                   proposal: Proposal | None = None) -> torch.Tensor:
+    """(B,) the k-sample importance-sampled estimate of log p(x) (the IWAE-k bound)."""
+    return log_mean_exp(log_weights(model, x, k, chunk, y, proposal))

@@ -1,0 +1,367 @@
+"""A kind of data, and the registry of kinds.
+
+A kind (images, text, audio, ...) is one :class:`Media` subclass, registered by name. It owns
+everything about that kind after the tensors: how its source is recognised and loaded into a
+:class:`~vaekit.kinds.bundle.Bundle`, which network and free bits ``auto`` means for it, what a
+run keeps to encode new data as in training (a vocabulary), and how decoded data are shown:
+samples, reconstructions and interpolations as files (PNG, lines of text, WAV), the report's
+sections, the explorer's rendering of a decoded point, and the one-line summary of a data set.
+The verbs, the report and the explorer ask the run's media and never test the kind themselves.
+
+Adding a kind of data is one loader and one subclass:
+
+    @register_kind
+    class Points(Media):
+        name = "points"
+        default_net = "mlp"
+        @classmethod
+        def load(cls, cfg, saved): ...          # -> Bundle(modality="points", ...)
+        def sample(self, run, out, n, ...): ... # -> Written
+        ...
+
+This module also holds the helpers every kind uses: picture grids, PNG files, evenly spread
+examples, random pairs, and the latent map (a matplotlib scatter of posterior means).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import VaekitError
+
+KINDS: dict[str, type["Media"]] = {}
+
+
+def register_kind(cls: type["Media"]) -> type["Media"]:
+    """Class decorator: make a :class:`Media` subclass the kind of data ``cls.name``. The kinds
+    are tried in registration order to recognise a source (``detect``); the first is the default."""
+    if cls.name in KINDS and KINDS[cls.name] is not cls:
+        raise ValueError(f"a kind of data named '{cls.name}' is registered twice")
+    KINDS[cls.name] = cls
+    return cls
+
+
+def kind(name: str) -> type["Media"]:
+    """The registered kind of data ``name`` (what a bundle's and a run's ``modality`` holds)."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise VaekitError(f"unknown kind of data '{name}'; expected one of: {', '.join(KINDS)}.") from None
+
+
+def detect_modality(cfg) -> str:
+    """``cfg.modality``, or when it is ``auto`` the first kind whose ``detect`` recognises the
+    source (text files are text, folders of WAV files audio), else the default kind (images)."""
+    if cfg.modality != "auto":
+        return cfg.modality
+    path = Path(str(cfg.source)).expanduser()
+    default = next(iter(KINDS))
+    if not path.exists():
+        return default
+    detected = [name for name, k in KINDS.items() if name != default and k.detect(path)]
+    return detected[0] if detected else default
+
+
+def load_data(cfg, saved: dict | None = None):
+    """Load the data described by a :class:`vaekit.config.DataConfig` into a Bundle.
+
+    saved: what a trained run keeps about its data (``vocab`` for text, the normalisation
+    statistics for audio), so the data are encoded exactly as in training.
+    """
+    return kind(detect_modality(cfg)).load(cfg, saved or {})
+
+
+@dataclass
+class Written:
+    """What a verb produced: files, and for text the lines themselves (printed too)."""
+
+    files: list[Path] = field(default_factory=list)
+    lines: list[str] | None = None
+
+
+class Media:
+    """One kind of data. Class attributes and class methods describe the kind; an instance,
+    made by :meth:`for_run`, shows one run's decoded data.
+
+    Subclasses set ``name``, ``default_net`` and ``counts`` and implement ``load``, ``sample``,
+    ``reconstruct``, ``interpolate``, ``report_sections`` and ``render``; the rest have
+    defaults that fit any tensor data.
+    """
+
+    name: ClassVar[str] = ""
+    #: the network ``--net auto`` means for this kind
+    default_net: ClassVar[str] = "mlp"
+    #: the free bits (nats per latent dimension) ``--free-bits`` defaults to
+    default_free_bits: ClassVar[float] = 0.0
+    #: default counts of the verbs: examples sampled, reconstructed
+    counts: ClassVar[dict[str, int]] = {"sample": 64, "reconstruct": 32}
+    #: what ``--between A B`` of ``vaekit interpolate`` takes for this kind
+    between_help: ClassVar[str] = "two test-set indices"
+    #: the word for one example, in summaries
+    unit: ClassVar[str] = "examples"
+
+    def __init__(self, info: dict, saved: dict | None = None):
+        self.info, self.saved = info, saved or {}
+
+    # ------------------------------------------------------------------ the kind
+    @classmethod
+    def detect(cls, path: Path) -> bool:
+        """Whether ``path`` (an existing file or folder) holds this kind of data."""
+        return False
+
+    @classmethod
+    def load(cls, cfg, saved: dict):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    @classmethod
+    def saved_state(cls, path: Path, info: dict) -> dict:
+        """What a run at ``path`` keeps to encode data as in training, with its data description."""
+        return dict(info)
+
+    @classmethod
+    def keep(cls, bundle, path: Path) -> None:
+        """Write what :meth:`saved_state` reads back into a new run directory."""
+
+    @classmethod
+    def describe(cls, bundle) -> str:
+        """One line on a data set: its name, shape, kind of values and split sizes."""
+        shape = "x".join(str(s) for s in bundle.shape)
+        return f"{bundle.name}: {shape} {cls.unit}, {bundle.value}; {split_sizes(bundle)}"
+
+    @classmethod
+    def for_run(cls, info: dict, saved: dict | None = None) -> "Media":
+        return cls(info, saved)
+
+    # ------------------------------------------------------------------ one run's data
+    def summary(self) -> str | None:
+        """What ``vaekit info`` adds to its data line (a vocabulary, a sample rate), or None."""
+        return None
+
+    def same_shape(self, shape) -> bool:
+        """Whether data of ``shape`` can be scored by a model trained on ``info['shape']``."""
+        return list(shape) == list(self.info["shape"])
+
+    def parse_between(self, run, between: list[str]):
+        """The two examples ``vaekit interpolate --between A B`` names, as (x_a, x_b), or
+        None when they are test-set indices."""
+        return None
+
+    def sample(self, run, out: Path | None, n: int | None, seed: int = 0, label=None, **options) -> Written:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def reconstruct(self, run, x: torch.Tensor, y, out: Path | None, split: str = "test", **options) -> Written:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def interpolate(self, run, x_a, x_b, y_a, y_b, out: Path | None, steps: int = 10, named: bool = False,
+                    **options) -> Written:
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def run_outputs(self, run, bundle) -> list[Path]:
+        """What is written into ``<run>/samples/`` at the end of training."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def report_sections(self, run, bundle) -> list[tuple[str, str]]:
+        """The report's sections of decoded data, as (title, HTML)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def render(self, x: torch.Tensor) -> dict:
+        """Decoded data as the explorer shows them: ``image`` (a PNG data URI), ``text``
+        (lines), ``audio`` (a WAV data URI)."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def render_path(self, x_a: torch.Tensor, path: torch.Tensor, x_b: torch.Tensor) -> dict:
+        """The explorer's interpolation: the two ends and the decoded path between them."""
+        return self.render(torch.cat([x_a, path, x_b]))
+
+    def metrics(self, run, split: str) -> dict:
+        """Figures of this kind added to ``evaluate``'s (e.g. spectral distances for audio)."""
+        return {}
+
+    def evaluation_lines(self, r: dict) -> list[str]:
+        """The lines ``vaekit evaluate`` prints about the NLL and this kind's own figures."""
+        return [f"  NLL (importance sampled)  {r['nll_nats']:.3f} nats   {r['bits_per_dim']:.4f} bits/dim"]
+
+
+def split_sizes(bundle) -> str:
+    return ", ".join(f"{s} {bundle.split(s).shape[0]:,}" for s in ("train", "valid", "test"))
+
+
+# ----------------------------------------------------------------------------- shared helpers
+
+def grid(images: torch.Tensor, nrow: int, pad: int = 1, min_cell: int = 40):
+    """Tile (N, C, H, W) images in [0, 1] into one PIL picture, ``nrow`` images per row.
+
+    Small images are enlarged by an integer factor (nearest neighbour) so that 8x8 digits stay
+    visible. (Assembled with numpy: torchvision's make_grid is not a dependency.)
+    """
+    from PIL import Image
+
+    x = images.detach().float().clamp(0, 1).cpu().numpy()
+    n, c, h, w = x.shape
+    scale = max(1, int(np.ceil(min_cell / max(h, w))))
+    if scale > 1:
+        x = x.repeat(scale, axis=2).repeat(scale, axis=3)
+        h, w = h * scale, w * scale
+    rows = int(np.ceil(n / nrow))
+    canvas = np.full((c, rows * (h + pad) + pad, nrow * (w + pad) + pad), 0.5, dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, nrow)
+        canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = x[i]
+    arr = (canvas * 255).round().astype(np.uint8)
+    return Image.fromarray(arr[0] if c == 1 else arr.transpose(1, 2, 0), mode="L" if c == 1 else "RGB")
+
+
+def save_png(img, path: Path) -> Path:
+    """Write a picture; a path without a suffix gets ``.png``, another suffix picks Pillow's
+    format for it (``.jpg``, ``.webp``, ...). Returns the path written."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    if Image.registered_extensions().get(path.suffix.lower()) not in Image.SAVE:  # checked before mkdir
+        raise VaekitError(f"{path}: cannot write the picture: Pillow writes no image format with the suffix "
+                          f"{path.suffix} (use .png).")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img.save(path)
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot write the picture ({e.strerror or e}).") from None
+    return path
+
+
+def write_text(lines: list[str], path) -> Path:
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    except OSError as e:
+        raise VaekitError(f"{path}: cannot write the file ({e.strerror or e}).") from None
+    return path
+
+
+def spread(total: int, n: int) -> torch.Tensor:
+    """n indices spread evenly over 0..total-1 (all of them when total <= n): the examples a
+    picture shows. A data set stored sorted by class (as some test sets are) then shows every
+    class, not only the first."""
+    return torch.linspace(0, total - 1, min(n, total)).round().long()
+
+
+def pick_pairs(n: int, pairs: int, seed: int = 0, allow_one: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random disjoint pairs of indices below n; with ``allow_one``, a lone example is paired
+    with itself (the pictures at the end of training must not fail on a tiny test split)."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(n, generator=g)[: 2 * pairs]
+    if idx.numel() == 1 and allow_one:
+        return idx, idx
+    if idx.numel() < 2:
+        raise VaekitError("interpolation needs at least two test examples.")
+    half = idx.numel() // 2
+    return idx[:half], idx[half:2 * half]
+
+
+def prior_draws(model, n: int = 64, nrow: int = 8, mean: bool = True, label=None):
+    """Decoded prior samples; a conditional model without a label gives ``nrow`` per class."""
+    if model.classes and label is None:
+        rows = min(model.classes, 20)
+        y = torch.arange(rows, device=model.device).repeat_interleave(nrow)
+        return model.sample(y.numel(), mean=mean, y=y)
+    if label is not None and not 0 <= int(label) < max(model.classes, 1):
+        raise VaekitError(f"--label {label} is not a class of this model (0 to {model.classes - 1}).")
+    return model.sample(n, mean=mean, y=None if label is None else torch.full((n,), int(label)))
+
+
+def png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def picture_uri(img) -> str:
+    """A PIL picture as a PNG data URI (for the report and the explorer)."""
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return png_uri(buf.getvalue())
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def figure_uri(fig, dpi: int = 100) -> str:
+    """A matplotlib figure as a PNG data URI; the figure is closed."""
+    plt = pyplot()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return png_uri(buf.getvalue())
+
+
+def pre(lines: list[str]) -> str:
+    return "<pre>" + html.escape("\n".join(lines)) + "</pre>"
+
+
+@torch.no_grad()
+def latent_points(model, x: torch.Tensor, max_points: int = 5000, y=None):
+    """Posterior means of x in 2-D: PCA (scikit-learn) when the latent is larger.
+
+    Returns (xy (N, 2) numpy, axis names, the fitted PCA or None).
+    """
+    shown = spread(x.shape[0], max_points).to(x.device)
+    x, y = x[shown], None if y is None else y[shown]
+    mu = torch.cat([model.encode(x[i:i + 2000], None if y is None else y[i:i + 2000]).loc
+                    for i in range(0, x.shape[0], 2000)]).cpu().numpy()
+    if mu.shape[1] > 2 and mu.shape[0] >= 2:
+        from sklearn.decomposition import PCA
+
+        pca = PCA(n_components=2).fit(mu)
+        ev = pca.explained_variance_ratio_
+        return pca.transform(mu), (f"PC 1 ({ev[0]:.0%} of variance)", f"PC 2 ({ev[1]:.0%})"), pca
+    mu = mu[:, :2]
+    return np.pad(mu, ((0, 0), (0, 2 - mu.shape[1]))), ("z 1", "z 2"), None
+
+
+def latent_map_figure(model, x: torch.Tensor, labels: torch.Tensor | None, label_names=None,
+                      max_points: int = 5000):
+    """Scatter plot of posterior means of x, coloured by label when there are labels."""
+    plt = pyplot()
+    xy, axes, _ = latent_points(model, x, max_points, labels if model.classes else None)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5), dpi=110)
+    if labels is not None:
+        y = labels[spread(labels.shape[0], max_points).to(labels.device)].cpu().numpy()  # as latent_points
+        classes = np.unique(y)
+        cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for i, c in enumerate(classes):
+            m = y == c
+            name = label_names[c] if label_names is not None and c < len(label_names) else str(c)
+            ax.scatter(xy[m, 0], xy[m, 1], s=6, alpha=0.7, color=cmap(i % cmap.N), label=name)
+        ax.legend(markerscale=3, fontsize=8, loc="best", framealpha=0.8)
+    else:
+        ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.6)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(f"Posterior means of {len(xy):,} test examples")
+    fig.tight_layout()
+    return fig
+
+
+def latent_map_png(model, x: torch.Tensor, labels: torch.Tensor | None, path, label_names=None,
+                   max_points: int = 5000) -> Path:
+    plt = pyplot()
+    fig = latent_map_figure(model, x, labels, label_names, max_points)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

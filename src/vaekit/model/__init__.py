@@ -1,0 +1,13 @@
+"""The VAE, composed of parts: each family (likelihoods, priors, networks, objectives) has a
+registry (:mod:`vaekit.model.registry`) that the config, the command line and the builder read.
+
+Nothing here knows images, text or audio: parts are chosen by the data's shape and kind of
+value (``binary``, ``levels``, ``continuous``, ``real``, ``tokens``).
+"""
+
+from . import likelihoods, nets, objectives, priors  # noqa: F401  (each registers its parts)
+from .objectives import Objective
+from .registry import LIKELIHOODS, NETS, OBJECTIVES, PRIORS, Registry
+from .vae import VAE, build_model, misfit
+
+__all__ = ["VAE", "build_model", "misfit", "Objective", "Registry", "LIKELIHOODS", "NETS", "OBJECTIVES", "PRIORS"]

@@ -1,0 +1,63 @@
+"""Encoders and decoders by shape of data.
+
+An encoder maps a batch x (B, *shape) to (mu, logvar), each (B, latent); its ``hidden``
+gives the features its last layer, ``head`` (a :class:`~vaekit.nets.mlp.GaussianHead`), reads.
+A top-down encoder (topdown.py) returns a structured posterior over two stochastic layers instead.
+A decoder maps z (B, latent) to likelihood parameters (B, n_params, *shape); an
+autoregressive decoder (``autoregressive = True``) also takes x (teacher forcing) and has
+``generate(z, ...)``.
+"""
+
+from .conv import ConvDecoder, ConvEncoder
+from .mlp import GaussianHead, MLPDecoder, MLPEncoder
+from .recurrent import RecurrentDecoder, RecurrentEncoder
+from .topdown import PathsDecoder, TopDownEncoder, TopDownPosterior
+
+from ..registry import NETS
+
+
+def _tokens_need_rnn(net):
+    def fits(m, info):
+        if info["value"] == "tokens":
+            return f"text needs the rnn network, not {net}"
+        if m.decoder_dropout and net != "mlp":
+            return f"decoder dropout is for the mlp network's decoder, not {net}"
+        if net == "conv" and len(info["shape"]) != 3:
+            return f"the conv network needs (C, H, W) data, not shape {list(info['shape'])}"
+        return None
+    return fits
+
+
+def _rnn_fits(m, info):
+    if info["value"] != "tokens":
+        return f"the rnn network reads text (token ids), not {info['value']} data"
+    if m.latent_paths:
+        return "latent paths need the mlp or conv network, not rnn"
+    if m.decoder_dropout:
+        return "decoder dropout is for the mlp network's decoder, not rnn (text has --word-dropout)"
+    return None
+
+
+@NETS.register("mlp", "fully connected layers (--hidden, --activation)", _tokens_need_rnn("mlp"))
+def _mlp(m, info, z_enc, z_in, classes, lik):
+    shape = tuple(info["shape"])
+    return (MLPEncoder(shape, z_enc, m.hidden, m.activation, extra=classes),
+            MLPDecoder(shape, z_in, m.hidden, lik.n_params, m.activation, m.decoder_dropout))
+
+
+@NETS.register("conv", "convolutional blocks that halve the size (--channels)", _tokens_need_rnn("conv"))
+def _conv(m, info, z_enc, z_in, classes, lik):
+    shape = tuple(info["shape"])
+    return ConvEncoder(shape, z_enc, m.channels, extra=classes), ConvDecoder(shape, z_in, m.channels, lik.n_params)
+
+
+@NETS.register("rnn", "text: bidirectional recurrent encoder, autoregressive decoder (--cell)", _rnn_fits)
+def _rnn(m, info, z_enc, z_in, classes, lik):
+    vocab = int(info["vocab_size"])
+    return (RecurrentEncoder(vocab, z_enc, m.embedding, m.rnn_hidden, m.cell, extra=classes),
+            RecurrentDecoder(vocab, z_in, info["shape"][0], m.embedding, m.rnn_hidden, m.cell, m.word_dropout,
+                             m.inputless))
+
+
+__all__ = ["GaussianHead", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder",
+           "RecurrentDecoder", "PathsDecoder", "TopDownEncoder", "TopDownPosterior"]

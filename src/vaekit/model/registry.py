@@ -1,0 +1,74 @@
+"""Registries: one table per family of model parts (likelihoods, priors, networks, objectives).
+
+Each entry is a name, a builder, a one-line help text and a check of whether it fits the data
+and the rest of the model: ``fits(model_cfg, info)`` returns ``None`` or the reason it does
+not, as the end of a sentence. Config validation, the command line's choices, the fit checks
+and the builders all read the same table, so a new part is registered once:
+
+    from vaekit.model.registry import PRIORS
+
+    @PRIORS.register("laplace", help="a factorised Laplace prior")
+    def _laplace(m, info, classes):
+        return LaplacePrior(m.latent)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import VaekitError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    build: Callable[..., Any]
+    help: str = ""
+    fits: Callable[[Any, dict], str | None] | None = None
+
+
+class Registry:
+    """name -> :class:`Entry` for one family of parts; ``family`` names it in messages."""
+
+    def __init__(self, family: str):
+        self.family = family
+        self.entries: dict[str, Entry] = {}
+
+    def register(self, name: str, help: str = "", fits: Callable[[Any, dict], str | None] | None = None):
+        """Decorator: register ``build`` under ``name`` (a name registered twice is an error)."""
+        def add(build):
+            if name in self.entries:
+                raise ValueError(f"{self.family} '{name}' is registered twice")
+            self.entries[name] = Entry(name, build, help, fits)
+            return build
+        return add
+
+    def names(self) -> list[str]:
+        return list(self.entries)
+
+    def __contains__(self, name) -> bool:
+        return name in self.entries
+
+    def __getitem__(self, name: str) -> Entry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise VaekitError(f"unknown {self.family} '{name}'; expected one of: {', '.join(self.entries)}.") from None
+
+    def build(self, name: str, *args, **kwargs):
+        return self[name].build(*args, **kwargs)
+
+    def misfit(self, name: str, model_cfg, info: dict) -> str | None:
+        """Why the part ``name`` does not fit this model and data, or None when it does."""
+        entry = self[name]
+        return entry.fits(model_cfg, info) if entry.fits else None
+
+    def help(self) -> str:
+        return "; ".join(f"{e.name}: {e.help}" if e.help else e.name for e in self.entries.values())
+
+
+LIKELIHOODS = Registry("likelihood")   # build(model_cfg, info) -> Likelihood
+PRIORS = Registry("prior")             # build(model_cfg, info, classes) -> Prior
+NETS = Registry("network")             # build(model_cfg, info, z_enc, z_in, classes, lik) -> (encoder, decoder)
+OBJECTIVES = Registry("objective")     # build(train_cfg, steps_per_epoch) -> Objective

@@ -1,0 +1,163 @@
+"""Acceleration policy: mixed precision (AMP) and the training step replayed as a CUDA graph.
+
+On CUDA (``--cuda-graph auto``), the step of a full batch is captured once in a CUDA graph
+(:class:`GraphedStep`) and replayed: forward, backward, the non-finite check and Adam in one
+launch, where a small network otherwise spends its time launching kernels one by one.
+Mixed precision is float16 with a loss scaler on CUDA and bfloat16 on a CPU, where it is fast
+only with native bfloat16 arithmetic.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import torch
+
+from ..config import Config
+from ..errors import VaekitError
+
+if TYPE_CHECKING:
+    from .loop import Trainer
+
+
+class Precision:
+    """Whether the step runs under autocast, in which type, and the float16 loss scaler."""
+
+    def __init__(self, amp: str, device: torch.device):
+        self.enabled = amp == "on" or (amp == "auto" and device.type == "cuda")
+        self.dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+        self.scaler = torch.amp.GradScaler("cuda", init_scale=2.0 ** 12) \
+            if self.enabled and device.type == "cuda" else None
+        self.device_type = device.type
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
+
+
+def native_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX512 on x86, BF16 on ARM), as oneDNN
+    sees it. Without it, bfloat16 autocast is emulated: on an AVX2-only CPU the one-layer
+    IWAE-50 step ran 12.6 times slower than in float32 (bench/RESULTS.md)."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older or a stripped build: assume it has it
+        return True
+
+
+def slow_amp_warning(device: torch.device, use_amp: bool) -> str | None:
+    """A warning for mixed precision on a CPU that would emulate bfloat16; None otherwise."""
+    if not use_amp or device.type != "cpu" or native_bfloat16():
+        return None
+    return ("warning: --amp on: this CPU has no native bfloat16 arithmetic, so mixed precision is emulated and "
+            "can train ten times slower than float32 here (--amp off).")
+
+
+def refuse_cuda_graph(blocker: str) -> VaekitError:
+    return VaekitError(f"--cuda-graph on: this run cannot capture its training step in a CUDA graph: {blocker}.")
+
+
+def cuda_graph_blocker(config: Config, device: torch.device, distributed: bool) -> str | None:
+    """Why this run's training step cannot be captured in a CUDA graph; None if it can."""
+    if device.type != "cuda":
+        return f"it trains on {device.type}, not CUDA"
+    if distributed:
+        return "it trains on several processes (DistributedDataParallel)"
+    if config.train.amp != "off":
+        return "float16 mixed precision scales the loss on the host (add --amp off)"
+    if config.model.net == "rnn":
+        return "the recurrent network packs its sequences on the host"
+    return None
+
+
+class GraphedStep:
+    """The training step of a full batch, captured once in a CUDA graph and then replayed.
+
+    A small network's step is a few hundred kernels of microseconds each; launched one by one
+    from Python, the launches are most of the step on a GPU. Here the first ``WARMUP`` steps
+    run as usual (on a side stream, as capture requires), the next one is captured, and every
+    later full batch is copied into the graph's input tensors and replayed: one launch.
+    Whatever changes between steps lives in tensors the graph reads: the batch, its labels,
+    the KL weight, and the learning rate of each parameter group (fused Adam reads it from a
+    device tensor while capturing; the scheduler's float is copied into it when it changes).
+    The sampling noise is fresh at every replay (PyTorch advances the generator's offset).
+    A batch of another size (the last, partial one) takes the ordinary step on the same
+    weights and optimiser state.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, trainer: "Trainer"):
+        self.t = trainer
+        self.graph = None
+        self.warm = 0
+        self.x = self.y = self.out = None
+        self.beta = torch.zeros((), device=trainer.device)
+        self.beta_value = None
+        self.lrs = [torch.zeros((), device=trainer.device) for _ in trainer.opt.param_groups]
+        self.lr_values = [None] * len(self.lrs)
+
+    def __call__(self, x: torch.Tensor, y) -> torch.Tensor:
+        t = self.t
+        if self.x is None:
+            self.x = torch.empty_like(x)
+            self.y = None if y is None else torch.empty_like(y)
+        self.x.copy_(x)
+        if y is not None:
+            self.y.copy_(y)
+        beta = t.objective.beta_at(t.step)
+        if beta != self.beta_value:
+            self.beta.fill_(beta)
+            self.beta_value = beta
+        if self.graph is None:
+            if self.warm < self.WARMUP:
+                self.warm += 1
+                return self._on_side_stream(lambda: t._step(self.x, self.y, beta=self.beta))
+            try:
+                self._capture()
+            except RuntimeError as e:
+                why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+                if t.config.train.cuda_graph == "on":
+                    raise VaekitError(f"--cuda-graph on: capturing the training step in a CUDA graph failed "
+                                      f"({why}).") from None
+                t.graphed = None
+                if not t.quiet:
+                    print(f"note: capturing the training step in a CUDA graph failed ({why}); training goes on "
+                          f"without it (--cuda-graph off skips the attempt).", file=sys.stderr)
+                return t._step(x, y)
+        for i, g in enumerate(t.opt.param_groups):
+            if g["lr"] != self.lr_values[i]:
+                self.lrs[i].fill_(g["lr"])
+                self.lr_values[i] = g["lr"]
+        self.graph.replay()
+        return self.out
+
+    def _on_side_stream(self, fn):
+        device = self.t.device
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            out = fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        torch.cuda.synchronize(device)
+        return out
+
+    def _capture(self) -> None:
+        t = self.t
+        groups = t.opt.param_groups
+        saved = [(g["lr"], g["capturable"]) for g in groups]
+        for g, lr in zip(groups, self.lrs):
+            lr.fill_(g["lr"])
+            g["lr"], g["capturable"] = lr, True
+        graph = torch.cuda.CUDAGraph()
+        torch.cuda.synchronize(t.device)
+        try:
+            with torch.cuda.graph(graph):
+                self.out = t._step(self.x, self.y, beta=self.beta)
+        finally:  # the optimiser's own settings stay plain floats (checkpoints, schedulers, eager steps)
+            for g, (lr, capturable) in zip(groups, saved):
+                g["lr"], g["capturable"] = lr, capturable
+        self.lr_values = [lr for lr, _ in saved]
+        self.graph = graph
+
+

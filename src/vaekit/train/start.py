@@ -1,0 +1,154 @@
+"""Starting a run: a new one (:func:`train`) or one continued from its checkpoint (:func:`resume`).
+
+Both load the data, resolve every ``auto`` of the config against them and check that the model
+fits (:func:`vaekit.config.resolve`), then hand a :class:`~vaekit.train.loop.Trainer` the run
+directory. Under ``torchrun`` every process calls them; only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..config import Config, load_yaml, resolve, save_yaml
+from ..errors import VaekitError
+from ..kinds import Bundle, kind, load_data
+from ..model import build_model
+from ..run import Run, load_into, resolve_device, saved_data
+from . import distributed as dist
+from .accel import cuda_graph_blocker, refuse_cuda_graph, slow_amp_warning
+from ..checkpoint import load_state
+from .loop import Trainer
+from .rundir import STATE_FILE, default_run_dir, prepare_dir, truncate_metrics
+
+
+def _start(config: Config, data: Bundle | None, saved: dict | None = None):
+    d, device_name = dist.setup(config.train.device)
+    device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
+    bundle = data if data is not None else load_data(config.data, saved)
+    resolve(config, bundle.info())  # every "auto", once, and the parts checked against the data
+    if config.model.conditional and any(bundle.labels(s) is None for s in ("train", "valid", "test")):
+        dist.teardown(d)
+        raise VaekitError(f"{config.data.source}: a conditional model needs labels in every split, and these data "
+                          f"have none in some (labels come from IDX label files, a 'y' array, sub-folder names, or "
+                          f"--label-from for audio).")
+    blocker = cuda_graph_blocker(config, device, d.active)
+    if config.train.cuda_graph == "on" and blocker:
+        dist.teardown(d)
+        raise refuse_cuda_graph(blocker)
+    return d, device, bundle
+
+
+def _check_same_model(config: Config, init) -> None:
+    """Refining the encoder keeps the model of the run it starts from: refuse changed model flags
+    (those of the inference network, a flow after the encoder, may change)."""
+    ours, theirs = dataclasses.asdict(config.model), dataclasses.asdict(init.config.model)
+    inference = ("refine_encoder", "flow", "flow_hidden")
+    changed = sorted(k for k in ours if k not in inference and ours[k] != theirs[k])
+    if changed:
+        raise VaekitError(f"{init.path}: --refine-encoder fits the encoder to this run's model, which must stay as "
+                          f"it is, but the model config differs in {', '.join(changed)}.")
+
+
+def _describe(trainer: Trainer, log) -> None:
+    c = trainer.config
+    n_params = sum(p.numel() for p in trainer.model.parameters())
+    procs = f" x {trainer.d.world} processes" if trainer.d.active else ""
+    log(f"data   {trainer.bundle.describe()}")
+    kind = f"conditional ({trainer.model.classes} classes) " if trainer.model.classes else ""
+    log(f"model  {kind}{c.model.net} VAE, latent {c.model.latent}, {c.model.likelihood} likelihood, "
+        f"{n_params:,} parameters, on {trainer.device}{procs}" + (" (mixed precision)" if trainer.use_amp else ""))
+    if trainer.device.type == "cuda" and c.train.cuda_graph != "off":
+        log("step   replayed as one CUDA graph per batch (--cuda-graph off: the ordinary step)" if trainer.graphed
+            else f"step   the ordinary step, not a CUDA graph: {trainer.graph_blocker}")
+    log(f"run    {trainer.out}")
+    warning = slow_amp_warning(trainer.device, trainer.use_amp)
+    if warning and trainer.d.main:  # shown under --quiet too: it is worth knowing before a long run
+        print(warning, file=sys.stderr)
+
+
+def train(config: Config, out: str | Path | None = None, quiet: bool = False, data: Bundle | None = None,
+          pictures: bool = True) -> Run:
+    """Train a VAE as described by ``config``; write and return its run directory.
+
+    Under ``torchrun`` every process calls this; they train one model with
+    DistributedDataParallel and only rank 0 writes the run directory.
+    """
+    config.check()
+    init = None
+    if config.train.init:
+        init = Run.load(config.train.init)  # a broken run is refused before anything is written
+    d, device, bundle = _start(config, data, init.saved if init else None)
+    info = bundle.info()
+    start = None
+    if init is not None:  # the weights (read once, by Run.load) are checked before the run directory is made
+        if config.model.refine_encoder:
+            _check_same_model(config, init)
+        start = build_model(config.model, info)
+        load_into(start, init.path / "model.safetensors", "the model this run's config builds",
+                  weights=start.complete_weights(init.model.state_dict()))
+    bundle.to(device)
+    target = None
+    if d.main:
+        target = prepare_dir(Path(out) if out else default_run_dir(bundle))
+        save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, target / "config.yaml")
+        kind(bundle.modality).keep(bundle, target)
+    target = Path(dist.broadcast_object(str(target), d))
+    trainer = Trainer(config, bundle, target, d, device, quiet)
+    if start is not None:
+        trainer.model.load_state_dict(start.state_dict())
+        trainer.restart_average()
+    _describe(trainer, (lambda *a: None) if trainer.quiet else print)
+    if init is not None and not trainer.quiet:
+        print(f"init   weights of {init.path}")
+    try:
+        return trainer.fit(pictures)
+    finally:
+        dist.teardown(d)
+
+
+def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, data: Bundle | None = None,
+           pictures: bool = True) -> Run:
+    """Continue a run from ``state/last.pt``; with ``epochs``, train to that many epochs in all."""
+    path = Path(path)
+    cfg_file, state_file = path / "config.yaml", path / STATE_FILE
+    if not cfg_file.is_file():
+        raise VaekitError(f"{path}: not a vaekit run directory (no config.yaml), so it cannot be resumed.")
+    raw = load_yaml(cfg_file)
+    raw.pop("vaekit", None)
+    info = raw.pop("data_info", None)
+    config = Config.from_dict(raw, origin=str(cfg_file))
+    if epochs is not None:
+        config.train.epochs = epochs
+    if not state_file.is_file():
+        raise VaekitError(f"{state_file}: no checkpoint to resume from.")
+    state = load_state(state_file)
+    d, device, bundle = _start(config, data, saved_data(path, info or {}))
+    if info and list(bundle.shape) != list(info.get("shape", [])):
+        raise VaekitError(f"{config.data.source}: images are now {list(bundle.shape)}, but the run was trained on "
+                          f"{info.get('shape')}.")
+    bundle.to(device)
+    trainer = Trainer(config, bundle, path, d, device, quiet)
+    trainer.restore(state, state_file)
+    if trainer.epoch >= config.train.epochs:
+        dist.teardown(d)
+        raise VaekitError(f"{path}: already trained for {trainer.epoch} of {config.train.epochs} epochs; "
+                          f"pass --epochs with a larger number to train further.")
+    if d.main:
+        truncate_metrics(path / "metrics.csv", trainer.epoch)
+        if epochs is not None:
+            save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, cfg_file)
+    if not trainer.quiet:
+        print(f"resuming {path} after epoch {trainer.epoch} (best valid {trainer.objective.name} "
+              f"{trainer.best:.3f})")
+    _describe(trainer, (lambda *a: None) if trainer.quiet else print)
+    try:
+        return trainer.fit(pictures)
+    finally:
+        dist.teardown(d)
+
+
