@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DATA ?= ../shared/data
 
-.PHONY: setup browser demo test test-slow bench bench-gpu clean
+.PHONY: setup browser demo test test-slow bench bench-gpu docs clean
 
 setup: $(STAMP)
 
@@ -50,6 +50,10 @@ GPU_EXTRA ?=
 bench-gpu: $(STAMP)
 	$(BIN)/python bench/budget_runs.py --data $(DATA)/binarized-mnist --device cuda --train-seconds $(GPU_SECONDS) \
 		--jobs $(GPU_JOBS) $(GPU_FLAGS) --extra="$(GPU_EXTRA)" --out bench/out/budget
+
+# docs/cli.md is written from the parser; a test fails when it is out of date
+docs: $(STAMP)
+	$(BIN)/python -m vaekit.cli.docs docs/cli.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

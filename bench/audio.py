@@ -29,10 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import vaekit  # noqa: E402
-from vaekit.kinds import load_data  # noqa: E402
+import vaekit
+from vaekit.kinds import load_data
 
 
 # The conditional model: a small latent (and beta) leave the digit's identity to the label,

@@ -47,7 +47,7 @@ def mixture_components(model, z: torch.Tensor) -> torch.Tensor:
     if not isinstance(vamp, vaekit.model.priors.VampPrior):
         raise SystemExit("this benchmark needs a run with a VampPrior (--prior vamp or --top-prior vamp)")
     z_top = z if vamp is model.prior else list(model.prior.layer_means(z).values())[-1]
-    return vaekit.model.priors.component_log_probs(z_top, *vamp._components())
+    return vaekit.model.priors.component_log_probs(z_top, *vamp.components())
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ import time
 import torch
 from torch.distributions import Normal
 
+import vaekit
 from vaekit.errors import VaekitError
 from vaekit.model.nets.topdown import TopDownPosterior
 from vaekit.model.objectives import log_mean_exp
@@ -37,7 +38,7 @@ def log_weights(model, x: torch.Tensor, k: int, factor: float = 1.0, chunk: int 
     """(k, B) log-weights of k draws from the encoder's proposal widened by ``factor``, in passes of ``chunk``."""
     q = model.encode(x)
     q = q if factor == 1.0 else widened(q, factor)
-    return torch.cat([model.log_weights(x, min(chunk, k - j), q=q) for j in range(0, k, chunk)])
+    return vaekit.log_weights(model, x, k, chunk, proposal=lambda x, y, samples: q)
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ import time
 import torch
 from torch.distributions import Normal
 
+import vaekit
 from vaekit.errors import VaekitError
 from vaekit.model.nets.topdown import TopDownPosterior
-from vaekit.model.objectives import log_mean_exp
 from vaekit.run import Run
 
 
@@ -73,8 +73,7 @@ def estimate(model, x: torch.Tensor, k: int, sampler: str, seed: int, batch: int
         xb = x[i:i + batch]
         q = model.encode(xb)
         e = noises(sampler, k, xb.shape[0], model.latent, gen, seed * 1000 + i)
-        lw = [model.log_weights(xb, min(chunk, k - j), q=with_noise(q, e[j:j + chunk])) for j in range(0, k, chunk)]
-        nll.append(-log_mean_exp(torch.cat(lw)))
+        nll.append(-vaekit.log_likelihood(model, xb, k, chunk, proposal=lambda x, y, samples: with_noise(q, e[samples])))
     return torch.cat(nll).mean().item()
 
 

@@ -19,6 +19,7 @@ import time
 import torch
 from torch.distributions import Normal
 
+import vaekit
 from vaekit.errors import VaekitError
 from vaekit.model.nets.topdown import TopDownEncoder, TopDownPosterior
 from vaekit.model.objectives import log_mean_exp
@@ -38,8 +39,7 @@ def nll(model, x, posterior, k: int, chunk: int = 1000) -> float:
     out = []
     for i in range(x.shape[0]):
         q = posterior(i)
-        lw = torch.cat([model.log_weights(x[i:i + 1], min(chunk, k - j), q=q) for j in range(0, k, chunk)])
-        out.append(-log_mean_exp(lw))
+        out.append(-vaekit.log_likelihood(model, x[i:i + 1], k, chunk, proposal=lambda x, y, samples: q))
     return torch.cat(out).mean().item()
 
 

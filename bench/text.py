@@ -24,12 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-
-import vaekit  # noqa: E402
-from vaekit.kinds import load_data  # noqa: E402
-from vaekit.kinds.text.loader import BOS, PAD  # noqa: E402
-from vaekit.generate import text_interpolation, text_samples  # noqa: E402
+import vaekit
+from vaekit.kinds import load_data
+from vaekit.kinds.text.loader import BOS, PAD
 
 SETTINGS = {  # corpus -> (file, epochs, latent, free bits per dimension, k, test lines scored with k)
     "names": ("names.txt", 30, 16, 0.25, 1000, None),
@@ -121,9 +118,9 @@ def run_corpus(name, data_dir, out_dir, epochs=None, quiet=False):
     }
     result["nll_ratio"] = ev["nll_nats"] / lm_nll
     torch.manual_seed(0)
-    result["samples"] = text_samples(run.model, run.vocab, 10, "sample", seed=0)
+    result["samples"] = run.media.samples(run.model, 10, "sample", seed=0)
     a, b = test[:1], test[1:2]
-    result["interpolation"] = text_interpolation(run.model, run.vocab, a, b, 8)[0]
+    result["interpolation"] = run.media.interpolations(run.model, a, b, 8)[0]
     result["interpolation_ends"] = [run.vocab.decode(a[0]), run.vocab.decode(b[0])]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"text-{name}.json").write_text(json.dumps(result, indent=2))

@@ -363,7 +363,7 @@ def test_logvar_range_bounds_every_gaussian_the_networks_give(tmp_path, cli):
             q = m.encode(x)
             z = q.rsample()
             scales = [q.top.scale, q._bottom(z[:, 3:]).scale, m.prior._normal(m.prior.down(z[:, 3:])).scale,
-                      torch.exp(0.5 * m.prior.top_prior._components()[1])]
+                      torch.exp(0.5 * m.prior.top_prior.components()[1])]
             within = all(bool(((s >= lo - 1e-6) & (s <= hi + 1e-6)).all()) for s in scales)
             assert within == inside
         # inside the range the bound changes nothing

@@ -7,7 +7,7 @@
     print(run.evaluate(k=5000)["nll_nats"])
 """
 
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402,F401
 
 from .config import Config, DataConfig, ModelConfig, TrainConfig, resolve  # noqa: E402
 from .errors import VaekitError  # noqa: E402

@@ -78,7 +78,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     for dest, section, f in train_fields():
         meta = f.metadata
         group = groups[meta.get("group") or {"train": "training"}.get(section, section)]
-        kwargs = {"dest": dest, "help": meta.get("help") or None}
+        text = meta.get("help") or ""
+        default = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if "default" not in text and default not in (None, False, 0, 0.0, "none"):
+            shown = ",".join(map(str, default)) if isinstance(default, list) else default
+            text = f"{text} (default {shown})"
+        kwargs = {"dest": dest, "help": text or None}
         if meta.get("parse") == "flag":
             kwargs.update(action="store_const", const=True)
         else:

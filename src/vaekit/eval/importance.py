@@ -5,9 +5,10 @@
 
 The k samples are drawn in chunks of at most ``chunk`` per pass, each one batched decoder pass
 over (examples x samples) rows, so k = 5000 fits in memory. ``proposal`` replaces the
-encoder's q(z | x) by any other distribution over the latent for the batch (a function
-``(x, y) -> posterior`` with ``rsample`` and a per-dimension ``log_prob``); every proposal
-gives a valid estimate, a better one a tighter one. The training bounds, ``evaluate`` and
+encoder's q(z | x) by any other distribution over the latent: a function
+``(x, y, samples) -> posterior`` (``samples``: the slice of the k samples this pass draws) whose
+result has ``rsample`` and a per-dimension ``log_prob``. Every proposal gives a valid estimate,
+a better one a tighter one. The training bounds, ``evaluate`` and
 the benchmark scripts all call this.
 """
 
@@ -19,18 +20,19 @@ import torch
 
 from ..model.objectives import log_mean_exp
 
-Proposal = Callable[[torch.Tensor, torch.Tensor | None], object]
+Proposal = Callable[[torch.Tensor, "torch.Tensor | None", slice], object]
 
 
 def importance_terms(model, x: torch.Tensor, k: int, chunk: int | None = None, y=None,
                      proposal: Proposal | None = None) -> Iterator[dict]:
     """The model's :meth:`~vaekit.model.VAE.terms` for k samples per example of x, in passes of
-    at most ``chunk`` samples (default: all k in one). With ``proposal``, the samples come from
-    ``proposal(x, y)``, drawn once for the batch and shared by every pass."""
+    at most ``chunk`` samples (default: all k in one). With ``proposal``, the samples of each
+    pass come from ``proposal(x, y, slice(first, first + size))``."""
     chunk = max(1, min(k, chunk or k))
-    q = None if proposal is None else proposal(x, y)
     for j in range(0, k, chunk):
-        yield model.terms(x, min(chunk, k - j), y=y, q=q)
+        s = min(chunk, k - j)
+        q = None if proposal is None else proposal(x, y, slice(j, j + s))
+        yield model.terms(x, s, y=y, q=q)
 
 
 def log_weights(model, x: torch.Tensor, k: int, chunk: int | None = None, y=None,

@@ -231,18 +231,18 @@ class VampPrior(Prior):
         self.__dict__["_encoder"] = encoder
         self.__dict__["_head"] = head
 
-    def _components(self):
+    def components(self):
         mu, logvar = self._encoder(torch.sigmoid(self.pseudo_logits))
         if self._head is not None:
             mu, logvar = self._head(mu).chunk(2, -1)
         return mu, logvar
 
     def log_prob(self, z, c=None):
-        return diagonal_mixture_log_prob(z, *self._components())
+        return diagonal_mixture_log_prob(z, *self.components())
 
     @torch.no_grad()
     def sample(self, n, c=None):
-        return diagonal_mixture(*self._components()).sample((n,))
+        return diagonal_mixture(*self.components()).sample((n,))
 
 
 def bounded(log_vars: torch.Tensor, logvar_range: tuple[float, float] | None) -> torch.Tensor:

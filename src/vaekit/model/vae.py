@@ -253,7 +253,8 @@ def misfit(model_cfg, info: dict) -> str | None:
     if m.latent_paths and not (m.prior == "hierarchical" and m.inference == "top-down"):
         return "latent paths need the top-down hierarchical model (--prior hierarchical --inference top-down)"
     if m.conditional and not int(info.get("classes") or 0):
-        return "a conditional model needs labels, and these data have none"
+        return ("a conditional model needs labels, and these data have none (labels come from IDX label files, a "
+                "'y' array, sub-folder names, or --label-from for audio)")
     return None
 
 

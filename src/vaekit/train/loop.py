@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..config import Config, auto_batch_size
 from ..errors import VaekitError
 from ..eval import elbo_sums, iwae_sum

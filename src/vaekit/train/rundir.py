@@ -13,8 +13,12 @@ from __future__ import annotations
 import csv
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import VaekitError
+
+if TYPE_CHECKING:
+    from ..kinds import Bundle
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_elbo", "train_rec", "train_kl", "valid_elbo", "valid_rec",
                  "valid_kl", "beta", "lr", "seconds", "examples_per_s", "skipped_steps", "valid_iwae"]

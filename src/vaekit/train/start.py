@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
+from ..version import __version__
 from ..config import Config, load_yaml, resolve, save_yaml
 from ..errors import VaekitError
 from ..kinds import Bundle, kind, load_data
-from ..model import build_model
 from ..run import Run, load_into, resolve_device, saved_data
 from . import distributed as dist
 from .accel import cuda_graph_blocker, refuse_cuda_graph, slow_amp_warning
@@ -84,24 +83,22 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
         init = Run.load(config.train.init)  # a broken run is refused before anything is written
     d, device, bundle = _start(config, data, init.saved if init else None)
     info = bundle.info()
-    start = None
-    if init is not None:  # the weights (read once, by Run.load) are checked before the run directory is made
-        if config.model.refine_encoder:
-            _check_same_model(config, init)
-        start = build_model(config.model, info)
-        load_into(start, init.path / "model.safetensors", "the model this run's config builds",
-                  weights=start.complete_weights(init.model.state_dict()))
+    if init is not None and config.model.refine_encoder:
+        _check_same_model(config, init)
     bundle.to(device)
+    # the trainer (and its model) first: a batch that does not fit, or init weights that do not match,
+    # are refused before the run directory is made
+    trainer = Trainer(config, bundle, Path(out or "."), d, device, quiet)
+    if init is not None:  # the weights, read once by Run.load, checked against this run's model
+        load_into(trainer.model, init.path / "model.safetensors", "the model this run's config builds",
+                  weights=trainer.model.complete_weights(init.model.state_dict()))
+        trainer.restart_average()
     target = None
     if d.main:
         target = prepare_dir(Path(out) if out else default_run_dir(bundle))
         save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, target / "config.yaml")
         kind(bundle.modality).keep(bundle, target)
-    target = Path(dist.broadcast_object(str(target), d))
-    trainer = Trainer(config, bundle, target, d, device, quiet)
-    if start is not None:
-        trainer.model.load_state_dict(start.state_dict())
-        trainer.restart_average()
+    trainer.out = Path(dist.broadcast_object(str(target), d))
     _describe(trainer, (lambda *a: None) if trainer.quiet else print)
     if init is not None and not trainer.quiet:
         print(f"init   weights of {init.path}")
