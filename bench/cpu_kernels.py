@@ -5,12 +5,12 @@ trained run (a VampPrior's components only spread out once trained).
 
 Reports, each measured alternately in the same process, so that the ratios hold on a busy machine:
   1. log-sum-exp over the VampPrior components of a batch of the run's test data:
-     ``torch.logsumexp`` against ``vaekit.objectives.logsumexp``, forward, and forward + backward;
+     ``torch.logsumexp`` against ``vaekit.model.objectives.logsumexp``, forward, and forward + backward;
   2. the training step (the run's objective and batch size on its training data, Adam) with
      either log-sum-exp in the prior;
   3. the k = 5000 NLL of the first --examples test images: with torch.logsumexp and 32,768-row
      passes (the earlier defaults), with vaekit's log-sum-exp and 32,768-row passes, and with
-     the default passes of ``vaekit.evaluate.pass_rows``.
+     the default passes of ``vaekit.eval.pass_rows``.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from torch.distributions import Normal
 import vaekit
 from vaekit.errors import VaekitError
 from vaekit.model.nets.topdown import TopDownEncoder, TopDownPosterior
-from vaekit.model.objectives import log_mean_exp
 from vaekit.run import Run
 
 
@@ -79,7 +78,8 @@ def main() -> None:
     q0 = model.encoder.posterior(h)
     t = time.perf_counter()
     for _ in range(args.steps):
-        loss = -log_mean_exp(model.log_weights(x, args.k_fit, q=shifted(q0, up, down))).sum()
+        proposal = shifted(q0, up, down)
+        loss = -vaekit.log_likelihood(model, x, args.k_fit, proposal=lambda x, y, samples: proposal).sum()
         opt.zero_grad()
         loss.backward()
         opt.step()

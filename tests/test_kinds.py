@@ -152,3 +152,48 @@ def test_every_auto_is_resolved_before_config_yaml_is_written(digits_run, cli):
     assert config["train"]["batch_size"] == 64
     rc, out, _ = cli("info", digits_run)
     assert rc == 0 and "logistic likelihood" in out and "auto" not in out
+
+
+def test_a_built_in_data_set_wins_over_a_folder_of_that_name(tmp_path, monkeypatch):
+    (tmp_path / "digits").mkdir()
+    (tmp_path / "digits" / "train.txt").write_text("a line\n" * 20)
+    monkeypatch.chdir(tmp_path)
+    assert vaekit.kinds.detect_modality(vaekit.DataConfig(source="digits")) == "image"
+    assert vaekit.kinds.detect_modality(vaekit.DataConfig(source="./digits")) == "text"
+
+
+def test_a_runs_config_reused_for_other_data_is_resolved_anew(digits_run, tmp_path, cli):
+    """config.yaml lists what was resolved; --config and --init set those back to auto, so a text
+    file gets the text network, not the digits run's mlp, logistic likelihood and batch size."""
+    config = yaml.safe_load((digits_run / "config.yaml").read_text())
+    assert sorted(config["resolved"]) == ["data.modality", "model.likelihood", "model.net", "train.free_bits"]
+    lines = tmp_path / "names.txt"
+    lines.write_text("".join(f"{n}\n" for n in ["anna", "bob", "carla", "dieter", "eva", "fritz"] * 10))
+    rc, _, err = cli("train", "--config", digits_run / "config.yaml", "--data", lines, "--epochs", "1",
+                     "--latent", "2", "--quiet", "--out", tmp_path / "text")
+    assert rc == 0, err
+    config = yaml.safe_load((tmp_path / "text" / "config.yaml").read_text())
+    assert (config["data"]["modality"], config["model"]["net"], config["model"]["likelihood"]) == \
+        ("text", "rnn", "categorical")
+    assert config["train"]["free_bits"] == 0.25 and config["train"]["batch_size"] == 64  # given, not resolved
+
+
+def test_training_from_python_leaves_the_callers_config_as_it_was(tmp_path):
+    cfg = vaekit.Config()
+    cfg.model.hidden, cfg.model.latent, cfg.train.epochs = [16], 2, 1
+    run = vaekit.train(cfg, out=tmp_path / "r", quiet=True, pictures=False)
+    assert cfg.model.net == "auto" and cfg.model.likelihood == "auto" and cfg.train.batch_size is None
+    assert run.config.model.net == "mlp" and run.config.model.likelihood == "logistic"
+
+
+def test_python_values_become_plain_yaml_values(tmp_path):
+    import pathlib
+
+    import numpy as np
+
+    cfg = vaekit.Config()
+    cfg.model.hidden, cfg.model.latent, cfg.train.epochs = (16,), np.int64(2), 1.0
+    run = vaekit.train(cfg, out=pathlib.Path(tmp_path) / "r", quiet=True, pictures=False)
+    saved = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert saved["model"]["hidden"] == [16] and saved["model"]["latent"] == 2 and saved["train"]["epochs"] == 1
+    assert run.model.latent == 2

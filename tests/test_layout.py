@@ -60,7 +60,8 @@ def test_only_the_kinds_know_the_kinds(where):
         text = f.read_text()
         for kind in ('"image"', '"text"', '"audio"'):
             assert f"modality == {kind}" not in text and f"modality != {kind}" not in text, f
-        assert "modality ==" not in text, f
+        if f.name != "config.py":  # (config.py compares it with "auto", which is no kind)
+            assert "modality ==" not in text, f
 
 
 def test_readme_is_short_and_its_lines_are_too():

@@ -12,6 +12,8 @@ once against the data (:func:`resolve`), before ``config.yaml`` is written.
 from __future__ import annotations
 
 import dataclasses
+import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -30,9 +32,10 @@ ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "gated")
 PARSERS = ("str", "int", "float", "int+", "float+", "int0+", "float0+", "ints", "sizes", "range", "flag")
 
 
-def opt(default=None, help: str = "", *, factory: Callable | None = None, flag: str | None = None,
+def opt(default=None, help: str | Callable[[], str] = "", *, factory: Callable | None = None, flag: str | None = None,
         group: str | None = None, choices=None, parse: str = "str", metavar: str | None = None, cli: bool = True):
-    """A config field with what the command line needs: ``help``; ``flag``, the option's name
+    """A config field with what the command line needs: ``help`` (or a function returning it, for
+    help that lists a registry); ``flag``, the option's name
     when it is not the field's; ``group``, the help section; ``choices``, a tuple or a function
     returning the allowed names (a registry's); ``parse``, one of :data:`PARSERS`; ``cli=False``
     for a field set only in YAML."""
@@ -106,10 +109,7 @@ class ModelConfig:
                           choices=_auto(LIKELIHOODS.names))
     gaussian_std: float | None = opt(None, "fixed std of the Gaussian likelihood (default: learned)",
                                      parse="float+")
-    prior: str = opt("normal", "p(z): " + "; ".join(["normal: N(0, I)", "mog: a learned mixture", "vamp: the "
-                                                     "VampPrior", "hierarchical: more stochastic layers",
-                                                     "class: p(z | y), for --conditional"]),
-                     choices=PRIORS.names)
+    prior: str = opt("normal", lambda: "p(z): " + PRIORS.help(), choices=PRIORS.names)
     prior_components: int | None = opt(None, "mixture components / pseudo-inputs (default 10 for mog, 500 for vamp)",
                                        parse="int+")
     conditional: bool = opt(False, "conditional VAE: the class label is an extra input to encoder and decoder",
@@ -120,17 +120,18 @@ class ModelConfig:
                          choices=("normal", "vamp"))
     inference: str = opt("bottom-up", "how --prior hierarchical infers its layers: bottom-up, q(z1|x) q(z2|z1), "
                                       "or top-down, q(z2|x) q(z1|x,z2)", choices=("bottom-up", "top-down"))
-    prior_hidden: list[int] | None = opt(None, "hidden sizes of the networks between stochastic layers (default: "
-                                               "one layer of the last --hidden size)", parse="ints")
+    prior_hidden: list[int] | None = opt(None, "hidden sizes of the networks between stochastic layers, e.g. "
+                                               "300,300 (default: one layer of the last --hidden size)", parse="ints")
     prior_activation: str = opt("tanh", "nonlinearity of those networks (default tanh)", choices=ACTIVATIONS)
     latent_paths: bool = opt(False, "top-down: each layer enters the decoder and q(z1|x,z2) through a hidden layer "
                                     "of its own, not concatenated", parse="flag")
     logvar_range: list[float] | None = opt(None, "clip every Gaussian's log-variance to [LO, HI], e.g. "
-                                                 "--logvar-range=-6,2 (default: unbounded)", parse="range",
-                                           metavar="LO,HI")
+                                                 "--logvar-range=-6,2 (with '=': the value starts with a minus; "
+                                                 "default: unbounded)", parse="range", metavar="LO,HI")
     refine_encoder: bool = opt(False, "with --init RUN: train only q(z|x) against RUN's fixed model, for a "
                                       "tighter NLL estimate", parse="flag")
-    flow: int = opt(0, "inverse autoregressive flow steps after the encoder's Gaussian (default 0)",
+    flow: int = opt(0, "inverse autoregressive flow steps after the encoder's Gaussian (default 0); with --init RUN "
+                       "--refine-encoder they are added to RUN's encoder",
                     parse="int0+", metavar="STEPS")
     flow_hidden: int | None = opt(None, "hidden units of each flow step (default: the larger of the last --hidden "
                                         "and twice the latent)", parse="int+", metavar="UNITS")
@@ -167,10 +168,11 @@ class TrainConfig:
     clip_grad: float = opt(0.0, "clip the gradient norm (0: off)", parse="float0+")
     patience: int = opt(0, "stop when the valid bound has not improved for this many epochs (0: off)",
                         parse="int0+")
-    objective: str = opt("elbo", "the training bound: elbo, or iwae over --k samples", choices=OBJECTIVES.names)
+    objective: str = opt("elbo", lambda: "the training bound: " + OBJECTIVES.help(), choices=OBJECTIVES.names)
     k: int = opt(1, "importance samples for --objective iwae", parse="int+")
     estimator: str = opt("standard", "the encoder's gradient of the IWAE bound: standard, or dreg (doubly "
-                                     "reparameterised, Tucker et al. 2019)", choices=("standard", "dreg"))
+                                     "reparameterised, Tucker et al. 2019: less noisy for large k)",
+                           choices=("standard", "dreg"))
     beta: float = opt(1.0, "KL weight (beta-VAE)", parse="float0+")
     warmup_epochs: float = opt(0, "KL warm-up epochs: beta rises linearly from 0", flag="warmup", parse="float0+")
     free_bits: float | None = opt(None, "minimum KL per latent dimension in nats (default: 0, text 0.25)",
@@ -180,7 +182,8 @@ class TrainConfig:
     max_bad_steps: int = opt(20, "stop after this many steps in a row with a non-finite loss or gradient",
                              parse="int+")
     amp: str = opt("auto", "mixed precision (auto: on for CUDA only)", choices=("auto", "on", "off"))
-    cuda_graph: str = opt("auto", "replay the training step as one CUDA graph (auto: where the run allows it)",
+    cuda_graph: str = opt("auto", "replay the training step as one CUDA graph (auto: on CUDA with --amp off, one "
+                                    "process, no recurrent network)",
                           choices=("auto", "on", "off"))
     init: str | None = opt(None, "a run whose weights this one starts from", cli=False)
     ema: float = opt(0.0, "validate and save a moving average of the weights with this decay (e.g. 0.999; 0: off)",
@@ -224,8 +227,11 @@ class Config:
         """Reject values that cannot work, with one sentence each: first each field against its
         choices and the kind of number it is, then the combinations."""
         for section, klass in SECTIONS:
+            part = getattr(self, section)
             for f in dataclasses.fields(klass):
-                _check_field(f"{section}.{f.name}", getattr(getattr(self, section), f.name), f)
+                value = _plain(getattr(part, f.name), f.metadata.get("parse", "str"))
+                setattr(part, f.name, value)  # plain Python values, so config.yaml stays readable
+                _check_field(f"{section}.{f.name}", value, f)
         m, t, d = self.model, self.train, self.data
         if m.prior == "class" and not m.conditional:
             raise VaekitError("model.prior 'class' (a learned Gaussian per class) needs a conditional model: "
@@ -269,6 +275,25 @@ class Config:
                 raise VaekitError(f"{key} must be between 0 and 0.5, got {frac}.")
 
 
+def _plain(value, parse: str):
+    """A value as the plain Python type YAML writes: tuples as lists, paths as strings, numpy
+    numbers as Python ones, and a whole-number float where an integer is wanted as an int."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, list):
+        return [_plain(v, "int" if parse in ("ints", "sizes") else parse) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real):
+        whole = parse in ("int", "int+", "int0+", "ints", "sizes")
+        return int(value) if whole and float(value).is_integer() else float(value)
+    return value
+
+
 def _check_field(key: str, value, f: dataclasses.Field) -> None:
     """One field's value against its choices and the kind of value its ``parse`` says."""
     if value is None and (f.default is None or f.name in ("min_count",)):
@@ -304,28 +329,56 @@ def _check_field(key: str, value, f: dataclasses.Field) -> None:
         raise VaekitError(f"{key} must be a string, got {value!r}.")
 
 
-def resolve(config: Config, info: dict) -> Config:
+#: the fields whose ``auto`` (or null) :func:`resolve` sets from the data
+RESOLVED = ("data.modality", "model.net", "model.likelihood", "train.free_bits", "train.batch_size")
+
+
+def resolve(config: Config, info: dict) -> list[str]:
     """Resolve every ``auto`` against the data described by ``info`` (in place): the kind of
     data, the network and free bits (the kind's defaults), the likelihood (from the kind of
     value) and the batch size (from the training set's size). Then check that the parts fit the
-    data, without building a model: one sentence naming the source when they do not."""
+    data, without building a model: one sentence naming the source when they do not.
+
+    Returns the keys it set (``model.net``, ...); a run keeps them in config.yaml as ``resolved``,
+    so that a config reused for other data (``--config``, ``--init``) is resolved anew
+    (:func:`unresolved`)."""
     from .model import misfit
 
     m, t = config.model, config.train
     k = kind(info.get("modality", "image"))
-    config.data.modality = k.name
-    if m.net == "auto":
-        m.net = k.default_net
-    if m.likelihood == "auto":
-        m.likelihood = default_likelihood(info["value"])
-    if t.free_bits is None:
-        t.free_bits = k.default_free_bits
-    if t.batch_size is None and "sizes" in info:
-        t.batch_size = auto_batch_size(int(info["sizes"]["train"]))
+    values = {"data.modality": (config.data.modality == "auto", k.name),
+              "model.net": (m.net == "auto", k.default_net),
+              "model.likelihood": (m.likelihood == "auto", default_likelihood(info["value"])),
+              "train.free_bits": (t.free_bits is None, k.default_free_bits),
+              "train.batch_size": (t.batch_size is None and "sizes" in info,
+                                   auto_batch_size(int(info.get("sizes", {}).get("train", 0)))),
+              }
+    done = []
+    for key, (unset, value) in values.items():
+        if unset:
+            section, name = key.split(".")
+            setattr(getattr(config, section), name, value)
+            done.append(key)
     why = misfit(m, info)
     if why:
         raise VaekitError(f"{config.data.source}: {why}.")
-    return config
+    return done
+
+
+def unresolved(raw: dict) -> dict:
+    """A run's config.yaml as a starting point for another run: the values :func:`resolve` set
+    (listed under ``resolved``) go back to ``auto``, to be resolved against the new run's data;
+    the run's own keys (``vaekit``, ``data_info``) are dropped."""
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    keys = raw.pop("resolved", None) or []
+    raw.pop("vaekit", None)
+    raw.pop("data_info", None)
+    defaults = {s: {f.name: f.default for f in dataclasses.fields(c)} for s, c in SECTIONS}
+    for key in keys if isinstance(keys, list) else []:
+        section, _, name = str(key).partition(".")
+        if isinstance(raw.get(section), dict) and name in defaults.get(section, {}):
+            raw[section][name] = defaults[section][name]
+    return raw
 
 
 def save_yaml(obj: dict, path: Path) -> None:

@@ -83,6 +83,7 @@ class Run:
         raw = load_yaml(cfg_file)
         info = raw.pop("data_info", None)
         raw.pop("vaekit", None)
+        raw.pop("resolved", None)
         if not isinstance(info, dict) or "shape" not in info:
             raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
         config = Config.from_dict(raw, origin=str(cfg_file))

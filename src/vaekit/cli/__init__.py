@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import VaekitError
-from ..kinds import KINDS
+from ..kinds import KINDS, Media
 from . import verbs
 from .options import add_train_options, apply_flags, positive_float, positive_int
 
@@ -34,7 +34,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def _between_help() -> str:
-    return "; ".join(k.between_help for k in KINDS.values())
+    return "; ".join(k.between_help if ":" in k.between_help else f"{name}: {k.between_help}"
+                     for name, k in KINDS.items())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--beam", type=positive_int, default=5, help="text: beam width (default 5)")
 
     def counts(verb):
-        return "; ".join(f"{name} {k.counts[verb]}" for name, k in KINDS.items())
+        return "; ".join(f"{name} {k.counts.get(verb, Media.counts[verb])}" for name, k in KINDS.items())
 
     s = run_parser("sample", "decode samples from the prior: a PNG grid, lines of text, or WAV files",
                    verbs.cmd_sample)

@@ -79,8 +79,9 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         group = groups[meta.get("group") or {"train": "training"}.get(section, section)]
         text = meta.get("help") or ""
+        text = text() if callable(text) else text
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        if "default" not in text and default not in (None, False, 0, 0.0, "none"):
+        if "default" not in text and default is not None and default is not False:
             shown = ",".join(map(str, default)) if isinstance(default, list) else default
             text = f"{text} (default {shown})"
         kwargs = {"dest": dest, "help": text or None}

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..config import Config, load_yaml
+from ..config import Config, load_yaml, unresolved
 from ..errors import VaekitError
 from ..kinds import Written
 from .options import apply_flags, given_flags
@@ -32,18 +32,16 @@ def cmd_train(args) -> int:
     else:
         base, origin = {}, "config"
         if args.config:
-            base, origin = load_yaml(args.config), str(args.config)
+            base, origin = unresolved(load_yaml(args.config)), str(args.config)
         if args.init:
             origin = str(args.init / "config.yaml")
             if not (args.init / "config.yaml").is_file():
                 raise VaekitError(f"{args.init}: not a vaekit run directory (no config.yaml), so --init cannot "
                                   f"start from it.")
-            base = load_yaml(args.init / "config.yaml")
+            base = unresolved(load_yaml(args.init / "config.yaml"))
             if isinstance(base.get("train"), dict):  # (a broken section is reported by from_dict)
                 base["train"]["init"] = str(args.init.resolve())
                 base["train"]["warmup_epochs"] = 0  # the model has learnt its posteriors already
-        base.pop("data_info", None)
-        base.pop("vaekit", None)
         config = Config.from_dict(base, origin=origin)
         apply_flags(config, args)
         if config.data.source not in ("digits", "fashion-mnist") and Path(config.data.source).exists():
@@ -118,7 +116,7 @@ def cmd_reconstruct(args) -> int:
 
     run = _run(args)
     x = run.data.split(args.split)
-    shown = spread(x.shape[0], args.n or run.media.counts["reconstruct"]).to(x.device)
+    shown = spread(x.shape[0], args.n or run.media.counts.get("reconstruct", 32)).to(x.device)
     y = run.labels(args.split)
     return _show(run.media.reconstruct(run, x[shown], None if y is None else y[shown], args.out, args.split,
                                        **_gen(args)))
@@ -172,6 +170,8 @@ def cmd_evaluate(args) -> int:
     if r["kl_per_dim"] is not None:
         kls = sorted(r["kl_per_dim"], reverse=True)
         print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls))
+    for line in run.media.metric_lines(r):
+        print(line)
     print(f"  took {r['seconds']:.1f} s; written to {run.path / 'evaluation.json'}")
     return 0
 

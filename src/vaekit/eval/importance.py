@@ -8,8 +8,9 @@ over (examples x samples) rows, so k = 5000 fits in memory. ``proposal`` replace
 encoder's q(z | x) by any other distribution over the latent: a function
 ``(x, y, samples) -> posterior`` (``samples``: the slice of the k samples this pass draws) whose
 result has ``rsample`` and a per-dimension ``log_prob``. Every proposal gives a valid estimate,
-a better one a tighter one. The training bounds, ``evaluate`` and
-the benchmark scripts all call this.
+a better one a tighter one. ``evaluate``, the validation IWAE bound and the benchmark
+scripts call this; the IWAE objective calls the model itself, so that DistributedDataParallel
+sees the call.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ class Bundle:
         ``continuous`` (in [0, 1]), ``real`` (unbounded) or ``tokens``.
     meta: what the modality must remember to rebuild the model and decode its output
         (vocabulary size, sample rate, normalisation, ...); saved in ``info()``.
-    vocab: a text bundle's :class:`vaekit.data.text.Vocab` (saved as vocab.json in a run).
+    vocab: a text bundle's :class:`vaekit.kinds.text.Vocab` (saved as vocab.json in a run).
     dynamic: when True, training images are probabilities and each batch draws fresh
         binary pixels from them (dynamic binarisation); valid/test hold one fixed draw.
     """

@@ -58,10 +58,14 @@ def kind(name: str) -> type["Media"]:
 
 
 def detect_modality(cfg) -> str:
-    """``cfg.modality``, or when it is ``auto`` the first kind whose ``detect`` recognises the
-    source (text files are text, folders of WAV files audio), else the default kind (images)."""
+    """``cfg.modality``, or when it is ``auto``: the kind whose built-in data set the source names
+    (``digits``), else the first kind whose ``detect`` recognises the source (text files are text,
+    folders of WAV files audio), else the default kind (images)."""
     if cfg.modality != "auto":
         return cfg.modality
+    named = [name for name, k in KINDS.items() if str(cfg.source) in k.builtin_sources]
+    if named:  # a built-in name wins over a folder of that name in the working directory
+        return named[0]
     path = Path(str(cfg.source)).expanduser()
     default = next(iter(KINDS))
     if not path.exists():
@@ -92,8 +96,8 @@ class Media:
     made by :meth:`for_run`, shows one run's decoded data.
 
     Subclasses set ``name``, ``default_net`` and ``counts`` and implement ``load``, ``sample``,
-    ``reconstruct``, ``interpolate``, ``report_sections`` and ``render``; the rest have
-    defaults that fit any tensor data.
+    ``reconstruct``, ``interpolate``, ``run_outputs``, ``report_sections`` and ``render``; the rest
+    have defaults that fit any tensor data.
     """
 
     name: ClassVar[str] = ""
@@ -105,6 +109,8 @@ class Media:
     counts: ClassVar[dict[str, int]] = {"sample": 64, "reconstruct": 32}
     #: what ``--between A B`` of ``vaekit interpolate`` takes for this kind
     between_help: ClassVar[str] = "two test-set indices"
+    #: names of data sets built into vaekit that are of this kind (``--data digits``)
+    builtin_sources: ClassVar[tuple[str, ...]] = ()
     #: the word for one example, in summaries
     unit: ClassVar[str] = "examples"
 
@@ -186,8 +192,12 @@ class Media:
         return {}
 
     def evaluation_lines(self, r: dict) -> list[str]:
-        """The lines ``vaekit evaluate`` prints about the NLL and this kind's own figures."""
+        """The line(s) ``vaekit evaluate`` prints about the NLL, in this kind's units."""
         return [f"  NLL (importance sampled)  {r['nll_nats']:.3f} nats   {r['bits_per_dim']:.4f} bits/dim"]
+
+    def metric_lines(self, r: dict) -> list[str]:
+        """The lines ``vaekit evaluate`` prints last, about this kind's own figures (:meth:`metrics`)."""
+        return []
 
 
 def split_sizes(bundle) -> str:

@@ -276,7 +276,7 @@ class HierarchicalPrior(Prior):
       the whole model's weight. The VampPrior's components are q(zL | z_L-1 = mean at u_k),
       the posterior means passed up from z1 = mu1(u_k).
     - ``top-down`` (Tomczak & Welling 2018; the ladder VAE's order): the latent is
-      z = [z1, ..., zL], the encoder is a chain of :class:`~vaekit.nets.topdown.TopDownEncoder`
+      z = [z1, ..., zL], the encoder is a chain of :class:`~vaekit.model.nets.topdown.TopDownEncoder`
       giving q(zL | x) q(zL-1 | x, zL) ... q(z1 | x, z2), the decoder reads all layers, and
       ``log_prob(z) = log p(z1 | z2) + ... + log p(zL)`` exactly. The VampPrior's components
       are q(zL | u_k).
@@ -402,7 +402,7 @@ class _MeanUp:
 
 def _layer_net(d_in: int, hidden: list[int], latent: int, activation: str) -> nn.Sequential:
     """The MLP between two stochastic layers: d_in -> hidden... -> a Gaussian's mean and
-    log-variance over ``latent`` dimensions (a :class:`~vaekit.nets.mlp.GaussianHead`). Its modules
+    log-variance over ``latent`` dimensions (a :class:`~vaekit.model.nets.mlp.GaussianHead`). Its modules
     are numbered as they always were for one tanh layer, so the weights of runs saved before
     ``prior_hidden`` existed still load."""
     from .nets.mlp import GaussianHead, mlp_layers  # here: nets imports this module

@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import VaekitError
 from .likelihoods import Likelihood
 from .nets import PathsDecoder, TopDownEncoder
 from .nets.flow import FlowPosterior, InverseAutoregressiveFlow
@@ -96,9 +97,9 @@ class VAE(nn.Module):
 
     def encode(self, x: torch.Tensor, y=None):
         """q(z | x [, y]): a batch of diagonal Gaussians, batch shape (B, latent), or the
-        posterior an encoder returns itself (a :class:`~vaekit.nets.topdown.TopDownPosterior`),
+        posterior an encoder returns itself (a :class:`~vaekit.model.nets.topdown.TopDownPosterior`),
         which has the same ``rsample``, per-dimension ``log_prob`` and ``loc``; with a flow, that
-        posterior pushed through it (a :class:`~vaekit.nets.flow.FlowPosterior`)."""
+        posterior pushed through it (a :class:`~vaekit.model.nets.flow.FlowPosterior`)."""
         h = self.encoder.hidden(x, self.onehot(y, x.shape[0]))   # every encoder: features, then its head
         enc = self.encoder
         q = enc.posterior(h) if hasattr(enc, "posterior") else normal_from_params(enc.head(h))
@@ -305,4 +306,8 @@ def _resolved_copy(model_cfg, data_info: dict):
 
     probe = SimpleNamespace(data=SimpleNamespace(modality="auto", source="the data"), model=_copy.copy(model_cfg),
                             train=SimpleNamespace(free_bits=0.0, batch_size=1))
-    return resolve(probe, data_info).model
+    try:
+        resolve(probe, data_info)
+        return probe.model
+    except VaekitError as e:  # build_model's own error for a part that does not fit
+        raise ValueError(str(e).removeprefix("the data: ").rstrip(".")) from None

@@ -1,6 +1,6 @@
 """Training, by responsibility: the loop (:mod:`.loop`), the acceleration policy (:mod:`.accel`),
 weight averaging (:mod:`.averaging`), the run directory (:mod:`.rundir`), starting and resuming
-a run (:mod:`.start`), checkpoints (:mod:`.checkpoint`) and torchrun DDP (:mod:`.distributed`)."""
+a run (:mod:`.start`), and torchrun DDP (:mod:`.distributed`)."""
 
 from .accel import GraphedStep, cuda_graph_blocker, native_bfloat16, slow_amp_warning
 from .loop import Trainer

@@ -7,6 +7,7 @@ directory. Under ``torchrun`` every process calls them; only rank 0 writes.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     d, device_name = dist.setup(config.train.device)
     device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
     bundle = data if data is not None else load_data(config.data, saved)
-    resolve(config, bundle.info())  # every "auto", once, and the parts checked against the data
+    resolved = resolve(config, bundle.info())  # every "auto", once, and the parts checked against the data
     if config.model.conditional and any(bundle.labels(s) is None for s in ("train", "valid", "test")):
         dist.teardown(d)
         raise VaekitError(f"{config.data.source}: a conditional model needs labels in every split, and these data "
@@ -39,7 +40,7 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     if config.train.cuda_graph == "on" and blocker:
         dist.teardown(d)
         raise refuse_cuda_graph(blocker)
-    return d, device, bundle
+    return d, device, bundle, resolved
 
 
 def _check_same_model(config: Config, init) -> None:
@@ -77,11 +78,12 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     Under ``torchrun`` every process calls this; they train one model with
     DistributedDataParallel and only rank 0 writes the run directory.
     """
+    config = copy.deepcopy(config)  # resolved here, not in the caller's hands
     config.check()
     init = None
     if config.train.init:
         init = Run.load(config.train.init)  # a broken run is refused before anything is written
-    d, device, bundle = _start(config, data, init.saved if init else None)
+    d, device, bundle, resolved = _start(config, data, init.saved if init else None)
     info = bundle.info()
     if init is not None and config.model.refine_encoder:
         _check_same_model(config, init)
@@ -96,7 +98,8 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     target = None
     if d.main:
         target = prepare_dir(Path(out) if out else default_run_dir(bundle))
-        save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, target / "config.yaml")
+        save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info, "resolved": resolved},
+                  target / "config.yaml")
         kind(bundle.modality).keep(bundle, target)
     trainer.out = Path(dist.broadcast_object(str(target), d))
     _describe(trainer, (lambda *a: None) if trainer.quiet else print)
@@ -118,15 +121,17 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     raw = load_yaml(cfg_file)
     raw.pop("vaekit", None)
     info = raw.pop("data_info", None)
+    resolved = raw.pop("resolved", None) or []
     config = Config.from_dict(raw, origin=str(cfg_file))
     if epochs is not None:
         config.train.epochs = epochs
     if not state_file.is_file():
         raise VaekitError(f"{state_file}: no checkpoint to resume from.")
     state = load_state(state_file)
-    d, device, bundle = _start(config, data, saved_data(path, info or {}))
-    if info and list(bundle.shape) != list(info.get("shape", [])):
-        raise VaekitError(f"{config.data.source}: images are now {list(bundle.shape)}, but the run was trained on "
+    d, device, bundle, newly = _start(config, data, saved_data(path, info or {}))
+    if info and not kind(bundle.modality).for_run(info).same_shape(bundle.shape):
+        dist.teardown(d)
+        raise VaekitError(f"{config.data.source}: the data are now {list(bundle.shape)}, but the run was trained on "
                           f"{info.get('shape')}.")
     bundle.to(device)
     trainer = Trainer(config, bundle, path, d, device, quiet)
@@ -138,7 +143,8 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     if d.main:
         truncate_metrics(path / "metrics.csv", trainer.epoch)
         if epochs is not None:
-            save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info}, cfg_file)
+            save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info, "resolved": resolved + newly},
+                      cfg_file)
     if not trainer.quiet:
         print(f"resuming {path} after epoch {trainer.epoch} (best valid {trainer.objective.name} "
               f"{trainer.best:.3f})")

@@ -165,7 +165,8 @@ class Audio(Media):
         folders = {"samples": "prior", "reconstructions": "reconstructions", "interpolation": "interpolation"}
         files = [f for kind, clips in o.items() for f in self.write_clips(clips, out / folders[kind], kind)]
         files.append(latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names))
-        return [f for f in files if f.suffix == ".png"] + [out / "prior", out / "reconstructions", out / "interpolation"]
+        folders = [out / name for name in folders.values()]
+        return [f for f in files if f.suffix == ".png"] + folders
 
     def report_sections(self, run, bundle) -> list[tuple[str, str]]:
         rate = self.info["sample_rate"]
@@ -205,8 +206,8 @@ class Audio(Media):
                          for i in range(0, x.shape[0], 256)])
         return spectral_metrics(fx.to_power(x.cpu()), fx.to_power(rec.cpu()))
 
-    def evaluation_lines(self, r: dict) -> list[str]:
-        lines = super().evaluation_lines(r)
+    def metric_lines(self, r: dict) -> list[str]:
+        lines = []
         if "spectral_convergence" in r:
             lines.append(f"  reconstructions           spectral convergence {r['spectral_convergence']:.4f}   "
                          f"log-spectral distance {r['log_spectral_distance_db']:.2f} dB (mel spectrograms)")

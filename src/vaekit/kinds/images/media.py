@@ -18,6 +18,7 @@ class Images(Media):
     default_net = "mlp"
     counts = {"sample": 64, "reconstruct": 32}
     between_help = "images: two test-set indices"
+    builtin_sources = ("digits", "fashion-mnist")
     unit = "images"
 
     @classmethod

@@ -104,7 +104,7 @@ class InverseAutoregressiveFlow(nn.Module):
 
 
 class FlowPosterior:
-    """q(z | x): a base posterior (``Normal`` or :class:`~vaekit.nets.topdown.TopDownPosterior`)
+    """q(z | x): a base posterior (``Normal`` or :class:`~vaekit.model.nets.topdown.TopDownPosterior`)
     pushed through an :class:`InverseAutoregressiveFlow` with the features h(x) as context.
 
     Has the parts of a posterior the VAE uses: ``rsample``, ``log_prob`` per dimension (the
