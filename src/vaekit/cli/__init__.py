@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..errors import VaekitError
+from ..errors import Preempted, VaekitError
 from ..kinds import KINDS, Media
 from . import verbs
 from .options import add_train_options, apply_flags, positive_float, positive_int
@@ -133,6 +133,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("vaekit: interrupted", file=sys.stderr)
         return 130
+    except Preempted as e:  # SIGTERM, SIGUSR1: the trainer has said how to resume
+        print(f"vaekit: stopped by {e}", file=sys.stderr)
+        return 128 + e.signum
     except BrokenPipeError:  # e.g. `vaekit info RUN | head`: the reader left; stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # so that Python's flush at exit does not fail again

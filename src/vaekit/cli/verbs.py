@@ -11,6 +11,7 @@ from pathlib import Path
 from ..config import Config, load_yaml, unresolved
 from ..errors import VaekitError
 from ..kinds import Written
+from ..train.rundir import preemption_signals
 from .options import apply_flags, given_flags
 
 
@@ -28,7 +29,8 @@ def cmd_train(args) -> int:
         if args.config or args.out or given:
             raise VaekitError(f"--resume continues {args.resume} with its own config; only --epochs and --quiet "
                               f"can be given with it (got {' '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))}).")
-        run = resume(args.resume, quiet=args.quiet, epochs=args.epochs)
+        with preemption_signals():
+            run = resume(args.resume, quiet=args.quiet, epochs=args.epochs)
     else:
         base, origin = {}, "config"
         if args.config:
@@ -50,7 +52,8 @@ def cmd_train(args) -> int:
             value = getattr(config.data, key)
             if value and Path(value).exists():
                 setattr(config.data, key, str(Path(value).resolve()))
-        run = train(config, out=args.out, quiet=args.quiet)
+        with preemption_signals():  # a SIGTERM while the data load stops as cleanly as one in training
+            run = train(config, out=args.out, quiet=args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         print(run.path if args.quiet else f"done: {run.path}  (vaekit sample|evaluate|info {run.path})")
     return 0

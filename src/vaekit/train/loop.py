@@ -31,7 +31,7 @@ import torch
 
 from ..version import __version__
 from ..config import Config, auto_batch_size
-from ..errors import VaekitError
+from ..errors import Preempted, VaekitError
 from ..eval import elbo_sums, iwae_sum
 from ..kinds import Bundle
 from ..model import Objective, build_model
@@ -41,7 +41,7 @@ from . import averaging
 from . import distributed as dist
 from .accel import GraphedStep, Precision, cuda_graph_blocker, refuse_cuda_graph
 from ..checkpoint import save_state, save_weights
-from .rundir import STATE_FILE, MetricsLog
+from .rundir import STATE_FILE, MetricsLog, preemption_signals
 
 
 def make_scheduler(opt, cfg, epochs):
@@ -232,21 +232,13 @@ class Trainer:
                        unit_scale=True,
                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
         try:
-            while self.epoch < tc.epochs:
-                epoch = self.epoch + 1
-                bar.set_description(f"epoch {epoch}/{tc.epochs}", refresh=False)
-                sums = self.train_epoch(epoch, bar)
-                valid = self.validate()
-                self.end_epoch(epoch, sums, valid, metrics, bar)
-                if tc.patience and epoch - self.best_epoch >= tc.patience:
-                    if not self.quiet:
-                        bar.write(f"early stop: valid {self.objective.name} has not improved for {tc.patience} "
-                                  f"epochs (best {self.best:.3f} at epoch {self.best_epoch})")
-                    break
-        except KeyboardInterrupt:
+            with preemption_signals():
+                self._epochs(metrics, bar)
+        except (KeyboardInterrupt, Preempted) as e:
             bar.close()
             if self.d.main:
-                print(f"\ninterrupted in epoch {self.epoch + 1}; the checkpoint of epoch {self.epoch} is in "
+                how = "interrupted" if isinstance(e, KeyboardInterrupt) else f"stopped by {e}"
+                print(f"\n{how} in epoch {self.epoch + 1}; the checkpoint of epoch {self.epoch} is in "
                       f"{self.out / STATE_FILE}. Resume with:  vaekit train --resume {self.out}", file=sys.stderr)
             raise
         finally:
@@ -254,6 +246,21 @@ class Trainer:
             if metrics is not None:
                 metrics.close()
         return self.finish(pictures)
+
+    def _epochs(self, metrics, bar) -> None:
+        """Epochs until the last one, or until the validation bound stops improving (--patience)."""
+        tc = self.config.train
+        while self.epoch < tc.epochs:
+            epoch = self.epoch + 1
+            bar.set_description(f"epoch {epoch}/{tc.epochs}", refresh=False)
+            sums = self.train_epoch(epoch, bar)
+            valid = self.validate()
+            self.end_epoch(epoch, sums, valid, metrics, bar)
+            if tc.patience and epoch - self.best_epoch >= tc.patience:
+                if not self.quiet:
+                    bar.write(f"early stop: valid {self.objective.name} has not improved for {tc.patience} "
+                              f"epochs (best {self.best:.3f} at epoch {self.best_epoch})")
+                break
 
     def train_epoch(self, epoch: int, bar) -> EpochSums:
         """One pass over the shuffled training set, one optimiser step per batch."""

@@ -1,4 +1,5 @@
-"""The run directory: where it goes, its metrics file, and its checkpoint's place.
+"""The run directory: where it goes, its metrics file, its checkpoint's place, the lock that
+keeps one writer on it, and the signals that stop a run cleanly.
 
     runs/<name>/
       config.yaml         data, model and training config (every "auto" resolved), plus the data description
@@ -11,11 +12,15 @@
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import threading
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import VaekitError
+from ..errors import Preempted, VaekitError
 
 if TYPE_CHECKING:
     from ..kinds import Bundle
@@ -72,3 +77,70 @@ def truncate_metrics(path: Path, epoch: int) -> None:
             w.writeheader()
             w.writerows(keep)
 
+
+
+#: the signals that stop training cleanly: SIGTERM (schedulers, ``docker stop``), SIGUSR1 (SLURM's
+#: warning before a time limit); SIGINT is Python's KeyboardInterrupt and stops it the same way
+PREEMPTION_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGUSR1") if hasattr(signal, name))
+
+
+@contextmanager
+def preemption_signals():
+    """Inside the block, SIGTERM and SIGUSR1 raise :class:`~vaekit.errors.Preempted` in the
+    training loop, as Ctrl-C raises KeyboardInterrupt: the epoch in progress is abandoned and the
+    last epoch's checkpoint (written atomically) stays on disk. The handlers before are put back
+    after. Only the main thread can take signals; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Preempted(signum)
+
+    before = {s: signal.signal(s, stop) for s in PREEMPTION_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+
+
+class RunLock:
+    """One writer per run directory: an exclusive advisory lock (``flock``) on ``<run>/state/lock``,
+    held while a process trains the run. The operating system drops it when the process ends, so a
+    killed run never leaves a stale lock. A second writer is refused with one sentence naming the
+    process that holds it. Where ``fcntl`` does not exist (Windows) there is no lock."""
+
+    def __init__(self, run: Path):
+        self.run, self.file = Path(run), None
+
+    def acquire(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return self
+        path = self.run / "state" / "lock"
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(path, "a+")
+        except OSError as e:
+            raise VaekitError(f"{path}: cannot open the run's lock file ({e.strerror or e}).") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            f.close()
+            raise VaekitError(f"{self.run}: {holder} is training this run already; wait for it to finish or stop "
+                              f"it, then resume.") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()} on {os.uname().nodename}" if hasattr(os, "uname") else f"process {os.getpid()}")
+        f.flush()
+        self.file = f
+        return self
+
+    def release(self) -> None:
+        if self.file is not None:
+            self.file.close()  # closing the file drops the lock
+            self.file = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from . import distributed as dist
 from .accel import cuda_graph_blocker, refuse_cuda_graph, slow_amp_warning
 from ..checkpoint import load_state
 from .loop import Trainer
-from .rundir import STATE_FILE, default_run_dir, prepare_dir, truncate_metrics
+from .rundir import STATE_FILE, RunLock, default_run_dir, prepare_dir, truncate_metrics
 
 
 def _start(config: Config, data: Bundle | None, saved: dict | None = None):
@@ -95,9 +96,10 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
         load_into(trainer.model, init.path / "model.safetensors", "the model this run's config builds",
                   weights=trainer.model.complete_weights(init.model.state_dict()))
         trainer.restart_average()
-    target = None
+    target, lock = None, RunLock(Path("."))
     if d.main:
         target = prepare_dir(Path(out) if out else default_run_dir(bundle))
+        lock = RunLock(target).acquire()
         save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info, "resolved": resolved},
                   target / "config.yaml")
         kind(bundle.modality).keep(bundle, target)
@@ -108,6 +110,7 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     try:
         return trainer.fit(pictures)
     finally:
+        lock.release()
         dist.teardown(d)
 
 
@@ -127,6 +130,16 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
         config.train.epochs = epochs
     if not state_file.is_file():
         raise VaekitError(f"{state_file}: no checkpoint to resume from.")
+    # one writer: a second resume of the same run is refused before it reads or writes anything
+    lock = RunLock(path).acquire() if int(os.environ.get("RANK", "0")) == 0 else RunLock(path)
+    try:
+        return _resume(path, config, info, resolved, state_file, quiet, epochs, data, pictures)
+    finally:
+        lock.release()
+
+
+def _resume(path: Path, config: Config, info, resolved: list, state_file: Path, quiet: bool, epochs, data,
+            pictures: bool) -> Run:
     state = load_state(state_file)
     d, device, bundle, newly = _start(config, data, saved_data(path, info or {}))
     if info and not kind(bundle.modality).for_run(info).same_shape(bundle.shape):
@@ -144,7 +157,7 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
         truncate_metrics(path / "metrics.csv", trainer.epoch)
         if epochs is not None:
             save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info, "resolved": resolved + newly},
-                      cfg_file)
+                      path / "config.yaml")
     if not trainer.quiet:
         print(f"resuming {path} after epoch {trainer.epoch} (best valid {trainer.objective.name} "
               f"{trainer.best:.3f})")
