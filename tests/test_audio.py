@@ -5,6 +5,8 @@ import pytest
 import soundfile as sf
 import torch
 
+import vaekit
+
 from vaekit.config import DataConfig
 from vaekit.kinds import detect_modality, load_data
 from vaekit.kinds.audio.loader import LogMel, label_regex, mel_filterbank, read_wave, spectral_metrics
@@ -143,6 +145,12 @@ def test_audio_cli_end_to_end(tmp_path, cli):
     assert rc == 0 and "spectral convergence" in out and "bits/dim" in out
     rc, out, _ = cli("info", r)
     assert rc == 0 and "8000 Hz" in out
+    names = vaekit.Run.load(r).info["label_names"]
+    assert f"classes  0 {names[0]}, 1 {names[1]}" in out
+    rc, _, err = cli("sample", r, "--label", "seven")  # classes by name or index, and which there are
+    assert rc == 2 and f"its classes are: 0 {names[0]}, 1 {names[1]}" in err
+    rc, out, _ = cli("sample", r, "--label", names[1], "-n", "2", "--out", tmp_path / "named")
+    assert rc == 0 and len(list((tmp_path / "named").glob(f"sample-{names[1]}-*.wav"))) == 2
 
 
 def test_audio_interpolate_between_two_files(tmp_path, cli):
@@ -156,3 +164,19 @@ def test_audio_interpolate_between_two_files(tmp_path, cli):
     assert len(list((tmp_path / "i").glob("step-*.wav"))) == 4
     rc, _, err = cli("interpolate", tmp_path / "r", "--between", src / "0_spk_0.wav", tmp_path / "nope.wav")
     assert rc == 2 and "nope.wav" in err
+
+
+def test_written_sound_never_clips():
+    """A decoded clip louder than full scale is scaled down as a whole, not clipped."""
+    import io
+
+    from vaekit.kinds.audio.media import wav_bytes
+
+    t = np.linspace(0, 1, 8000, endpoint=False)
+    loud = 3.0 * np.sin(2 * np.pi * 440 * t)
+    data, _ = sf.read(io.BytesIO(wav_bytes(loud, 8000)))
+    assert np.abs(data).max() <= 0.99 + 1e-4
+    assert np.corrcoef(data, loud)[0, 1] > 0.999  # the same wave, quieter: no flattened peaks
+    quiet = 0.5 * np.sin(2 * np.pi * 440 * t)
+    data, _ = sf.read(io.BytesIO(wav_bytes(quiet, 8000)))
+    assert abs(np.abs(data).max() - 0.5) < 1e-3  # within range: left as it is

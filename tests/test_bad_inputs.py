@@ -274,3 +274,32 @@ def test_picture_out_without_a_suffix_or_with_one_pillow_cannot_write(digits_run
     assert rc == 2 and "Traceback" not in err
     assert str(tmp_path / "new" / "grid.xyz") in err and "no image format with the suffix .xyz" in err
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.parametrize("edit, expected", [
+    ({"model": {"latent": "sixteen"}}, "model.latent must be an integer, got 'sixteen'"),
+    ({"train": {"epochs": "ten"}}, "train.epochs must be an integer, got 'ten'"),
+    ({"model": {"latent": 100000000}}, "needs about"),
+    ({"vaekit": "99.0.0"}, "newer than this vaekit"),
+])
+def test_a_run_whose_config_yaml_was_edited_badly(tmp_path, digits_run, cli, edit, expected):
+    import yaml
+
+    bad = tmp_path / "edited"
+    shutil.copytree(digits_run, bad)
+    raw = yaml.safe_load((bad / "config.yaml").read_text())
+    for key, value in edit.items():
+        if isinstance(value, dict):
+            raw[key].update(value)
+        else:
+            raw[key] = value
+    (bad / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    for verb in (["sample"], ["info"], ["train", "--resume"]):
+        rc, _, err = cli(*verb, bad)
+        assert rc == 2 and expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_model_too_large_for_memory_is_refused_before_it_is_allocated(tmp_path, cli):
+    rc, _, err = cli("train", "--latent", "100000000", "--out", tmp_path / "huge")
+    assert rc == 2 and "parameters" in err and "available" in err and "--latent" in err
+    assert not (tmp_path / "huge").exists()

@@ -365,6 +365,24 @@ def resolve(config: Config, info: dict) -> list[str]:
     return done
 
 
+def _version(text) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(p) for p in str(text).split("+")[0].split(".")[:3])
+    except ValueError:
+        return None
+
+
+def check_version(raw: dict, origin: str) -> None:
+    """Refuse a run written by a newer vaekit (its config.yaml's ``vaekit`` stamp), whose files
+    this version may misread."""
+    from .version import __version__
+
+    theirs, ours = _version(raw.get("vaekit", "0")), _version(__version__)
+    if theirs is None or (ours is not None and theirs > ours):
+        raise VaekitError(f"{origin}: written by vaekit {raw.get('vaekit')}, which is newer than this vaekit "
+                          f"({__version__}) or not a version; upgrade vaekit to read this run.")
+
+
 def unresolved(raw: dict) -> dict:
     """A run's config.yaml as a starting point for another run: the values :func:`resolve` set
     (listed under ``resolved``) go back to ``auto``, to be resolved against the new run's data;

@@ -18,11 +18,12 @@ from pathlib import Path
 
 import torch
 
-from .config import Config, load_yaml, resolve
+from . import memory
+from .checkpoint import load_weights
+from .config import Config, check_version, load_yaml, resolve
 from .errors import VaekitError
 from .kinds import kind
-from .model import VAE, build_model
-from .checkpoint import load_weights
+from .model import VAE, build_model, model_size
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,6 +82,7 @@ class Run:
         if not cfg_file.is_file():
             raise VaekitError(f"{path}: not a vaekit run directory (no config.yaml).")
         raw = load_yaml(cfg_file)
+        check_version(raw, str(cfg_file))
         info = raw.pop("data_info", None)
         raw.pop("vaekit", None)
         raw.pop("resolved", None)
@@ -89,6 +91,9 @@ class Run:
         config = Config.from_dict(raw, origin=str(cfg_file))
         try:
             resolve(config, info)  # a run written before every "auto" was resolved in config.yaml
+            params, _ = model_size(config.model, info)
+            memory.require(8 * params, f"{cfg_file}: the model it describes ({params:,} parameters)",
+                           resolve_device(device), "is the file edited by hand?")
             model = build_model(config.model, info)
         except VaekitError as e:
             raise VaekitError(f"{cfg_file}: the model cannot be built from it ({str(e).rstrip('.')}).") from None

@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=positive_int, default=8)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--random", action="store_true", help="draw x ~ p(x|z) instead of showing its mean")
-    s.add_argument("--label", type=int, help="for a conditional model: the class to generate (default: each class)")
+    s.add_argument("--label", help="for a conditional model: the class to generate, by index or name (`vaekit info` "
+                                   "lists them; default: each class)")
     s.add_argument("--out", type=Path, help="picture file, PNG unless its suffix names another format (default "
                                             "<run>/samples/samples-seed<seed>.png); text: a text file; audio: a "
                                             "folder")

@@ -86,9 +86,23 @@ def _run(args):
     return Run.load(args.run, device=args.device)
 
 
-def _check_label(run, label) -> None:
-    if label is not None and not run.model.classes:
+def _label(run, label: str | None) -> int | None:
+    """--label as a class index: an index, or one of the class names the data gave."""
+    if label is None:
+        return None
+    if not run.model.classes:
         raise VaekitError(f"{run.path}: --label needs a conditional model (train with --conditional).")
+    names = [str(n) for n in run.info.get("label_names") or []]
+    if label in names:
+        return names.index(label)
+    try:
+        index = int(label)
+    except ValueError:
+        index = None
+    if index is None or not 0 <= index < run.model.classes:
+        listed = ", ".join(f"{i} {n}" for i, n in enumerate(names)) if names else f"0 to {run.model.classes - 1}"
+        raise VaekitError(f"--label {label} is not a class of this model; its classes are: {listed}.")
+    return index
 
 
 def _show(written: Written) -> int:
@@ -109,8 +123,7 @@ def _gen(args) -> dict:
 
 def cmd_sample(args) -> int:
     run = _run(args)
-    _check_label(run, args.label)
-    return _show(run.media.sample(run, args.out, args.n, args.seed, args.label, nrow=args.nrow,
+    return _show(run.media.sample(run, args.out, args.n, args.seed, _label(run, args.label), nrow=args.nrow,
                                   mean=not args.random, **_gen(args)))
 
 
@@ -213,6 +226,10 @@ def cmd_info(args) -> int:
     if run.media.summary():
         print(f"         {run.media.summary()}")
     kind = f"conditional ({run.model.classes} classes) " if run.model.classes else ""
+    if run.model.classes:
+        names = info.get("label_names") or []
+        print("classes  " + ", ".join(f"{i} {names[i]}" if i < len(names) else str(i)
+                                      for i in range(run.model.classes)))
     prior = f"{m.prior} prior"
     if m.prior == "hierarchical":
         tops = m.top_sizes()

@@ -8,6 +8,6 @@ value (``binary``, ``levels``, ``continuous``, ``real``, ``tokens``).
 from . import likelihoods, nets, objectives, priors  # noqa: F401  (each registers its parts)
 from .objectives import Objective
 from .registry import LIKELIHOODS, NETS, OBJECTIVES, PRIORS, Registry
-from .vae import VAE, build_model, misfit
+from .vae import VAE, build_model, misfit, model_size
 
-__all__ = ["VAE", "build_model", "misfit", "Objective", "Registry", "LIKELIHOODS", "NETS", "OBJECTIVES", "PRIORS"]
+__all__ = ["VAE", "build_model", "misfit", "model_size", "Objective", "Registry", "LIKELIHOODS", "NETS", "OBJECTIVES", "PRIORS"]

@@ -296,6 +296,14 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     return model
 
 
+def model_size(model_cfg, data_info: dict) -> tuple[int, int]:
+    """(parameters, floats of activation per decoder row) of the model the config builds, found by
+    building it on PyTorch's ``meta`` device, which allocates nothing."""
+    with torch.device("meta"):
+        model = build_model(model_cfg, data_info)
+    return sum(p.numel() for p in model.parameters()), model.floats_per_row()
+
+
 def _resolved_copy(model_cfg, data_info: dict):
     """A copy of the model config with ``auto`` resolved against the data, as
     :func:`vaekit.config.resolve` does for a run."""

@@ -16,9 +16,11 @@ from pathlib import Path
 import torch
 
 from ..version import __version__
-from ..config import Config, load_yaml, resolve, save_yaml
+from ..config import Config, check_version, load_yaml, resolve, save_yaml
 from ..errors import VaekitError
+from .. import memory
 from ..kinds import Bundle, kind, load_data
+from ..model import model_size
 from ..run import Run, load_into, resolve_device, saved_data
 from . import distributed as dist
 from .accel import cuda_graph_blocker, refuse_cuda_graph, slow_amp_warning
@@ -31,7 +33,12 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     d, device_name = dist.setup(config.train.device)
     device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
     bundle = data if data is not None else load_data(config.data, saved)
-    resolved = resolve(config, bundle.info())  # every "auto", once, and the parts checked against the data
+    try:
+        resolved = resolve(config, bundle.info())  # every "auto", once, and the parts checked against the data
+        check_memory(config, bundle.info(), device)
+    except VaekitError:
+        dist.teardown(d)
+        raise
     if config.model.conditional and any(bundle.labels(s) is None for s in ("train", "valid", "test")):
         dist.teardown(d)
         raise VaekitError(f"{config.data.source}: a conditional model needs labels in every split, and these data "
@@ -42,6 +49,19 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
         dist.teardown(d)
         raise refuse_cuda_graph(blocker)
     return d, device, bundle, resolved
+
+
+def check_memory(config: Config, info: dict, device: torch.device) -> None:
+    """Refuse a model whose training would not fit in memory, before anything is allocated: the
+    weights, their gradients, Adam's two moments (and the moving average), plus the activations
+    of a batch, forward and backward."""
+    params, per_row = model_size(config.model, info)
+    t = config.train
+    copies = 4 + (1 if t.ema else 0)
+    rows = min(t.batch_size or 1, int(info.get("sizes", {}).get("train", 1) or 1)) * (t.k if t.objective == "iwae" else 1)
+    memory.require(4 * copies * params + 2 * 4 * rows * per_row,
+                   f"training this model ({params:,} parameters, {rows:,} decoder rows a step)", device,
+                   "choose a smaller --latent, --hidden, --channels or --batch-size")
 
 
 def _check_same_model(config: Config, init) -> None:
@@ -122,6 +142,7 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     if not cfg_file.is_file():
         raise VaekitError(f"{path}: not a vaekit run directory (no config.yaml), so it cannot be resumed.")
     raw = load_yaml(cfg_file)
+    check_version(raw, str(cfg_file))
     raw.pop("vaekit", None)
     info = raw.pop("data_info", None)
     resolved = raw.pop("resolved", None) or []

@@ -220,12 +220,21 @@ def columns(kind: str, names: list[str]) -> int:
     return {"samples": 4, "reconstructions": 2}.get(kind, len(names))
 
 
+#: the peak a written clip is scaled down to when the decoded wave is louder than full scale
+PEAK = 0.99
+
+
 def wav_bytes(wave: np.ndarray, sample_rate: int) -> bytes:
-    """A 16-bit PCM WAV file in memory (soundfile)."""
+    """A 16-bit PCM WAV file in memory (soundfile). Written sound never clips: a wave whose peak
+    is above full scale is scaled down as a whole to a peak of 0.99; a quieter one is kept as it is."""
     import soundfile as sf
 
+    wave = np.asarray(wave, dtype=np.float32)
+    peak = float(np.abs(wave).max()) if wave.size else 0.0
+    if peak > 1.0:
+        wave = wave * (PEAK / peak)
     buf = io.BytesIO()
-    sf.write(buf, np.clip(wave, -1, 1), sample_rate, subtype="PCM_16", format="WAV")
+    sf.write(buf, wave, sample_rate, subtype="PCM_16", format="WAV")
     return buf.getvalue()
 
 
