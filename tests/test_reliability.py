@@ -279,3 +279,48 @@ def test_a_closed_pipe_ends_quietly(digits_run):
     p.stdout.close()  # nothing will read what info prints
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 141 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+def test_a_diverging_run_recovers_and_ends_better_than_its_first_epoch(tmp_path, cli):
+    """Adam at a learning rate of 10 diverges at once: training goes back to its last checkpoint
+    with half the learning rate, as often as it takes (each time one line), and ends finite."""
+    rc, out, err = cli("train", "--lr", "10", "--epochs", "3", "--hidden", "64", "--latent", "4", "--quiet",
+                       "--out", tmp_path / "r")
+    assert rc == 0, err
+    assert out.strip() == str(tmp_path / "r")  # --quiet: the recoveries go to stderr
+    lines = [line for line in err.splitlines() if line.startswith("recovered: ")]
+    assert lines and "learning rate halved to 5" in lines[0] and len(lines) <= 6
+    r = rows(tmp_path / "r")
+    assert int(r[-1]["recoveries"]) == len(lines) and float(r[-1]["lr"]) == 10 / 2 ** len(lines)
+    valid = [float(x["valid_elbo"]) for x in r]
+    assert all(math.isfinite(v) for v in valid) and valid[-1] > valid[0]
+
+
+def test_on_divergence_stop_stops_with_the_checkpoint_intact(tmp_path, cli):
+    rc, _, err = cli("train", "--lr", "10", "--epochs", "3", "--hidden", "64", "--on-divergence", "stop", "--quiet",
+                     "--out", tmp_path / "r")
+    assert rc == 2 and "non-finite" in err and "checkpoint of epoch 0" in err and "recovered" not in err
+    assert load_state(tmp_path / "r" / "state" / "last.pt")["epoch"] == 0
+
+
+def test_posterior_collapse_is_said_once_and_shown_in_the_report(tmp_path, cli):
+    """A text VAE without free bits lets its KL fall to nothing: one warning line names it and the
+    remedies, and the report shows the epoch; the demo's kind of run says nothing."""
+    from vaekit.eval import collapse_epoch
+
+    rows_ = [{"epoch": e, "valid_kl": kl, "beta": b} for e, kl, b in
+             [(1, 0.01, 0.5), (2, 0.01, 1), (3, 0.02, 1), (4, 0.5, 1), (5, 0.05, 1), (6, 0.04, 1), (7, 0.03, 1)]]
+    assert collapse_epoch(rows_) == 5  # warm-up epochs do not count, and a recovered KL restarts the count
+    assert collapse_epoch(rows_[:6]) is None
+
+    lines = tmp_path / "names.txt"
+    lines.write_text("".join(f"{n}\n" for n in ["anna", "bob", "carla", "dieter", "eva", "fritz", "gus"] * 30))
+    rc, _, err = cli("train", "--data", lines, "--free-bits", "0", "--word-dropout", "0", "--epochs", "6",
+                     "--rnn-hidden", "64", "--quiet", "--out", tmp_path / "text")
+    assert rc == 0, err
+    said = [line for line in err.splitlines() if "posterior collapse" in line]
+    assert len(said) == 1 and "--free-bits" in said[0]
+    assert "posterior collapse" in (tmp_path / "text" / "report.html").read_text()
+    rc, _, err = cli("train", "--epochs", "6", "--hidden", "64", "--quiet", "--out", tmp_path / "digits")
+    assert rc == 0 and "collapse" not in err
+    assert "posterior collapse" not in (tmp_path / "digits" / "report.html").read_text()

@@ -179,8 +179,13 @@ class TrainConfig:
                                   parse="float0+")
     seed: int = opt(0, "random seed", parse="int")
     device: str = opt("auto", "where to train (auto: CUDA when there is one)", choices=("auto", "cpu", "cuda"))
-    max_bad_steps: int = opt(20, "stop after this many steps in a row with a non-finite loss or gradient",
+    max_bad_steps: int = opt(20, "this many steps in a row with a non-finite loss or gradient count as divergence",
                              parse="int+")
+    on_divergence: str = opt("recover", "on divergence (--max-bad-steps bad steps in a row, a non-finite validation "
+                                        "bound, or one fallen far below its best): recover, i.e. go back to the "
+                                        "last checkpoint, halve the learning rate, reshuffle and go on; or stop",
+                             choices=("recover", "stop"))
+    max_recoveries: int = opt(6, "recoveries from divergence before training stops", parse="int0+")
     amp: str = opt("auto", "mixed precision (auto: on for CUDA only)", choices=("auto", "on", "off"))
     cuda_graph: str = opt("auto", "replay the training step as one CUDA graph (auto: on CUDA with --amp off, one "
                                     "process, no recurrent network)",

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 import yaml
 
-from .eval import layers_text
+from .eval import COLLAPSE_REMEDIES, collapse_epoch, layers_text
+from .eval.metrics import COLLAPSE_KL
 from .kinds.media import figure_uri, latent_map_figure, pyplot
 
 
@@ -72,10 +73,14 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
     metrics = run.metrics
     if metrics:
         last, (best, key, what) = metrics[-1], run.best()
+        collapsed = collapse_epoch(metrics)
         summary = _table([("epochs", str(len(metrics))),
                           (f"best {what}", f"{best[key]:.3f} nats (epoch {int(best['epoch'])})"),
                           ("last train ELBO", f"{last['train_elbo']:.3f} nats"),
-                          ("training time", f"{sum(m['seconds'] for m in metrics):.0f} s")])
+                          ("training time", f"{sum(m['seconds'] for m in metrics):.0f} s"),
+                          *([("posterior collapse", f"from epoch {collapsed}: the validation KL stayed under "
+                                                    f"{COLLAPSE_KL:g} nats, so the decoder ignores z; remedies: "
+                                                    f"{COLLAPSE_REMEDIES}")] if collapsed else [])])
         sections.append(("Learning curves", summary + f'<img alt="learning curves" src="{figure_uri(learning_curves(metrics))}">'))
 
     ev = run.evaluation

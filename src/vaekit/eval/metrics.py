@@ -184,3 +184,30 @@ def layers_text(layers: dict) -> str:
     """One line on the stochastic layers of an evaluation: active units and KL of each."""
     return ";  ".join(f"{name}: {v['active_units']} of {v['size']} active, KL {v['kl_nats']:.2f} nats"
                       for name, v in layers.items())
+
+
+#: posterior collapse: the validation KL of the whole latent under this many nats ...
+COLLAPSE_KL = 0.1
+#: ... for this many epochs in a row, once the KL warm-up is over
+COLLAPSE_EPOCHS = 3
+COLLAPSE_REMEDIES = ("--free-bits 0.25 (a floor on each unit's KL), a KL warm-up (--warmup 10), --word-dropout 0.3 for "
+                     "text, or a weaker decoder")
+
+
+def collapse_epoch(rows: list[dict], threshold: float = COLLAPSE_KL, epochs: int = COLLAPSE_EPOCHS) -> int | None:
+    """The epoch from which the posterior collapsed, or None: the first of ``epochs`` epochs in a
+    row, after the KL warm-up (``beta`` at its final value), whose validation KL stayed below
+    ``threshold`` nats for the whole latent. Then q(z | x) is the prior for every x and the decoder
+    ignores z (the commonest failure of text VAEs and of VAEs with strong decoders)."""
+    if not rows:
+        return None
+    final_beta = max(float(r.get("beta", 1.0)) for r in rows)
+    run = []
+    for r in rows:
+        if float(r.get("beta", 1.0)) >= final_beta and float(r["valid_kl"]) < threshold:
+            run.append(int(r["epoch"]))
+            if len(run) >= epochs:
+                return run[0]
+        else:
+            run = []
+    return None

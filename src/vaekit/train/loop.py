@@ -33,6 +33,7 @@ from ..version import __version__
 from ..config import Config, auto_batch_size
 from ..errors import Preempted, VaekitError
 from ..eval import elbo_sums, iwae_sum
+from ..eval.metrics import COLLAPSE_KL, COLLAPSE_REMEDIES, collapse_epoch
 from ..kinds import Bundle
 from ..model import Objective, build_model
 from ..progress import progress
@@ -40,7 +41,7 @@ from ..run import Run
 from . import averaging
 from . import distributed as dist
 from .accel import GraphedStep, Precision, cuda_graph_blocker, refuse_cuda_graph
-from ..checkpoint import save_state, save_weights
+from ..checkpoint import load_state, save_state, save_weights
 from .rundir import STATE_FILE, MetricsLog, preemption_signals
 
 
@@ -61,6 +62,10 @@ def make_adam(params, cfg) -> tuple[torch.optim.Adam, bool]:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True), True
     except (RuntimeError, TypeError, ValueError):
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay), False
+
+
+class Diverged(Exception):
+    """Training has diverged (the message says how); the trainer recovers or stops."""
 
 
 @dataclass
@@ -124,6 +129,10 @@ class Trainer:
             raise refuse_cuda_graph(self.graph_blocker)
         self.graphed = None if tc.cuda_graph == "off" or self.graph_blocker else GraphedStep(self)
         self.epoch, self.step, self.best, self.best_epoch = 0, 0, -math.inf, 0
+        self.recoveries = 0  # times training went back to its last checkpoint after diverging
+        self.reference = -math.inf  # the validation bound of the initial weights: a run far below it diverged
+        self.history: list[dict] = []  # this process's metrics rows, for the collapse monitor
+        self.collapse_said = False
         if d.active and tc.seed is not None:
             torch.manual_seed(tc.seed + 1000003 * d.rank)  # different sampling noise per rank
 
@@ -135,7 +144,7 @@ class Trainer:
                 "scaler": self.scaler.state_dict() if self.scaler else {},
                 "torch_rng": torch.get_rng_state(), "gen_rng": self.gen.get_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0),
-                "skipped": self.skipped.cpu(), "streak": self.streak.cpu(),
+                "skipped": self.skipped.cpu(), "streak": self.streak.cpu(), "recoveries": self.recoveries, "reference": self.reference,
                 "ema": [e.cpu() for e in self.ema] if self.ema is not None else []}
 
     def restore(self, s: dict, where: Path) -> None:
@@ -150,6 +159,8 @@ class Trainer:
             self.best, self.best_epoch = float(s["best_valid_elbo"]), int(s["best_epoch"])
             self.skipped.copy_(s["skipped"])
             self.streak.copy_(s["streak"])
+            self.recoveries = int(s.get("recoveries", 0))  # (0 in checkpoints written before recovery existed)
+            self.reference = float(s.get("reference", -math.inf))
             if self.ema is not None:
                 if len(s["ema"]) != len(self.ema):
                     raise ValueError("no averaged weights saved")
@@ -226,6 +237,7 @@ class Trainer:
     def fit(self, pictures: bool = True) -> Run:
         tc = self.config.train
         if self.epoch == 0:
+            self.reference = self.initial_score()
             self.save_checkpoint()  # epoch 0: an interrupted first epoch can be resumed too
         metrics = MetricsLog(self.out) if self.d.main else None
         bar = progress((tc.epochs - self.epoch) * self.steps_per_epoch * self.global_batch, self.quiet, unit="ex",
@@ -247,15 +259,69 @@ class Trainer:
                 metrics.close()
         return self.finish(pictures)
 
+    def _epoch(self, epoch: int, metrics, bar) -> None:
+        """Train, validate and record one epoch; on divergence, recover (or stop) instead."""
+        try:
+            sums = self.train_epoch(epoch, bar)
+            valid = self.validate()
+            self.check_valid(epoch, valid)
+        except Diverged as e:
+            self.recover(e, bar)
+            return
+        self.end_epoch(epoch, sums, valid, metrics, bar)
+
+    def initial_score(self) -> float:
+        """The validation bound of the weights as they start, the yardstick of divergence; its
+        random draws leave the run's random streams as they were."""
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            score = self.validate()["score"]
+        return score if math.isfinite(score) else -math.inf
+
+    def check_valid(self, epoch: int, valid: dict) -> None:
+        """Divergence seen in validation: a bound that is not finite, or one fallen more than half
+        its size (and at least 10 nats) below the best so far or that of the initial weights."""
+        what = self.objective.name
+        if not math.isfinite(valid["elbo"]) or not math.isfinite(valid["score"]):
+            raise Diverged(f"the validation {what if math.isfinite(valid['elbo']) else 'ELBO'} is not finite after "
+                           f"epoch {epoch}")
+        best = max(self.best, self.reference)
+        if math.isfinite(best) and valid["score"] < best - max(10.0, 0.5 * abs(best)):
+            raise Diverged(f"the validation {what} fell from {best:.2f} to {valid['score']:.2f} in epoch {epoch}")
+
+    def recover(self, why: "Diverged", bar) -> None:
+        """Go back to the last checkpoint with half the learning rate and a new data order
+        (``--on-divergence recover``, at most ``--max-recoveries`` times), or stop with the
+        checkpoint intact."""
+        tc = self.config.train
+        if tc.on_divergence == "stop" or self.recoveries >= tc.max_recoveries:
+            tried = f" after {self.recoveries} recoveries" if self.recoveries else ""
+            raise VaekitError(f"training stopped{tried}: {why}; the checkpoint of epoch {self.epoch} in "
+                              f"{self.out / STATE_FILE} is intact. Try a lower --lr or --clip-grad.")
+        count = self.recoveries + 1
+        self.restore(load_state(self.out / STATE_FILE), self.out / STATE_FILE)
+        self.recoveries = count
+        for g in self.opt.param_groups:
+            g["lr"] *= 0.5
+        if self.sched is not None and hasattr(self.sched, "base_lrs"):
+            self.sched.base_lrs = [lr * 0.5 for lr in self.sched.base_lrs]
+        self.gen.manual_seed(tc.seed + 7919 * count)          # another data order
+        torch.manual_seed(tc.seed + 7919 * count + 1)         # and other sampling noise
+        if self.graphed is not None:                          # the optimiser's state tensors are new
+            self.graphed = GraphedStep(self)
+        if self.d.main:  # said under --quiet too (on stderr): the run is not the one that was asked for
+            say = (lambda m: print(m, file=sys.stderr)) if self.quiet else bar.write
+            say(f"recovered: {why}; back to the checkpoint of epoch {self.epoch}, learning rate halved to "
+                f"{self.opt.param_groups[0]['lr']:.3g} (recovery {count} of at most {tc.max_recoveries})")
+        self.save_checkpoint()  # a resume continues from here, with the lower learning rate
+
     def _epochs(self, metrics, bar) -> None:
         """Epochs until the last one, or until the validation bound stops improving (--patience)."""
         tc = self.config.train
         while self.epoch < tc.epochs:
             epoch = self.epoch + 1
             bar.set_description(f"epoch {epoch}/{tc.epochs}", refresh=False)
-            sums = self.train_epoch(epoch, bar)
-            valid = self.validate()
-            self.end_epoch(epoch, sums, valid, metrics, bar)
+            self._epoch(epoch, metrics, bar)
             if tc.patience and epoch - self.best_epoch >= tc.patience:
                 if not self.quiet:
                     bar.write(f"early stop: valid {self.objective.name} has not improved for {tc.patience} "
@@ -293,10 +359,8 @@ class Trainer:
                 self._update_average()
             self.step += 1
             if self.step % check_every == 0 and self.streak.item() >= tc.max_bad_steps:
-                raise VaekitError(
-                    f"training stopped in epoch {epoch} at step {self.step}: {tc.max_bad_steps} steps in a "
-                    f"row had a non-finite loss or gradient; the checkpoint of epoch {self.epoch} in "
-                    f"{self.out / STATE_FILE} is intact. Try a lower --lr or --clip-grad.")
+                raise Diverged(f"{tc.max_bad_steps} steps in a row had a non-finite loss or gradient, in epoch "
+                               f"{epoch} at step {self.step}")
             bar.update(local_batch * d.world)
         skipped_now = self.skipped - skipped_before
         used = torch.stack([totals[0], totals[1], totals[2],
@@ -308,8 +372,7 @@ class Trainer:
         dist.all_reduce_sum(used, d)  # one reduction per epoch: sums over ranks
         rec, kl, loss, count = used.tolist()
         if count <= 0:
-            raise VaekitError(f"every step of epoch {epoch} had a non-finite loss or gradient; "
-                              f"the checkpoint of epoch {self.epoch} in {self.out / STATE_FILE} is intact.")
+            raise Diverged(f"every step of epoch {epoch} had a non-finite loss or gradient")
         return EpochSums(rec / count, kl / count, loss / count, count, int(skipped_now.item()), seconds)
 
     def validate(self) -> dict:
@@ -331,18 +394,15 @@ class Trainer:
 
     def end_epoch(self, epoch: int, sums: EpochSums, valid: dict, metrics: MetricsLog | None, bar) -> None:
         """The metrics row, the learning-rate schedule, and the weights and checkpoint on disk."""
-        tc, what = self.config.train, self.objective.name
+        tc = self.config.train
         self.epoch = epoch
-        if not math.isfinite(valid["elbo"]) or not math.isfinite(valid["score"]):
-            bad = what if math.isfinite(valid["elbo"]) else "ELBO"
-            raise VaekitError(f"the validation {bad} is not finite after epoch {epoch}; the checkpoint "
-                              f"of epoch {epoch - 1} in {self.out / STATE_FILE} is intact.")
         iwae = valid["iwae"] is not None
         row = {"epoch": epoch, "train_loss": sums.loss, "train_elbo": -(sums.rec + sums.kl), "train_rec": sums.rec,
                "train_kl": sums.kl, "valid_elbo": valid["elbo"], "valid_rec": valid["rec"], "valid_kl": valid["kl"],
                "beta": self.objective.beta_at(self.step - 1), "lr": self.opt.param_groups[0]["lr"],
                "seconds": sums.seconds, "examples_per_s": sums.count / sums.seconds,
-               "skipped_steps": sums.skipped, "valid_iwae": valid["iwae"] if iwae else ""}
+               "skipped_steps": sums.skipped, "valid_iwae": valid["iwae"] if iwae else "",
+               "recoveries": self.recoveries}
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.sched.step(valid["score"])
         elif self.sched is not None:
@@ -355,6 +415,7 @@ class Trainer:
             if improved:
                 save_weights(self.saved_weights(), self.out / "model.safetensors")
             self.save_checkpoint()
+        self.watch_collapse(row, bar)
         shown = f", valid IWAE-{self.objective.k} {valid['iwae']:.2f}" if iwae else ""
         bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {valid['elbo']:.2f}{shown}",
                             refresh=False)
@@ -363,6 +424,17 @@ class Trainer:
                       f"(rec {valid['rec']:.3f}, KL {valid['kl']:.3f}){shown.replace(',', ' ')}  "
                       f"{sums.count / sums.seconds:,.0f} ex/s"
                       + (f"  {row['skipped_steps']} steps skipped" if row["skipped_steps"] else ""))
+
+    def watch_collapse(self, row: dict, bar) -> None:
+        """Say once, in one line, when the posterior has collapsed (:func:`vaekit.eval.collapse_epoch`)."""
+        self.history.append(row)
+        start = collapse_epoch(self.history)
+        if start is None or self.collapse_said or not self.d.main:
+            return
+        self.collapse_said = True
+        say = (lambda m: print(m, file=sys.stderr)) if self.quiet else bar.write
+        say(f"warning: posterior collapse: the validation KL has stayed under {COLLAPSE_KL:g} nats since epoch "
+            f"{start}, so the decoder ignores z; remedies: {COLLAPSE_REMEDIES}.")
 
     def finish(self, pictures: bool) -> Run:
         """Load the run as written; on the main process, say how it went and write the pictures
