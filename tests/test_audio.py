@@ -95,6 +95,7 @@ def test_folder_with_labels_split_and_bad_files_skipped(tmp_path):
     assert b.label_names == ["0", "1"] and sorted(b.test_labels.tolist()) == [0, 0, 1, 1]
     assert len(b.meta["skipped"]) == 2 and "skipped 2 unusable file(s)" in b.describe()
     assert any("broken.wav" in s for s in b.meta["skipped"])
+    assert "broken.wav" in b.describe() and "1_spk_99.wav: the clip is silent" in b.describe()  # named
     # normalised with the training split's statistics
     assert abs(float(b.train.mean())) < 0.05 and abs(float(b.train.std()) - 1) < 0.1
     # the saved statistics reproduce the same encoding
@@ -180,3 +181,22 @@ def test_written_sound_never_clips():
     quiet = 0.5 * np.sin(2 * np.pi * 440 * t)
     data, _ = sf.read(io.BytesIO(wav_bytes(quiet, 8000)))
     assert abs(np.abs(data).max() - 0.5) < 1e-3  # within range: left as it is
+
+
+def test_a_truncated_wav_is_named_not_read_short(tmp_path):
+    sf.write(tmp_path / "whole.wav", (0.5 * np.sin(np.arange(8000) / 5)).astype(np.float32), RATE, subtype="PCM_16")
+    data = (tmp_path / "whole.wav").read_bytes()
+    (tmp_path / "cut.wav").write_bytes(data[:len(data) // 2])
+    assert read_wave(tmp_path / "whole.wav", RATE, 8000).shape == (8000,)
+    with pytest.raises(VaekitError, match=r"cut.wav: the file is truncated \(its header declares 8,000 samples"):
+        read_wave(tmp_path / "cut.wav", RATE, 8000)
+
+
+def test_the_skipped_files_are_listed_in_the_run(tmp_path, cli):
+    src = make_wavs(tmp_path / "wavs")
+    (src / "broken.wav").write_bytes(b"RIFF garbage")
+    rc, out, err = cli("train", "--data", src, "--clip-seconds", "0.5", "--n-mels", "32", "--latent", "2",
+                       "--channels", "8", "--epochs", "1", "--out", tmp_path / "r")
+    assert rc == 0, err
+    assert "broken.wav" in out and "skipped.txt" in out
+    assert "broken.wav: not a readable audio file" in (tmp_path / "r" / "skipped.txt").read_text()

@@ -150,3 +150,39 @@ def test_explorer_in_headless_chromium(server, tmp_path):
         b.close()
     assert not errors, errors
     assert shot.stat().st_size > 10000
+
+
+def test_a_request_too_large_gets_413_with_a_message(client):
+    from vaekit.serve import MAX_REQUEST_BYTES
+
+    r = client.post("/api/decode", data=b"[" + b"0," * MAX_REQUEST_BYTES + b"0]", content_type="application/json")
+    assert r.status_code == 413 and "error" in r.get_json()
+
+
+def test_a_client_that_never_sends_its_body_is_dropped(digits_run):
+    """A connection that announces a body and never sends it is closed after the timeout, and the
+    server goes on answering others meanwhile."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    from vaekit.serve import make_explorer_server
+
+    srv = make_explorer_server(vaekit.Run.load(digits_run), "127.0.0.1", 0, timeout=1.0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_port
+        stuck = socket.create_connection(("127.0.0.1", port))
+        stuck.sendall(b"POST /api/decode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      b"Content-Length: 100\r\n\r\n")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=10) as r:  # others are served
+            assert json.load(r)["latent"] == 4
+        stuck.settimeout(10)  # were it never closed, recv would raise after 10 s and the test fail
+        start = time.time()
+        while stuck.recv(1024):  # the server may answer the cut request; then it closes the connection
+            pass
+        assert time.time() - start < 8
+        stuck.close()
+    finally:
+        srv.shutdown()

@@ -22,6 +22,10 @@ import torch
 from .kinds.media import latent_points, spread
 
 PAGE = (Path(__file__).parent / "explorer.html")
+#: the largest request body the explorer reads (its requests are a few hundred bytes); larger: 413
+MAX_REQUEST_BYTES = 64 * 1024
+#: seconds a connection may take to send its request before the worker drops it
+REQUEST_TIMEOUT_S = 10.0
 
 
 class BadRequest(Exception):
@@ -116,6 +120,7 @@ def create_app(run) -> "Flask":
 
     ex = Explorer(run)
     app = Flask("vaekit")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES  # a larger body: 413, as JSON below
     app.json.sort_keys = False
 
     def body() -> dict:
@@ -176,11 +181,21 @@ def create_app(run) -> "Flask":
     return app
 
 
+def make_explorer_server(run, host: str = "127.0.0.1", port: int = 8000, timeout: float = REQUEST_TIMEOUT_S):
+    """The explorer's HTTP server (werkzeug, a thread per request). A connection that does not send
+    its whole request within ``timeout`` seconds is dropped, which frees its worker."""
+    from werkzeug.serving import WSGIRequestHandler, make_server
+
+    class Handler(WSGIRequestHandler):
+        pass
+
+    Handler.timeout = timeout  # socketserver sets it on each connection's socket
+    return make_server(host, port, create_app(run), threaded=True, request_handler=Handler)
+
+
 def serve(run, host: str = "127.0.0.1", port: int = 8000, quiet: bool = False):
     """Serve the explorer until interrupted."""
-    from werkzeug.serving import make_server
-
-    server = make_server(host, port, create_app(run), threaded=True)
+    server = make_explorer_server(run, host, port)
     if not quiet:
         print(f"latent explorer for {run.path} on http://{host}:{server.server_port}/  (Ctrl-C stops it)")
     try:

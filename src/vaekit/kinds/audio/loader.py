@@ -175,6 +175,10 @@ def read_wave(path: Path, sample_rate: int, samples: int) -> np.ndarray:
         raise VaekitError(f"{path}: not a readable audio file ({reason}).") from None
     if data.shape[0] == 0:
         raise VaekitError(f"{path}: the audio file holds no samples.")
+    declared = _declared_frames(path)
+    if declared is not None and declared > data.shape[0]:
+        raise VaekitError(f"{path}: the file is truncated (its header declares {declared:,} samples, it holds "
+                          f"{data.shape[0]:,}).")
     wave = data.mean(1)
     if not np.isfinite(wave).all():
         raise VaekitError(f"{path}: the audio holds NaN or infinite samples.")
@@ -186,6 +190,21 @@ def read_wave(path: Path, sample_rate: int, samples: int) -> np.ndarray:
     out = np.zeros(samples, dtype=np.float32)
     out[:min(samples, len(wave))] = wave[:samples]
     return out
+
+
+def _declared_frames(path: Path) -> int | None:
+    """The number of frames a PCM WAV file's header declares (the standard library's ``wave``
+    reads the header only), or None for other formats. libsndfile reads a truncated file short
+    without saying so; the header tells."""
+    import wave
+
+    if Path(path).suffix.lower() != ".wav":
+        return None
+    try:
+        with wave.open(str(path), "rb") as w:
+            return w.getnframes()
+    except (wave.Error, EOFError, OSError):
+        return None
 
 
 def label_regex(pattern: str) -> re.Pattern:

@@ -41,9 +41,17 @@ class Audio(Media):
     def describe(cls, bundle) -> str:
         m = bundle.meta
         sk = m.get("skipped", [])
+        shown = "; ".join(sk[:3]) + ("; ..." if len(sk) > 3 else "")
         return (f"{bundle.name}: {m['clip_seconds']:g} s clips at {m['sample_rate']:,} Hz as {bundle.shape[1]} mel "
                 f"bins x {bundle.shape[2]} frames; {split_sizes(bundle)}"
-                + (f"; skipped {len(sk)} unusable file(s)" if sk else ""))
+                + (f"; skipped {len(sk)} unusable file(s) (all in <run>/skipped.txt): {shown}" if sk else ""))
+
+    @classmethod
+    def keep(cls, bundle, path: Path) -> None:
+        """Every skipped file, with the reason, in ``<run>/skipped.txt``."""
+        skipped = bundle.meta.get("skipped") or []
+        if skipped:
+            (Path(path) / "skipped.txt").write_text("\n".join(skipped) + "\n")
 
     def summary(self) -> str:
         i = self.info
