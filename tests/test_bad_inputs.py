@@ -303,3 +303,14 @@ def test_a_model_too_large_for_memory_is_refused_before_it_is_allocated(tmp_path
     rc, _, err = cli("train", "--latent", "100000000", "--out", tmp_path / "huge")
     assert rc == 2 and "parameters" in err and "available" in err and "--latent" in err
     assert not (tmp_path / "huge").exists()
+
+
+def test_an_option_that_does_nothing_here_is_one_warning_line(tmp_path, cli):
+    rc, out, err = cli("train", "--epochs", "1", "--hidden", "16", "--k", "5", "--prior-components", "3", "--quiet",
+                       "--out", tmp_path / "r")
+    warnings = err.strip().splitlines()
+    assert rc == 0 and out.strip() == str(tmp_path / "r") and len(warnings) == 2
+    assert "--k 5 is the number of importance samples of --objective iwae" in warnings[0]
+    assert "--prior-components" in warnings[1] and "normal prior" in warnings[1]
+    rc, _, err = cli("train", "--epochs", "1", "--hidden", "16", "--quiet", "--out", tmp_path / "quiet")
+    assert rc == 0 and err == ""  # nothing to say about a plain run

@@ -334,6 +334,34 @@ def _check_field(key: str, value, f: dataclasses.Field) -> None:
         raise VaekitError(f"{key} must be a string, got {value!r}.")
 
 
+def without_effect(config: Config) -> list[str]:
+    """Options set to something other than their default that this configuration never reads,
+    one sentence each: said as warnings when training starts (resolved configs only)."""
+    m, t, d = config.model, config.train, config.data
+    defaults = ModelConfig()
+    out = []
+    if t.objective != "iwae" and t.k != 1:
+        out.append(f"--k {t.k} is the number of importance samples of --objective iwae; the {t.objective} uses one")
+    if t.objective == "iwae" and (t.beta != 1 or t.warmup_epochs or t.free_bits):
+        out.append("--beta, --warmup and --free-bits shape the ELBO; the IWAE bound has no KL term to weight")
+    if m.prior_components is not None and m.prior not in ("mog", "vamp") and m.top_prior != "vamp":
+        out.append(f"--prior-components is the size of a mixture prior (mog, vamp), not of the {m.prior} prior")
+    if m.gaussian_std is not None and m.likelihood != "gaussian":
+        out.append(f"--gaussian-std is the Gaussian likelihood's; this model's is {m.likelihood}")
+    if m.flow_hidden is not None and not m.flow:
+        out.append("--flow-hidden sizes the flow's steps, and there are none (--flow 0)")
+    if m.net != "conv" and m.channels != defaults.channels:
+        out.append(f"--channels sizes the conv network; this model's is {m.net}")
+    if m.net != "rnn" and any(getattr(m, k) != getattr(defaults, k)
+                              for k in ("cell", "embedding", "rnn_hidden", "word_dropout", "inputless")):
+        out.append(f"--cell, --embedding, --rnn-hidden, --word-dropout and --inputless shape the text network; this "
+                   f"model's is {m.net}")
+    if d.label_from and not m.conditional:
+        out.append("--label-from gives the clips labels, which colour the latent map; the model reads them only "
+                   "with --conditional")
+    return out
+
+
 #: the fields whose ``auto`` (or null) :func:`resolve` sets from the data
 RESOLVED = ("data.modality", "model.net", "model.likelihood", "train.free_bits", "train.batch_size")
 

@@ -56,6 +56,30 @@ def load_into(model: torch.nn.Module, file: Path, against: str, weights: dict | 
     model.load_state_dict(weights)
 
 
+#: the columns every row of metrics.csv has (others may be empty, or absent in older runs)
+METRIC_COLUMNS = ("epoch", "train_elbo", "train_rec", "train_kl", "valid_elbo", "valid_rec", "valid_kl", "seconds")
+
+
+def read_metrics(f: Path) -> list[dict]:
+    """metrics.csv as one dict of numbers per epoch; a column without a value (valid_iwae of an
+    ELBO run) is left out of its row. A damaged file is one sentence naming it and the line."""
+    try:
+        with open(f, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise VaekitError(f"{f}: cannot read the metrics ({e}).") from None
+    out = []
+    for line, row in enumerate(rows, 2):
+        try:
+            parsed = {k: float(v) for k, v in row.items() if k is not None and v not in ("", None)}
+        except (TypeError, ValueError):
+            parsed = None
+        if parsed is None or any(c not in parsed for c in METRIC_COLUMNS):
+            raise VaekitError(f"{f}: line {line} is not a complete row of numbers; the file is damaged.")
+        out.append(parsed)
+    return out
+
+
 class Run:
     """A trained model with its config and data description, loaded from a run directory.
 
@@ -129,9 +153,7 @@ class Run:
         f = self.path / "metrics.csv"
         if not f.exists():
             return []
-        with open(f) as fh:
-            # a column without a value (valid_iwae of an ELBO run) is left out of the row
-            return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(fh)]
+        return read_metrics(f)
 
     def best(self) -> tuple[dict, str, str] | None:
         """The epoch whose weights model.safetensors holds, as (metrics row, column, what it is):
@@ -139,7 +161,7 @@ class Run:
         m = self.metrics
         if not m:
             return None
-        if "valid_iwae" in m[-1]:
+        if self.config.train.objective == "iwae" and all("valid_iwae" in r for r in m):
             key, what = "valid_iwae", f"valid IWAE-{self.config.train.k} bound"
         else:
             key, what = "valid_elbo", "valid ELBO"

@@ -332,12 +332,18 @@ def latent_points(model, x: torch.Tensor, max_points: int = 5000, y=None):
     x, y = x[shown], None if y is None else y[shown]
     mu = torch.cat([model.encode(x[i:i + 2000], None if y is None else y[i:i + 2000]).loc
                     for i in range(0, x.shape[0], 2000)]).cpu().numpy()
+    # a model trained to absurd weights still gets a map (of zeros where its means are not finite)
+    mu = np.clip(np.nan_to_num(mu.astype(np.float64), nan=0.0, posinf=1e6, neginf=-1e6), -1e6, 1e6)
     if mu.shape[1] > 2 and mu.shape[0] >= 2:
         from sklearn.decomposition import PCA
 
-        pca = PCA(n_components=2).fit(mu)
-        ev = pca.explained_variance_ratio_
-        return pca.transform(mu), (f"PC 1 ({ev[0]:.0%} of variance)", f"PC 2 ({ev[1]:.0%})"), pca
+        try:
+            pca = PCA(n_components=2).fit(mu)
+        except (np.linalg.LinAlgError, ValueError):
+            pca = None
+        if pca is not None:
+            ev = np.nan_to_num(pca.explained_variance_ratio_)
+            return pca.transform(mu), (f"PC 1 ({ev[0]:.0%} of variance)", f"PC 2 ({ev[1]:.0%})"), pca
     mu = mu[:, :2]
     return np.pad(mu, ((0, 0), (0, 2 - mu.shape[1]))), ("z 1", "z 2"), None
 

@@ -313,7 +313,7 @@ class Trainer:
             say = (lambda m: print(m, file=sys.stderr)) if self.quiet else bar.write
             say(f"recovered: {why}; back to the checkpoint of epoch {self.epoch}, learning rate halved to "
                 f"{self.opt.param_groups[0]['lr']:.3g} (recovery {count} of at most {tc.max_recoveries})")
-        self.save_checkpoint()  # a resume continues from here, with the lower learning rate
+        # the checkpoint stays as it is until the next good epoch, which saves the lower learning rate too
 
     def _epochs(self, metrics, bar) -> None:
         """Epochs until the last one, or until the validation bound stops improving (--patience)."""

@@ -63,14 +63,25 @@ def prepare_dir(out: Path) -> Path:
 
 
 def truncate_metrics(path: Path, epoch: int) -> None:
-    """Drop rows written after the checkpoint (a run killed between the two writes)."""
+    """Drop rows written after the checkpoint (a run killed between the two writes), and rows that
+    are damaged (not a whole row of numbers)."""
     if not path.exists():
         return
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    with open(path, newline="") as f:
-        header = next(csv.reader(f), [])
-    keep = [r for r in rows if int(r["epoch"]) <= epoch]
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+    except (UnicodeDecodeError, csv.Error):
+        rows, header = [], []
+
+    def whole(r) -> bool:
+        try:
+            return all(float(r[c]) == float(r[c]) for c in ("epoch", "train_elbo", "valid_elbo"))
+        except (KeyError, TypeError, ValueError):
+            return False
+
+    keep = [{k: v for k, v in r.items() if k in METRIC_FIELDS} for r in rows if whole(r) and float(r["epoch"]) <= epoch]
     if len(keep) != len(rows) or header != METRIC_FIELDS:  # (also a file written before a column was added)
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..version import __version__
-from ..config import Config, check_version, load_yaml, resolve, save_yaml
+from ..config import Config, check_version, load_yaml, resolve, save_yaml, without_effect
 from ..errors import VaekitError
 from .. import memory
 from ..kinds import Bundle, kind, load_data
@@ -87,9 +87,11 @@ def _describe(trainer: Trainer, log) -> None:
         log("step   replayed as one CUDA graph per batch (--cuda-graph off: the ordinary step)" if trainer.graphed
             else f"step   the ordinary step, not a CUDA graph: {trainer.graph_blocker}")
     log(f"run    {trainer.out}")
-    warning = slow_amp_warning(trainer.device, trainer.use_amp)
-    if warning and trainer.d.main:  # shown under --quiet too: it is worth knowing before a long run
-        print(warning, file=sys.stderr)
+    warnings = [slow_amp_warning(trainer.device, trainer.use_amp)]
+    warnings += [f"warning: {w}." for w in without_effect(c)]
+    for warning in warnings:
+        if warning and trainer.d.main:  # shown under --quiet too: it is worth knowing before a long run
+            print(warning, file=sys.stderr)
 
 
 def train(config: Config, out: str | Path | None = None, quiet: bool = False, data: Bundle | None = None,
@@ -145,7 +147,11 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     check_version(raw, str(cfg_file))
     raw.pop("vaekit", None)
     info = raw.pop("data_info", None)
+    if not isinstance(info, dict) or "shape" not in info:
+        raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
     resolved = raw.pop("resolved", None) or []
+    if not isinstance(resolved, list):
+        raise VaekitError(f"{cfg_file}: 'resolved' must be a list of keys, got {resolved!r}.")
     config = Config.from_dict(raw, origin=str(cfg_file))
     if epochs is not None:
         config.train.epochs = epochs
