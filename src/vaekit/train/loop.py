@@ -299,12 +299,15 @@ class Trainer:
             raise VaekitError(f"training stopped{tried}: {why}; the checkpoint of epoch {self.epoch} in "
                               f"{self.out / STATE_FILE} is intact. Try a lower --lr or --clip-grad.")
         count = self.recoveries + 1
+        # the learning rates as they are now (lowered by the recoveries since the checkpoint), halved
+        lrs = [g["lr"] * 0.5 for g in self.opt.param_groups]
+        base = [lr * 0.5 for lr in self.sched.base_lrs] if hasattr(self.sched, "base_lrs") else None
         self.restore(load_state(self.out / STATE_FILE), self.out / STATE_FILE)
         self.recoveries = count
-        for g in self.opt.param_groups:
-            g["lr"] *= 0.5
-        if self.sched is not None and hasattr(self.sched, "base_lrs"):
-            self.sched.base_lrs = [lr * 0.5 for lr in self.sched.base_lrs]
+        for g, lr in zip(self.opt.param_groups, lrs):
+            g["lr"] = lr
+        if base is not None:
+            self.sched.base_lrs = base
         self.gen.manual_seed(tc.seed + 7919 * count)          # another data order
         torch.manual_seed(tc.seed + 7919 * count + 1)         # and other sampling noise
         if self.graphed is not None:                          # the optimiser's state tensors are new

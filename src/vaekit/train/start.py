@@ -147,8 +147,6 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     check_version(raw, str(cfg_file))
     raw.pop("vaekit", None)
     info = raw.pop("data_info", None)
-    if not isinstance(info, dict) or "shape" not in info:
-        raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
     resolved = raw.pop("resolved", None) or []
     if not isinstance(resolved, list):
         raise VaekitError(f"{cfg_file}: 'resolved' must be a list of keys, got {resolved!r}.")
@@ -157,6 +155,8 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
         config.train.epochs = epochs
     if not state_file.is_file():
         raise VaekitError(f"{state_file}: no checkpoint to resume from.")
+    if not isinstance(info, dict) or "shape" not in info:
+        raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
     # one writer: a second resume of the same run is refused before it reads or writes anything
     lock = RunLock(path).acquire() if int(os.environ.get("RANK", "0")) == 0 else RunLock(path)
     try:
