@@ -314,3 +314,21 @@ def test_an_option_that_does_nothing_here_is_one_warning_line(tmp_path, cli):
     assert "--prior-components" in warnings[1] and "normal prior" in warnings[1]
     rc, _, err = cli("train", "--epochs", "1", "--hidden", "16", "--quiet", "--out", tmp_path / "quiet")
     assert rc == 0 and err == ""  # nothing to say about a plain run
+
+
+def test_an_output_folder_on_a_read_only_file_system_is_one_sentence(tmp_path, cli):
+    """--out on a read-only file system (a tmpfs mounted read-only; root writes anywhere else):
+    one sentence naming the run directory, exit 2, nothing written."""
+    import subprocess
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)], capture_output=True).returncode:
+        pytest.skip("cannot mount a read-only tmpfs here (needs root and mount rights)")
+    try:
+        rc, _, err = cli("train", "--epochs", "1", "--hidden", "16", "--quiet", "--out", ro / "run")
+        assert rc == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+        assert f"{ro / 'run'}: cannot create the run directory (Read-only file system)" in err
+        assert not (ro / "run").exists()
+    finally:
+        subprocess.run(["umount", str(ro)], capture_output=True)
