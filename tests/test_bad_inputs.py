@@ -332,3 +332,27 @@ def test_an_output_folder_on_a_read_only_file_system_is_one_sentence(tmp_path, c
         assert not (ro / "run").exists()
     finally:
         subprocess.run(["umount", str(ro)], capture_output=True)
+
+
+def test_bad_files_skip_or_stop_as_the_user_chooses(tmp_path, cli):
+    """Images stop at an unreadable file unless --bad-files skip; audio skips unless --bad-files stop.
+    Either way each such file is named."""
+    import soundfile as sf
+
+    for i in range(12):
+        Image.fromarray(np.full((4, 4), 20 * i, np.uint8)).save(tmp_path / f"img{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG garbage")
+    rc, _, err = cli(*train(tmp_path, "--data", tmp_path))
+    assert rc == 2 and "broken.png: not a readable image" in err
+    rc, out, err = cli("train", "--data", tmp_path, "--bad-files", "skip", "--epochs", "1", "--hidden", "16",
+                       "--out", tmp_path / "skipped")
+    assert rc == 0 and "skipped 1 unusable file(s)" in out and "broken.png" in out, err
+    assert "broken.png: not a readable image" in (tmp_path / "skipped" / "skipped.txt").read_text()
+
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i in range(8):
+        sf.write(wavs / f"{i}.wav", (0.3 * np.sin(np.arange(4000) * (i + 1) / 20)).astype(np.float32), 8000)
+    (wavs / "bad.wav").write_bytes(b"RIFF garbage")
+    rc, _, err = cli("train", "--data", wavs, "--bad-files", "stop", "--epochs", "1", "--out", tmp_path / "a")
+    assert rc == 2 and "bad.wav: not a readable audio file" in err

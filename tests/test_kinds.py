@@ -166,7 +166,8 @@ def test_a_runs_config_reused_for_other_data_is_resolved_anew(digits_run, tmp_pa
     """config.yaml lists what was resolved; --config and --init set those back to auto, so a text
     file gets the text network, not the digits run's mlp, logistic likelihood and batch size."""
     config = yaml.safe_load((digits_run / "config.yaml").read_text())
-    assert sorted(config["resolved"]) == ["data.modality", "model.likelihood", "model.net", "train.free_bits"]
+    assert sorted(config["resolved"]) == ["data.bad_files", "data.modality", "model.likelihood", "model.net",
+                                          "train.free_bits"]
     lines = tmp_path / "names.txt"
     lines.write_text("".join(f"{n}\n" for n in ["anna", "bob", "carla", "dieter", "eva", "fritz"] * 10))
     rc, _, err = cli("train", "--config", digits_run / "config.yaml", "--data", lines, "--epochs", "1",

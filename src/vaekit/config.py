@@ -90,6 +90,9 @@ class DataConfig:
     hop: int = opt(128, "STFT hop in samples (default 128)", group="audio", parse="int+")
     label_from: str | None = opt(None, "labels from file names, e.g. '{label}_*' for 7_jackson_3.wav",
                                  group="audio")
+    bad_files: str = opt("auto", "an unusable file in a folder (unreadable, empty, truncated, silent): skip it, "
+                                 "naming it, or stop there (auto: skip for audio, stop for images)",
+                         choices=("auto", "skip", "stop"))
 
 
 @dataclass
@@ -363,7 +366,7 @@ def without_effect(config: Config) -> list[str]:
 
 
 #: the fields whose ``auto`` (or null) :func:`resolve` sets from the data
-RESOLVED = ("data.modality", "model.net", "model.likelihood", "train.free_bits", "train.batch_size")
+RESOLVED = ("data.modality", "data.bad_files", "model.net", "model.likelihood", "train.free_bits", "train.batch_size")
 
 
 def resolve(config: Config, info: dict) -> list[str]:
@@ -380,6 +383,7 @@ def resolve(config: Config, info: dict) -> list[str]:
     m, t = config.model, config.train
     k = kind(info.get("modality", "image"))
     values = {"data.modality": (config.data.modality == "auto", k.name),
+              "data.bad_files": (config.data.bad_files == "auto", k.default_bad_files),
               "model.net": (m.net == "auto", k.default_net),
               "model.likelihood": (m.likelihood == "auto", default_likelihood(info["value"])),
               "train.free_bits": (t.free_bits is None, k.default_free_bits),

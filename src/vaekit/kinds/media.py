@@ -113,6 +113,8 @@ class Media:
     builtin_sources: ClassVar[tuple[str, ...]] = ()
     #: the word for one example, in summaries
     unit: ClassVar[str] = "examples"
+    #: what ``--bad-files auto`` does with an unusable file in a folder: ``skip`` (naming it) or ``stop``
+    default_bad_files: ClassVar[str] = "stop"
 
     def __init__(self, info: dict, saved: dict | None = None):
         self.info, self.saved = info, saved or {}
@@ -134,13 +136,17 @@ class Media:
 
     @classmethod
     def keep(cls, bundle, path: Path) -> None:
-        """Write what :meth:`saved_state` reads back into a new run directory."""
+        """Write what :meth:`saved_state` reads back into a new run directory, and every skipped
+        input file, with the reason, in ``<run>/skipped.txt``."""
+        skipped = bundle.meta.get("skipped")
+        if isinstance(skipped, list) and skipped:
+            (Path(path) / "skipped.txt").write_text("\n".join(skipped) + "\n")
 
     @classmethod
     def describe(cls, bundle) -> str:
         """One line on a data set: its name, shape, kind of values and split sizes."""
         shape = "x".join(str(s) for s in bundle.shape)
-        return f"{bundle.name}: {shape} {cls.unit}, {bundle.value}; {split_sizes(bundle)}"
+        return f"{bundle.name}: {shape} {cls.unit}, {bundle.value}; {split_sizes(bundle)}" + skipped_text(bundle)
 
     @classmethod
     def for_run(cls, info: dict, saved: dict | None = None) -> "Media":
@@ -198,6 +204,23 @@ class Media:
     def metric_lines(self, r: dict) -> list[str]:
         """The lines ``vaekit evaluate`` prints last, about this kind's own figures (:meth:`metrics`)."""
         return []
+
+
+def skipped_text(bundle) -> str:
+    """"; skipped N unusable file(s) ...: the first three" for a bundle whose loader skipped files."""
+    sk = bundle.meta.get("skipped")
+    if not isinstance(sk, list) or not sk:
+        return ""
+    shown = "; ".join(sk[:3]) + ("; ..." if len(sk) > 3 else "")
+    return f"; skipped {len(sk)} unusable file(s) (all in <run>/skipped.txt): {shown}"
+
+
+def skip_or_stop(cfg, default: str, error, skipped: list[str]) -> None:
+    """An unusable input file: note it in ``skipped`` under ``--bad-files skip``, raise under ``stop``."""
+    mode = getattr(cfg, "bad_files", "auto")
+    if (default if mode == "auto" else mode) == "stop":
+        raise error
+    skipped.append(str(error))
 
 
 def split_sizes(bundle) -> str:

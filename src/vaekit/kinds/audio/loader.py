@@ -32,6 +32,7 @@ import torch
 
 from ...errors import VaekitError
 from ..bundle import Bundle, split_indices
+from ..media import skip_or_stop
 
 AUDIO_SUFFIXES = {".wav", ".wave", ".flac", ".ogg", ".aiff", ".aif"}
 LOG_EPS = 1e-5  # floor of mel power: about the background noise of quiet recordings, so zero padding is not an outlier
@@ -267,7 +268,7 @@ def load_audio(cfg, saved: dict | None = None) -> Bundle:
             try:
                 w = read_wave(f, rate, samples)
             except VaekitError as e:
-                skipped.append(str(e))
+                skip_or_stop(cfg, "skip", e, skipped)
                 continue
             if rx is not None:
                 m = rx.match(f.stem) or rx.match(f.name)

@@ -12,7 +12,7 @@ import torch
 
 from ...errors import VaekitError
 from ..media import (Media, Written, figure_uri, latent_map_png, pick_pairs, prior_draws, pyplot, register_kind,
-                     split_sizes, spread)
+                     skipped_text, split_sizes, spread)
 
 
 @register_kind
@@ -24,6 +24,7 @@ class Audio(Media):
     counts = {"sample": 8, "reconstruct": 4}
     between_help = "audio: two WAV files"
     unit = "clips"
+    default_bad_files = "skip"
 
     @classmethod
     def detect(cls, path: Path) -> bool:
@@ -40,18 +41,8 @@ class Audio(Media):
     @classmethod
     def describe(cls, bundle) -> str:
         m = bundle.meta
-        sk = m.get("skipped", [])
-        shown = "; ".join(sk[:3]) + ("; ..." if len(sk) > 3 else "")
         return (f"{bundle.name}: {m['clip_seconds']:g} s clips at {m['sample_rate']:,} Hz as {bundle.shape[1]} mel "
-                f"bins x {bundle.shape[2]} frames; {split_sizes(bundle)}"
-                + (f"; skipped {len(sk)} unusable file(s) (all in <run>/skipped.txt): {shown}" if sk else ""))
-
-    @classmethod
-    def keep(cls, bundle, path: Path) -> None:
-        """Every skipped file, with the reason, in ``<run>/skipped.txt``."""
-        skipped = bundle.meta.get("skipped") or []
-        if skipped:
-            (Path(path) / "skipped.txt").write_text("\n".join(skipped) + "\n")
+                f"bins x {bundle.shape[2]} frames; {split_sizes(bundle)}" + skipped_text(bundle))
 
     def summary(self) -> str:
         i = self.info

@@ -15,6 +15,7 @@ import torch
 
 from ...errors import VaekitError
 from ..bundle import Bundle, split_indices
+from ..media import skip_or_stop
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -84,8 +85,11 @@ def read_array(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise VaekitError(f"{path}: not a readable numpy array file ({msg}).") from None
 
 
-def read_image_folder(root: Path, size: list[int] | None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
-    """Read every PNG/JPEG under ``root``; sub-folder names become labels when present."""
+def read_image_folder(root: Path, size: list[int] | None, cfg=None,
+                      skipped: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None, list[str] | None]:
+    """Read every PNG/JPEG under ``root``; sub-folder names become labels when present. An
+    unreadable file stops the load, or with ``--bad-files skip`` is noted in ``skipped``."""
+    skipped = [] if skipped is None else skipped
     from PIL import Image, UnidentifiedImageError
 
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
@@ -96,16 +100,21 @@ def read_image_folder(root: Path, size: list[int] | None) -> tuple[np.ndarray, n
         classes = []  # mixed layout: no labels
     images = []
     grey = True
-    opened = []
+    opened, kept = [], []
     for p in files:
         try:
             with Image.open(p) as im:
                 im.load()
                 opened.append(im.copy())
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise VaekitError(f"{p}: not a readable image ({e.__class__.__name__}).") from None
+            skip_or_stop(cfg, "stop", VaekitError(f"{p}: not a readable image ({e.__class__.__name__})."), skipped)
+            continue
+        kept.append(p)
         if opened[-1].mode not in ("1", "L", "LA", "I;16", "I", "F"):
             grey = False
+    files = kept
+    if not files:
+        raise VaekitError(f"{root}: none of its images could be read; the first problem: {skipped[0]}")
     if size is None:
         w, h = opened[0].size
         for p, im in zip(files, opened):
@@ -233,6 +242,7 @@ def load_images(cfg) -> Bundle:
     labels: dict[str, np.ndarray | None] = {}
     value, levels, label_names = None, None, None
     name = source
+    skipped: list[str] = []  # unreadable files skipped under --bad-files skip
 
     if source == "digits":
         x, y, value, levels, label_names = _load_digits()
@@ -262,7 +272,7 @@ def load_images(cfg) -> Bundle:
             elif _find_idx_pairs(path):
                 splits, labels = _load_idx_folder(path, cfg.shape)
             else:
-                x, y, label_names = read_image_folder(path, cfg.image_size)
+                x, y, label_names = read_image_folder(path, cfg.image_size, cfg, skipped)
                 splits["all"], labels["all"] = to_nchw(x, None, str(path)), y
         elif path.suffix in ARRAY_SUFFIXES:
             x, y = read_array(path)
@@ -334,7 +344,7 @@ def load_images(cfg) -> Bundle:
         name=name, shape=tuple(int(s) for s in tensors["train"].shape[1:]), value=value,
         train=tensors["train"], valid=tensors["valid"], test=tensors["test"], levels=levels,
         dynamic=dynamic, train_labels=lab("train"), valid_labels=lab("valid"), test_labels=lab("test"),
-        label_names=label_names,
+        label_names=label_names, meta={"skipped": skipped} if skipped else {},
     )
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from ..media import (Media, Written, grid, latent_map_png, pick_pairs, picture_uri, prior_draws, register_kind,
-                     save_png, split_sizes, spread)
+                     save_png, skipped_text, split_sizes, spread)
 
 
 @register_kind
@@ -33,7 +33,7 @@ class Images(Media):
         if bundle.dynamic:
             kind = "binary (dynamic binarisation)"
         shape = "x".join(str(s) for s in bundle.shape)
-        return f"{bundle.name}: {shape} images, {kind}; {split_sizes(bundle)}"
+        return f"{bundle.name}: {shape} images, {kind}; {split_sizes(bundle)}" + skipped_text(bundle)
 
     def sample(self, run, out, n, seed=0, label=None, nrow: int = 8, mean: bool = True, **options) -> Written:
         if seed is not None:
