@@ -312,7 +312,8 @@ def _resolved_copy(model_cfg, data_info: dict):
 
     from ..config import resolve  # the one place "auto" is resolved (imported here: config imports this package)
 
-    probe = SimpleNamespace(data=SimpleNamespace(modality="auto", source="the data"), model=_copy.copy(model_cfg),
+    probe = SimpleNamespace(data=SimpleNamespace(modality="auto", source="the data", bad_files="auto"),
+                            model=_copy.copy(model_cfg),
                             train=SimpleNamespace(free_bits=0.0, batch_size=1))
     try:
         resolve(probe, data_info)
