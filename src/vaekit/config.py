@@ -74,20 +74,20 @@ class DataConfig:
     split_seed: int = opt(0, "seed of the held-out split", parse="int", cli=False)
     modality: str = opt("auto", "what the data are (default auto: from the source)",
                         choices=lambda: ("auto", *KINDS))
-    tokens: str = opt("char", "character (default) or word tokens", group="text", choices=("char", "word"))
-    max_length: int = opt(128, "skip lines with more tokens (default 128)", group="text", parse="int+")
+    tokens: str = opt("char", "character or word tokens", group="text", choices=("char", "word"))
+    max_length: int = opt(128, "skip lines with more tokens", group="text", parse="int+")
     min_count: int | None = opt(None, "rarer tokens become <unk> (default 1 for characters, 2 for words)",
                                 group="text", parse="int+")
     valid: str | None = opt(None, "a separate validation file (text) or WAV folder or file-name pattern (audio)",
                             flag="valid_data")
     test: str | None = opt(None, "a separate test file (text) or WAV folder or file-name pattern such as "
                                  "'*_[0-4].wav' (audio)", flag="test_data")
-    sample_rate: int = opt(8000, "resample to this rate in Hz (default 8000)", group="audio", parse="int+")
-    clip_seconds: float = opt(1.0, "trim or pad every clip to this length (default 1)", group="audio",
+    sample_rate: int = opt(8000, "resample to this rate in Hz", group="audio", parse="int+")
+    clip_seconds: float = opt(1.0, "trim or pad every clip to this length", group="audio",
                               parse="float+")
-    n_mels: int = opt(64, "mel bins (default 64)", group="audio", parse="int+")
-    n_fft: int = opt(256, "STFT window in samples (default 256)", group="audio", parse="int+")
-    hop: int = opt(128, "STFT hop in samples (default 128)", group="audio", parse="int+")
+    n_mels: int = opt(64, "mel bins", group="audio", parse="int+")
+    n_fft: int = opt(256, "STFT window in samples", group="audio", parse="int+")
+    hop: int = opt(128, "STFT hop in samples", group="audio", parse="int+")
     label_from: str | None = opt(None, "labels from file names, e.g. '{label}_*' for 7_jackson_3.wav",
                                  group="audio")
     bad_files: str = opt("auto", "an unusable file in a folder (unreadable, empty, truncated, silent): skip it, "
@@ -102,7 +102,7 @@ class ModelConfig:
 
     net: str = opt("auto", "the network (auto: the kind of data's: mlp for images, rnn for text, conv for audio)",
                    choices=_auto(NETS.names))
-    latent: int = opt(16, "latent dimensions (default 16)", parse="int+")
+    latent: int = opt(16, "latent dimensions", parse="int+")
     hidden: list[int] = opt(factory=lambda: [512, 256], help="MLP hidden sizes, e.g. 512,256", parse="ints")
     channels: list[int] = opt(factory=lambda: [32, 64], help="conv channels per block, e.g. 32,64 (each block "
                                                              "halves the size)", parse="ints")
@@ -125,7 +125,7 @@ class ModelConfig:
                                       "or top-down, q(z2|x) q(z1|x,z2)", choices=("bottom-up", "top-down"))
     prior_hidden: list[int] | None = opt(None, "hidden sizes of the networks between stochastic layers, e.g. "
                                                "300,300 (default: one layer of the last --hidden size)", parse="ints")
-    prior_activation: str = opt("tanh", "nonlinearity of those networks (default tanh)", choices=ACTIVATIONS)
+    prior_activation: str = opt("tanh", "nonlinearity of those networks", choices=ACTIVATIONS)
     latent_paths: bool = opt(False, "top-down: each layer enters the decoder and q(z1|x,z2) through a hidden layer "
                                     "of its own, not concatenated", parse="flag")
     logvar_range: list[float] | None = opt(None, "clip every Gaussian's log-variance to [LO, HI], e.g. "
@@ -133,16 +133,16 @@ class ModelConfig:
                                                  "default: unbounded)", parse="range", metavar="LO,HI")
     refine_encoder: bool = opt(False, "with --init RUN: train only q(z|x) against RUN's fixed model, for a "
                                       "tighter NLL estimate", parse="flag")
-    flow: int = opt(0, "inverse autoregressive flow steps after the encoder's Gaussian (default 0); with --init RUN "
+    flow: int = opt(0, "inverse autoregressive flow steps after the encoder's Gaussian; with --init RUN "
                        "--refine-encoder they are added to RUN's encoder",
                     parse="int0+", metavar="STEPS")
     flow_hidden: int | None = opt(None, "hidden units of each flow step (default: the larger of the last --hidden "
                                         "and twice the latent)", parse="int+", metavar="UNITS")
-    decoder_dropout: float = opt(0.0, "dropout on the MLP decoder's hidden layers in training (default 0)",
+    decoder_dropout: float = opt(0.0, "dropout on the MLP decoder's hidden layers in training",
                                  parse="float0+", metavar="P")
-    cell: str = opt("gru", "recurrent cell for text (default gru)", group="text", choices=("gru", "lstm"))
-    embedding: int = opt(64, "token embedding size (default 64)", group="text", parse="int+")
-    rnn_hidden: int = opt(256, "recurrent state size (default 256)", group="text", parse="int+")
+    cell: str = opt("gru", "recurrent cell for text", group="text", choices=("gru", "lstm"))
+    embedding: int = opt(64, "token embedding size", group="text", parse="int+")
+    rnn_hidden: int = opt(256, "recurrent state size", group="text", parse="int+")
     word_dropout: float = opt(0.0, "probability of replacing a decoder input token by <unk> in training",
                               group="text", parse="float0+")
     inputless: bool = opt(False, "a text decoder that never sees the previous tokens, only z", group="text",
@@ -160,14 +160,14 @@ class ModelConfig:
 class TrainConfig:
     """Optimisation and objective (each field's help: its metadata)."""
 
-    epochs: int = opt(60, "epochs to train (default 60)", parse="int+")
+    epochs: int = opt(60, "epochs to train", parse="int+")
     batch_size: int | None = opt(None, "examples per step (default: 32 under 20,000 training examples, else 128)",
                                  parse="int+")
-    lr: float = opt(1e-3, "Adam's learning rate (default 0.001)", parse="float+")
+    lr: float = opt(1e-3, "Adam's learning rate", parse="float+")
     lr_schedule: str = opt("none", "cosine decay, or halve on a plateau of the valid bound",
                            choices=("none", "cosine", "plateau"))
     min_lr: float = opt(1e-5, "the floor of the learning-rate schedules", parse="float0+", cli=False)
-    weight_decay: float = opt(0.0, "Adam's weight decay (default 0)", parse="float0+")
+    weight_decay: float = opt(0.0, "Adam's weight decay", parse="float0+")
     clip_grad: float = opt(0.0, "clip the gradient norm (0: off)", parse="float0+")
     patience: int = opt(0, "stop when the valid bound has not improved for this many epochs (0: off)",
                         parse="int0+")
@@ -250,8 +250,6 @@ class Config:
         if m.inference != "bottom-up" and m.prior != "hierarchical":
             raise VaekitError(f"model.inference '{m.inference}' says how a second stochastic layer is inferred: "
                               "it needs model.prior 'hierarchical' (--prior hierarchical).")
-        if m.hidden == [] or m.channels == []:
-            raise VaekitError("model.hidden and model.channels must be non-empty lists of positive sizes.")
         if (m.prior_hidden is not None or m.prior_activation != "tanh") and m.prior != "hierarchical":
             raise VaekitError("model.prior_hidden and model.prior_activation shape the networks between two "
                               "stochastic layers: they need model.prior 'hierarchical' (--prior hierarchical).")
@@ -363,10 +361,6 @@ def without_effect(config: Config) -> list[str]:
         out.append("--label-from gives the clips labels, which colour the latent map; the model reads them only "
                    "with --conditional")
     return out
-
-
-#: the fields whose ``auto`` (or null) :func:`resolve` sets from the data
-RESOLVED = ("data.modality", "data.bad_files", "model.net", "model.likelihood", "train.free_bits", "train.batch_size")
 
 
 def resolve(config: Config, info: dict) -> list[str]:

@@ -40,6 +40,23 @@ def saved_data(path: Path, info: dict) -> dict:
     return kind(info.get("modality", "image")).saved_state(Path(path), info)
 
 
+def read_config(path: Path) -> tuple[Config, dict, list[str]]:
+    """A run's config.yaml: its config, its data description and the keys ``resolve`` set, each
+    checked (a run from a newer vaekit, a missing data description: one sentence)."""
+    cfg_file = Path(path) / "config.yaml"
+    if not cfg_file.is_file():
+        raise VaekitError(f"{path}: not a vaekit run directory (no config.yaml).")
+    raw = load_yaml(cfg_file)
+    check_version(raw, str(cfg_file))
+    raw.pop("vaekit", None)
+    info, resolved = raw.pop("data_info", None), raw.pop("resolved", None) or []
+    if not isinstance(info, dict) or "shape" not in info:
+        raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
+    if not isinstance(resolved, list):
+        raise VaekitError(f"{cfg_file}: 'resolved' must be a list of keys, got {resolved!r}.")
+    return Config.from_dict(raw, origin=str(cfg_file)), info, resolved
+
+
 def load_into(model: torch.nn.Module, file: Path, against: str, weights: dict | None = None) -> None:
     """Load a safetensors file (or ``weights`` read from it) into ``model``; if names or shapes
     differ, say so in one sentence naming the file (``against``: what the model was built from)."""
@@ -91,7 +108,7 @@ class Run:
         self.path, self.config, self.info, self.model = Path(path), config, info, model
         self.saved = saved_data(self.path, info)
         self.vocab = self.saved.get("vocab")
-        self.media = kind(self.modality).for_run(info, self.saved)
+        self.media = kind(self.modality)(info, self.saved)
 
     @property
     def modality(self) -> str:
@@ -103,26 +120,17 @@ class Run:
         if not path.is_dir():
             raise VaekitError(f"{path}: not a run directory (no such folder).")
         cfg_file = path / "config.yaml"
-        if not cfg_file.is_file():
-            raise VaekitError(f"{path}: not a vaekit run directory (no config.yaml).")
-        raw = load_yaml(cfg_file)
-        check_version(raw, str(cfg_file))
-        info = raw.pop("data_info", None)
-        raw.pop("vaekit", None)
-        raw.pop("resolved", None)
-        if not isinstance(info, dict) or "shape" not in info:
-            raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
-        config = Config.from_dict(raw, origin=str(cfg_file))
-        try:
-            resolve(config, info)  # a run written before every "auto" was resolved in config.yaml
+        config, info, _ = read_config(path)
+        try:  # resolve: a run written before every "auto" was resolved in config.yaml
+            resolve(config, info)
             params, _ = model_size(config.model, info)
-            memory.require(8 * params, f"{cfg_file}: the model it describes ({params:,} parameters)",
-                           resolve_device(device), "is the file edited by hand?")
-            model = build_model(config.model, info)
         except VaekitError as e:
             raise VaekitError(f"{cfg_file}: the model cannot be built from it ({str(e).rstrip('.')}).") from None
         except (ValueError, KeyError, TypeError) as e:
             raise VaekitError(f"{cfg_file}: the model cannot be built from it ({e}).") from None
+        memory.require(8 * params, f"{cfg_file}: the model it describes ({params:,} parameters)",
+                       resolve_device(device), "is the file edited by hand?")
+        model = build_model(config.model, info)  # built on the meta device above: it builds
         load_into(model, path / "model.safetensors", "config.yaml")
         model.to(resolve_device(device)).eval()
         return cls(path, config, info, model)

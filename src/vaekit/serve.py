@@ -34,12 +34,6 @@ class BadRequest(Exception):
         self.message = message
 
 
-def render(run, x: torch.Tensor) -> dict:
-    """Decoded data as the page shows them, in the run's kind of data's way (``image``, a PNG
-    data URI; ``text``, lines; ``audio``, a WAV data URI)."""
-    return run.media.render(x)
-
-
 def _number(v, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise BadRequest(f"{what} must be a finite number, got {v!r}")
@@ -91,7 +85,7 @@ class Explorer:
         with self.lock, torch.no_grad():
             t = torch.tensor([z], dtype=torch.float32, device=self.mu.device)
             y = None if not self.classes else torch.tensor([label or 0], device=self.mu.device)
-            return render(self.run, self.model.decode_to_data(t, True, y))
+            return self.run.media.render(self.model.decode_to_data(t, True, y))
 
     def point_to_z(self, x: float, y: float) -> list[float]:
         if self.pca is None:
@@ -103,9 +97,9 @@ class Explorer:
     def example(self, i: int) -> dict:
         with self.lock, torch.no_grad():
             y = None if self.y is None else self.y[i:i + 1]
-            return {"index": i, "z": self.mu[i].tolist(), "example": render(self.run, self.x[i:i + 1]),
+            return {"index": i, "z": self.mu[i].tolist(), "example": self.run.media.render(self.x[i:i + 1]),
                     "label": None if self.labels is None else self.labels[i],
-                    "reconstruction": render(self.run, self.model.reconstruct(self.x[i:i + 1], y=y))}
+                    "reconstruction": self.run.media.render(self.model.reconstruct(self.x[i:i + 1], y=y))}
 
     def interpolate(self, a: int, b: int, steps: int) -> dict:
         with self.lock, torch.no_grad():

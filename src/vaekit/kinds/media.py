@@ -93,7 +93,7 @@ class Written:
 
 class Media:
     """One kind of data. Class attributes and class methods describe the kind; an instance,
-    made by :meth:`for_run`, shows one run's decoded data.
+    ``Kind(info, saved)`` for a run's data description and what it keeps, shows its decoded data.
 
     Subclasses set ``name``, ``default_net`` and ``counts`` and implement ``load``, ``sample``,
     ``reconstruct``, ``interpolate``, ``run_outputs``, ``report_sections`` and ``render``; the rest
@@ -147,10 +147,6 @@ class Media:
         """One line on a data set: its name, shape, kind of values and split sizes."""
         shape = "x".join(str(s) for s in bundle.shape)
         return f"{bundle.name}: {shape} {cls.unit}, {bundle.value}; {split_sizes(bundle)}" + skipped_text(bundle)
-
-    @classmethod
-    def for_run(cls, info: dict, saved: dict | None = None) -> "Media":
-        return cls(info, saved)
 
     # ------------------------------------------------------------------ one run's data
     def summary(self) -> str | None:

@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 
 from ..version import __version__
-from ..config import Config, check_version, load_yaml, resolve, save_yaml, without_effect
+from ..config import Config, resolve, save_yaml, without_effect
 from ..errors import VaekitError
 from .. import memory
 from ..kinds import Bundle, kind, load_data
 from ..model import model_size
-from ..run import Run, load_into, resolve_device, saved_data
+from ..run import Run, load_into, read_config, resolve_device, saved_data
 from . import distributed as dist
 from .accel import cuda_graph_blocker, refuse_cuda_graph, slow_amp_warning
 from ..checkpoint import load_state
@@ -32,22 +32,21 @@ from .rundir import STATE_FILE, RunLock, default_run_dir, prepare_dir, truncate_
 def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     d, device_name = dist.setup(config.train.device)
     device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
-    bundle = data if data is not None else load_data(config.data, saved)
     try:
-        resolved = resolve(config, bundle.info())  # every "auto", once, and the parts checked against the data
-        check_memory(config, bundle.info(), device)
+        bundle = data if data is not None else load_data(config.data, saved)
+        info = bundle.info()
+        resolved = resolve(config, info)  # every "auto", once, and the parts checked against the data
+        check_memory(config, info, device)
+        if config.model.conditional and any(bundle.labels(s) is None for s in ("train", "valid", "test")):
+            raise VaekitError(f"{config.data.source}: a conditional model needs labels in every split, and these "
+                              f"data have none in some (labels come from IDX label files, a 'y' array, sub-folder "
+                              f"names, or --label-from for audio).")
+        blocker = cuda_graph_blocker(config, device, d.active)
+        if config.train.cuda_graph == "on" and blocker:
+            raise refuse_cuda_graph(blocker)
     except VaekitError:
         dist.teardown(d)
         raise
-    if config.model.conditional and any(bundle.labels(s) is None for s in ("train", "valid", "test")):
-        dist.teardown(d)
-        raise VaekitError(f"{config.data.source}: a conditional model needs labels in every split, and these data "
-                          f"have none in some (labels come from IDX label files, a 'y' array, sub-folder names, or "
-                          f"--label-from for audio).")
-    blocker = cuda_graph_blocker(config, device, d.active)
-    if config.train.cuda_graph == "on" and blocker:
-        dist.teardown(d)
-        raise refuse_cuda_graph(blocker)
     return d, device, bundle, resolved
 
 
@@ -143,20 +142,11 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     cfg_file, state_file = path / "config.yaml", path / STATE_FILE
     if not cfg_file.is_file():
         raise VaekitError(f"{path}: not a vaekit run directory (no config.yaml), so it cannot be resumed.")
-    raw = load_yaml(cfg_file)
-    check_version(raw, str(cfg_file))
-    raw.pop("vaekit", None)
-    info = raw.pop("data_info", None)
-    resolved = raw.pop("resolved", None) or []
-    if not isinstance(resolved, list):
-        raise VaekitError(f"{cfg_file}: 'resolved' must be a list of keys, got {resolved!r}.")
-    config = Config.from_dict(raw, origin=str(cfg_file))
-    if epochs is not None:
-        config.train.epochs = epochs
     if not state_file.is_file():
         raise VaekitError(f"{state_file}: no checkpoint to resume from.")
-    if not isinstance(info, dict) or "shape" not in info:
-        raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")
+    config, info, resolved = read_config(path)
+    if epochs is not None:
+        config.train.epochs = epochs
     # one writer: a second resume of the same run is refused before it reads or writes anything
     lock = RunLock(path).acquire() if int(os.environ.get("RANK", "0")) == 0 else RunLock(path)
     try:
@@ -169,7 +159,7 @@ def _resume(path: Path, config: Config, info, resolved: list, state_file: Path, 
             pictures: bool) -> Run:
     state = load_state(state_file)
     d, device, bundle, newly = _start(config, data, saved_data(path, info or {}))
-    if info and not kind(bundle.modality).for_run(info).same_shape(bundle.shape):
+    if not kind(bundle.modality)(info).same_shape(bundle.shape):
         dist.teardown(d)
         raise VaekitError(f"{config.data.source}: the data are now {list(bundle.shape)}, but the run was trained on "
                           f"{info.get('shape')}.")
