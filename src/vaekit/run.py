@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from functools import cached_property
 from pathlib import Path
@@ -191,6 +192,27 @@ class Run:
         if write:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result
+
+    def examples(self, n: int = 8, split: str = "test") -> tuple[torch.Tensor, str]:
+        """n examples as the model reads them, and where they came from: the split's first rows,
+        or where the run's data cannot be read now (moved, deleted), inputs made up to their
+        description (random pixels or tokens, Gaussian features)."""
+        try:
+            x = self.data.split(split)[:n]
+            return x, f"the first {x.shape[0]} examples of the {split} split"
+        except VaekitError:
+            return self.media.made_up(n), f"{n} made-up inputs of the data's shape (the data could not be read)"
+
+    def export(self, fmt: str = "onnx", out=None, parts=None, check: bool = False) -> dict:
+        """Write the model as ONNX or TorchScript files with manifest.json into ``out`` (default
+        <run>/export-<fmt>) and return the manifest; see :mod:`vaekit.export`."""
+        from .export import PARTS, export
+
+        x, origin = self.examples()
+        manifest = export(self.model, self.info, self.media.export_info(), x, fmt,
+                          Path(out) if out else self.path / f"export-{fmt}", parts or PARTS, check, self.path.name,
+                          origin, dataclasses.asdict(self.config.model))
+        return manifest
 
     def __repr__(self):
         return f"Run({str(self.path)!r}, latent={self.model.latent})"

@@ -118,6 +118,17 @@ def build_parser() -> argparse.ArgumentParser:
     v = run_parser("serve", "the latent explorer: a local web app to decode, slide and interpolate", verbs.cmd_serve)
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    x = run_parser("export", "write the model as ONNX or TorchScript files with a manifest, to use it without "
+                             "vaekit", verbs.cmd_export)
+    x.add_argument("--format", choices=["onnx", "torchscript"], default="onnx",
+                   help="onnx (needs pip install 'vaekit[export]') or torchscript (default onnx)")
+    x.add_argument("--part", choices=["encoder", "decoder", "sample", "all"], default="all",
+                   help="encoder: x -> z, mu, logvar; decoder: z -> the likelihood's parameters and mean (text: "
+                        "one step in ONNX, the greedy loop in TorchScript); sample: noise -> z -> data (default all)")
+    x.add_argument("--out", type=Path, help="folder (default <run>/export-<format>)")
+    x.add_argument("--check", action="store_true",
+                   help="run the files (onnxruntime, torch.jit.load) on test examples and batches of 1 and more, "
+                        "print the largest difference from PyTorch; above 1e-5 is an error")
     h = run_parser("report", "write a self-contained HTML report of a run (<run>/report.html)", verbs.cmd_report)
     h.add_argument("--out", type=Path, help="HTML file (default <run>/report.html)")
     return p

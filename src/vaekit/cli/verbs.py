@@ -211,6 +211,21 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    run = _run(args)
+    parts = None if args.part == "all" else [args.part]
+    manifest = run.export(args.format, args.out, parts, check=args.check)
+    out = Path(args.out) if args.out else run.path / f"export-{args.format}"
+    for name, part in manifest["parts"].items():
+        line = f"{out / part['file']}  {', '.join(i['name'] for i in part['inputs'])} -> " \
+               f"{', '.join(o['name'] for o in part['outputs'])}"
+        if "check" in part:
+            line += f"   max |difference| from PyTorch {part['check']['max_abs_diff']:.1e}"
+        print(line)
+    print(out / "manifest.json")
+    return 0
+
+
 def cmd_info(args) -> int:
     run = _run(args)
     c, info = run.config, run.info

@@ -201,6 +201,27 @@ class Media:
         """The lines ``vaekit evaluate`` prints last, about this kind's own figures (:meth:`metrics`)."""
         return []
 
+    def made_up(self, n: int) -> torch.Tensor:
+        """n inputs of the data's shape and kind of value, for when the data cannot be read: 0/1
+        pixels, values in [0, 1] or Gaussian features (a kind with other inputs overrides it)."""
+        g = torch.Generator().manual_seed(0)
+        shape = (n, *self.info["shape"])
+        value = self.info["value"]
+        if value == "binary":
+            return torch.bernoulli(torch.full(shape, 0.5), generator=g)
+        if value == "levels":
+            levels = (self.info.get("levels") or 256) - 1
+            return torch.randint(0, levels + 1, shape, generator=g).float() / levels
+        if value == "continuous":
+            return torch.rand(shape, generator=g)
+        return torch.randn(shape, generator=g)
+
+    def export_info(self) -> dict:
+        """What a program without vaekit needs to make the model's inputs and read its outputs
+        (the data section of an exported model's manifest.json): shapes, ranges, vocabulary,
+        feature settings, normalisation."""
+        return {"shape": list(self.info["shape"]), "value": self.info["value"]}
+
 
 def skipped_text(bundle) -> str:
     """"; skipped N unusable file(s) ...: the first three" for a bundle whose loader skipped files."""

@@ -38,6 +38,14 @@ class Likelihood(nn.Module):
         """The expected image, for pictures: E[x | z]."""
         return self.dist(params).mean
 
+    def parameters_of(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The distribution's parameters by name, each (B, *event_shape), from the decoder's output
+        (B, n_params, *event_shape): what an exported decoder gives besides the mean."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    #: what :meth:`parameters_of` gives, in words (for an exported model's manifest)
+    about: str = ""
+
     def dims(self, x: torch.Tensor) -> torch.Tensor:
         """How many values of each example the likelihood scores, (B,): the denominator of
         bits per dimension (and, for text, of the per-token perplexity)."""
@@ -55,6 +63,11 @@ class BernoulliLikelihood(Likelihood):
         # The expression torch's Bernoulli.log_prob evaluates, without building the
         # distribution objects: this is the training hot path (a test checks they agree).
         return -F.binary_cross_entropy_with_logits(params.squeeze(1), x, reduction="none").flatten(1).sum(-1)
+
+    about = "logits: p(x_i = 1) = sigmoid(logits_i); mean: that probability"
+
+    def parameters_of(self, params):
+        return {"logits": params.squeeze(1)}
 
 
 class GaussianLikelihood(Likelihood):
@@ -77,6 +90,12 @@ class GaussianLikelihood(Likelihood):
         mean = torch.sigmoid(params.squeeze(1)) if self.bounded else params.squeeze(1)
         std = self.log_std.clamp(min=math.log(1e-3)).exp().expand_as(mean)
         return Independent(Normal(mean, std, validate_args=False), len(self.event_shape))
+
+    about = "x_i ~ Normal(mean_i, std_i^2)"
+
+    def parameters_of(self, params):
+        d = self.dist(params).base_dist
+        return {"mean": d.loc, "std": d.scale}
 
 
 class DiscretizedLogistic(Distribution):
@@ -132,9 +151,22 @@ class LogisticLikelihood(Likelihood):
         self.levels = levels
 
     def dist(self, params):
-        loc, log_scale = params.unbind(1)
-        loc, log_scale = torch.sigmoid(loc), log_scale.clamp(min=-7.0)
+        loc, log_scale = self._loc_scale(params)
         return Independent(DiscretizedLogistic(loc, log_scale, self.levels), len(self.event_shape))
+
+    @staticmethod
+    def _loc_scale(params):
+        loc, log_scale = params.unbind(1)
+        return torch.sigmoid(loc), log_scale.clamp(min=-7.0)
+
+    @property
+    def about(self) -> str:
+        return (f"a logistic(loc_i, exp(log_scale_i)) discretized to {self.levels} levels in [0, 1] "
+                f"(PixelCNN++ edges); mean: loc clipped to [0, 1]")
+
+    def parameters_of(self, params):
+        loc, log_scale = self._loc_scale(params)
+        return {"loc": loc, "log_scale": log_scale}
 
 
 class CategoricalLikelihood(Likelihood):
@@ -158,6 +190,11 @@ class CategoricalLikelihood(Likelihood):
     def mean(self, params):
         """The most likely token at each position (a mean of tokens does not exist)."""
         return params.argmax(1)
+
+    about = "logits (B, vocab, L): log-probabilities of each position's token up to a constant"
+
+    def parameters_of(self, params):
+        return {"logits": params}
 
     def dims(self, x):
         return (x != 0).sum(-1)

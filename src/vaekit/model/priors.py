@@ -7,7 +7,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.distributions import Categorical, Distribution, Independent, MixtureSameFamily, Normal
+from torch.distributions import Distribution, Independent, Normal
 
 from .objectives import logsumexp
 from .registry import PRIORS
@@ -33,8 +33,25 @@ class Prior(nn.Module):
     def log_prob(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
-    def sample(self, n: int, c: torch.Tensor | None = None) -> torch.Tensor:  # pragma: no cover - interface
+    #: standard normal values one draw needs (``draw``'s ``noise``); a mixture also reads one uniform value
+    noise_dim: int
+    mixture: bool = False
+
+    def draw(self, noise: torch.Tensor, u: torch.Tensor | None = None, c: torch.Tensor | None = None,
+             temperature: float | torch.Tensor = 1.0) -> torch.Tensor:  # pragma: no cover - interface
+        """z (n, dim) from given randomness: ``noise`` (n, noise_dim) standard normal values and, for
+        a mixture, ``u`` (n,) uniform values in [0, 1) that pick each draw's component. A pure
+        function of its inputs, so the same draw can be computed elsewhere (an exported sampler
+        takes the randomness as inputs). ``temperature`` scales every Gaussian's standard
+        deviation (of each layer, in a hierarchy), as NVAE and VDVAE sample."""
         raise NotImplementedError
+
+    @torch.no_grad()
+    def sample(self, n: int, c: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
+        """n draws z ~ p(z [| c]), (n, dim): :meth:`draw` from fresh randomness."""
+        device = next(iter([*self.parameters(), *self.buffers()])).device
+        u = torch.rand(n, device=device) if self.mixture else None
+        return self.draw(torch.randn(n, self.noise_dim, device=device), u, c, temperature)
 
     def analytic_kl(self, q: Normal, c: torch.Tensor | None = None) -> torch.Tensor | None:
         return None
@@ -87,11 +104,18 @@ def diagonal_mixture_log_prob(z: torch.Tensor, means: torch.Tensor, log_vars: to
     return out.view(shape)
 
 
-def diagonal_mixture(means: torch.Tensor, log_vars: torch.Tensor, logits: torch.Tensor | None = None) -> Distribution:
-    """The same mixture as a torch distribution, for sampling (uniform weights when ``logits`` is None)."""
-    comp = Independent(Normal(means, torch.exp(0.5 * log_vars), validate_args=False), 1)
-    logits = torch.zeros(means.shape[0], device=means.device) if logits is None else logits
-    return MixtureSameFamily(Categorical(logits=logits, validate_args=False), comp, validate_args=False)
+def mixture_draw(means: torch.Tensor, log_vars: torch.Tensor, noise: torch.Tensor, u: torch.Tensor,
+                 temperature=1.0, logits: torch.Tensor | None = None) -> torch.Tensor:
+    """Draws from the mixture sum_k pi_k N(m_k, diag v_k) (pi = softmax(logits), uniform when None)
+    given the randomness: component k_n is where u_n (uniform in [0, 1)) falls in the cumulative weights (the inverse CDF of the
+    categorical), then z_n = m_k + s_k * noise_n * temperature."""
+    k = means.shape[0]
+    if logits is None:
+        pick = (u * k).long().clamp(max=k - 1)
+    else:
+        cdf = torch.cumsum(torch.softmax(logits, -1), -1)
+        pick = (cdf.unsqueeze(0) <= u.unsqueeze(1)).sum(-1).clamp(max=k - 1)
+    return means[pick] + torch.exp(0.5 * log_vars[pick]) * noise * temperature
 
 
 class StandardNormal(Prior):
@@ -108,8 +132,12 @@ class StandardNormal(Prior):
     def log_prob(self, z, c=None):
         return self._dist().log_prob(z)
 
-    def sample(self, n, c=None):
-        return self._dist((n,)).sample()
+    @property
+    def noise_dim(self) -> int:
+        return self.dim
+
+    def draw(self, noise, u=None, c=None, temperature=1.0):
+        return noise * temperature
 
     def analytic_kl(self, q: Normal, c=None):
         """KL(N(mu, s^2) || N(0, 1)) = (mu^2 + s^2 - 1) / 2 - log s, per dimension.
@@ -176,8 +204,13 @@ class ClassPrior(Prior):
     def log_prob(self, z, c=None):
         return self._dist(c).log_prob(z).sum(-1)
 
-    def sample(self, n, c=None):
-        return self._dist(c).sample()
+    @property
+    def noise_dim(self) -> int:
+        return self.dim
+
+    def draw(self, noise, u=None, c=None, temperature=1.0):
+        mu, logvar = self._params(c)
+        return mu + torch.exp(0.5 * logvar) * noise * temperature
 
     def analytic_kl(self, q: Normal, c=None):
         """KL(N(m, s^2) || N(mu_y, v_y)) = (log v_y - log s^2 + (s^2 + (m - mu_y)^2) / v_y - 1) / 2;
@@ -205,8 +238,14 @@ class MixtureOfGaussians(Prior):
     def log_prob(self, z, c=None):
         return diagonal_mixture_log_prob(z, self.means, bounded(self.log_vars, self.logvar_range), self.logits)
 
-    def sample(self, n, c=None):
-        return diagonal_mixture(self.means, bounded(self.log_vars, self.logvar_range), self.logits).sample((n,))
+    mixture = True
+
+    @property
+    def noise_dim(self) -> int:
+        return self.dim
+
+    def draw(self, noise, u=None, c=None, temperature=1.0):
+        return mixture_draw(self.means, bounded(self.log_vars, self.logvar_range), noise, u, temperature, self.logits)
 
 
 class VampPrior(Prior):
@@ -240,9 +279,14 @@ class VampPrior(Prior):
     def log_prob(self, z, c=None):
         return diagonal_mixture_log_prob(z, *self.components())
 
-    @torch.no_grad()
-    def sample(self, n, c=None):
-        return diagonal_mixture(*self.components()).sample((n,))
+    mixture = True
+
+    @property
+    def noise_dim(self) -> int:
+        return self.dim
+
+    def draw(self, noise, u=None, c=None, temperature=1.0):
+        return mixture_draw(*self.components(), noise, u, temperature)
 
 
 def bounded(log_vars: torch.Tensor, logvar_range: tuple[float, float] | None) -> torch.Tensor:
@@ -378,13 +422,22 @@ class HierarchicalPrior(Prior):
             q_layers = [per_dim.sum(-1), *(v.view(shape) for v in log_q)]
         return {name: lq - lp.view(shape) for (name, _), lq, lp in zip(self.layers, q_layers, log_p)}
 
-    @torch.no_grad()
-    def sample(self, n, c=None):
-        if self.top_prior is None:
-            rest = torch.randn(n, self.top, device=self.down[-1].weight.device)
-        else:
-            rest = self.top_prior.sample(n)          # z2 (top-down: [z2, ..., zL])
-        z1 = self._normal(self.down(rest[:, :self.top])).sample()
+    @property
+    def mixture(self) -> bool:
+        return self.top_prior is not None and self.top_prior.mixture
+
+    @property
+    def noise_dim(self) -> int:
+        """z1's values, then those of the layers above ([z1, z2, ..., zL], as the latent is ordered
+        top-down); bottom-up the upper layers are drawn too, and only z1 is returned."""
+        return self.bottom + (self.top if self.top_prior is None else self.top_prior.noise_dim)
+
+    def draw(self, noise, u=None, c=None, temperature=1.0):
+        eps1, above = noise[:, :self.bottom], noise[:, self.bottom:]
+        # z2 (top-down: [z2, ..., zL])
+        rest = above * temperature if self.top_prior is None else self.top_prior.draw(above, u, None, temperature)
+        mu, logvar = self.down(rest[:, :self.top]).chunk(2, -1)
+        z1 = mu + torch.exp(0.5 * logvar) * eps1 * temperature
         return torch.cat([z1, rest], -1) if self.inference == "top-down" else z1
 
 

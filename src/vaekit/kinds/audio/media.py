@@ -48,6 +48,23 @@ class Audio(Media):
         i = self.info
         return f"{i['clip_seconds']:g} s clips at {i['sample_rate']} Hz, {i['n_mels']} mel bins"
 
+    def export_info(self) -> dict:
+        from .loader import LOG_EPS, mel_filterbank
+
+        i = self.info
+        fb = mel_filterbank(i["sample_rate"], i["n_fft"], i["n_mels"])
+        return {**super().export_info(), "layout": "(batch, 1, n_mels, frames) float32: normalised log-mel",
+                "sample_rate": i["sample_rate"], "clip_samples": i["clip_samples"], "n_fft": i["n_fft"],
+                "hop": i["hop"], "window": "hann", "center": True, "n_mels": i["n_mels"],
+                "mel_filterbank": {"about": "(n_mels, n_fft / 2 + 1): triangles evenly spaced on the HTK mel "
+                                            "scale from 0 Hz to Nyquist, each of unit area",
+                                   "values": [[round(float(v), 8) for v in row] for row in fb]},
+                "log_offset": LOG_EPS, "mel_mean": i["mel_mean"], "mel_std": i["mel_std"],
+                "to_input": "clip (mono, sample_rate, clip_samples, cut or zero-padded) -> |STFT|^2 -> "
+                            "mel_filterbank @ power -> log(. + log_offset) -> (. - mel_mean) / mel_std per mel bin",
+                "to_sound": "x * mel_std + mel_mean -> exp(.) - log_offset -> mel power; the filterbank's "
+                            "pseudo-inverse -> linear power; Griffin-Lim with the same STFT settings"}
+
     def parse_between(self, run, between):
         from .loader import load_clips
 

@@ -35,6 +35,17 @@ class Images(Media):
         shape = "x".join(str(s) for s in bundle.shape)
         return f"{bundle.name}: {shape} images, {kind}; {split_sizes(bundle)}" + skipped_text(bundle)
 
+    def export_info(self) -> dict:
+        c = self.info["shape"][0]
+        value = self.info["value"]
+        return {**super().export_info(), "layout": "(batch, channels, height, width), float32",
+                "channels": {1: "grey", 3: "RGB", 4: "RGBA"}.get(c, f"{c} channels"),
+                "range": [0.0, 1.0], "levels": self.info.get("levels"),
+                "to_input": {"binary": "pixels as 0 or 1",
+                             "levels": f"pixel levels 0 .. {(self.info.get('levels') or 256) - 1}, divided by "
+                                       f"{(self.info.get('levels') or 256) - 1}"}.get(value, "values scaled to [0, 1]"),
+                "to_image": "mean is in [0, 1]: times 255, rounded, for 8-bit pixels"}
+
     def sample(self, run, out, n, seed=0, label=None, nrow: int = 8, mean: bool = True, **options) -> Written:
         if seed is not None:
             torch.manual_seed(seed)

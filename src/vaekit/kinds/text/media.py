@@ -65,6 +65,26 @@ class Text(Media):
     def same_shape(self, shape) -> bool:
         return True  # lines are as long as the longest line of the data; the model reads any length
 
+    def made_up(self, n: int) -> torch.Tensor:
+        """n lines of random tokens of random lengths, each ended by </s> and padded."""
+        g = torch.Generator().manual_seed(0)
+        length, vocab = self.info["shape"][0], self.info["vocab_size"]
+        x = torch.randint(4, max(vocab, 5), (n, length), generator=g)
+        ends = torch.randint(0, length, (n,), generator=g)
+        steps = torch.arange(length)
+        x = torch.where(steps == ends[:, None], torch.full_like(x, EOS), x)
+        return torch.where(steps > ends[:, None], torch.zeros_like(x), x)
+
+    def export_info(self) -> dict:
+        v = self.vocab
+        return {**super().export_info(), "layout": "(batch, length) int64 token ids",
+                "unit": v.kind, "vocabulary": v.tokens, "max_length": self.info["shape"][0],
+                "to_ids": ("each " + ("character" if v.kind == "char" else "word or punctuation mark (regex "
+                           "\\w+|[^\\w\\s]") + " -> its index in vocabulary (<unk>, 3, if absent), then </s> (2), "
+                           "then <pad> (0) to the length"),
+                "to_text": "tokens up to the first </s> or <pad>, joined " + ("without spaces" if v.kind == "char"
+                                                                              else "by spaces")}
+
     def encode(self, lines: list[str], device=None) -> torch.Tensor:
         """Lines -> (B, L) token ids with </s> and padding, as the text loader stores them."""
         ids = [self.vocab.encode(line) for line in lines]

@@ -40,20 +40,52 @@ class RecurrentEncoder(nn.Module):
         """The last layer: hidden features -> (mu, logvar)."""
         return self.fc
 
+    packed = True   # False after :meth:`unpack`
+
+    def unpack(self) -> None:
+        """From now on, :meth:`hidden` runs on the padded lines with index arithmetic instead of
+        packing them, which a traced or exported graph can hold (packing needs the lengths on the
+        host). For an exported copy: the one-way networks it adds share the weights, and the
+        state dict names them twice."""
+        rnn, nets = self.rnn, []
+        for suffix in ("", "_reverse"):
+            one = type(rnn)(rnn.input_size, rnn.hidden_size, batch_first=True).to(rnn.weight_ih_l0.device)
+            for name in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"):
+                setattr(one, name, getattr(rnn, name + suffix))
+            nets.append(one)
+        self.directions = nn.ModuleList(nets)   # the two directions as one-way networks
+        self.packed = False
+
     def hidden(self, x, cond=None):
         """The features the head reads: the last states of both directions [and the condition]."""
-        lengths = (x != PAD).sum(1).clamp(min=1).cpu()
-        packed = pack_padded_sequence(self.embed(x), lengths, batch_first=True, enforce_sorted=False)
-        _, h = self.rnn(packed)
-        if isinstance(h, tuple):  # LSTM: (h, c)
-            h = h[0]
-        h = torch.cat([h[-2], h[-1]], -1)  # last layer, forward and backward
+        lengths = (x != PAD).sum(1).clamp(min=1)
+        if self.packed:
+            seq = pack_padded_sequence(self.embed(x), lengths.cpu(), batch_first=True, enforce_sorted=False)
+            _, h = self.rnn(seq)
+            if isinstance(h, tuple):  # LSTM: (h, c)
+                h = h[0]
+            h = torch.cat([h[-2], h[-1]], -1)  # last layer, forward and backward
+        else:
+            h = self._last_states(x, lengths)
         if cond is not None:
             h = torch.cat([h, cond], -1)
         return h
 
-    def forward(self, x, cond=None):
-        return self.fc(self.hidden(x, cond)).chunk(2, dim=-1)
+    def _last_states(self, x, lengths):
+        """The packed computation on padded lines: the forward direction's state at each line's
+        last token, and the backward direction run over each line reversed within its length
+        (padding stays after it), taken at the same place. The directions run as one-way
+        networks holding the bidirectional one's weights."""
+        e = self.embed(x)
+        steps = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        last = (lengths - 1).unsqueeze(1)
+        flipped = torch.where(steps <= last, last - steps, steps)                      # (B, L)
+        e_back = e.gather(1, flipped.unsqueeze(-1).expand_as(e))
+        at_last = last.unsqueeze(-1).expand(-1, 1, self.rnn.hidden_size)
+        forward, backward = self.directions
+        h_f = forward(e)[0].gather(1, at_last)[:, 0]
+        h_b = backward(e_back)[0].gather(1, at_last)[:, 0]
+        return torch.cat([h_f, h_b], -1)
 
 
 class RecurrentDecoder(nn.Module):
@@ -177,3 +209,73 @@ class RecurrentDecoder(nn.Module):
         penalty = ((5.0 + lengths) / 6.0) ** 0.6
         best = (scores / penalty).argmax(-1)
         return seqs[torch.arange(b, device=dev), best]
+
+
+class GreedyDecoder(nn.Module):
+    """``RecurrentDecoder.generate(z, "greedy")`` as a module TorchScript compiles, loop included
+    (for export): the same steps, masks and forced end, in code free of Python-only constructs.
+    Made with :meth:`of`, which picks the variant for the decoder's cell; a test checks that both
+    give generate's tokens."""
+
+    def __init__(self, decoder: RecurrentDecoder):
+        super().__init__()
+        self.embed, self.init, self.rnn, self.out = decoder.embed, decoder.init, decoder.rnn, decoder.out
+        self.length, self.inputless = decoder.length, decoder.inputless
+        self.pad, self.bos, self.eos, self.unk = PAD, BOS, EOS, UNK   # attributes: TorchScript reads no globals
+
+    @staticmethod
+    def of(decoder: RecurrentDecoder) -> "GreedyDecoder":
+        return (_GreedyLSTM if decoder.cell == "lstm" else _GreedyGRU)(decoder)
+
+    def _start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # pragma: no cover - per cell
+        raise NotImplementedError
+
+    def _advance(self, inp: torch.Tensor, h: torch.Tensor, c: torch.Tensor):  # pragma: no cover - per cell
+        raise NotImplementedError
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        b, length = z.shape[0], self.length
+        out = torch.zeros(b, length, dtype=torch.long, device=z.device)
+        tok = torch.full((b,), self.bos, dtype=torch.long, device=z.device)
+        done = torch.zeros(b, dtype=torch.bool, device=z.device)
+        h, c = self._start(z)
+        for t in range(length):
+            feed = tok
+            if self.inputless and t > 0:
+                feed = torch.full_like(tok, self.unk)
+            e = torch.cat([self.embed(feed).unsqueeze(1), z.unsqueeze(1)], -1)
+            y, h, c = self._advance(e, h, c)
+            logp = torch.log_softmax(self.out(y[:, 0]).float(), -1)
+            logp[:, self.pad] = -float("inf")
+            logp[:, self.bos] = -float("inf")
+            if t == 0 and length > 1:
+                logp[:, self.eos] = -float("inf")
+            if t == length - 1:
+                tok = torch.full_like(tok, self.eos)
+            else:
+                tok = logp.argmax(-1)
+            out[:, t] = torch.where(done, torch.zeros_like(tok), tok)
+            done = done | (tok == self.eos)
+            if bool(done.all()):
+                break
+        return out
+
+
+class _GreedyGRU(GreedyDecoder):
+    def _start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.tanh(self.init(z)).unsqueeze(0)
+        return h, h
+
+    def _advance(self, inp: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        y, h = self.rnn(inp, h)
+        return y, h, c
+
+
+class _GreedyLSTM(GreedyDecoder):
+    def _start(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, c = torch.tanh(self.init(z)).unsqueeze(0).chunk(2, -1)
+        return h.contiguous(), c.contiguous()
+
+    def _advance(self, inp: torch.Tensor, h: torch.Tensor, c: torch.Tensor):
+        y, (h, c) = self.rnn(inp, (h, c))
+        return y, h, c
