@@ -88,9 +88,11 @@ def _layer_names(model) -> list[str]:
 
 
 class Encode(nn.Module):
-    def __init__(self, model, conditional: bool):
+    """x [, y] -> z (the posterior's point, ``q.loc``), then (mu, logvar) of each layer."""
+
+    def __init__(self, model):
         super().__init__()
-        self.model, self.conditional = model, conditional
+        self.model = model
 
     def forward(self, x, y=None):
         q = self.model.encode(x, y)
@@ -127,7 +129,7 @@ class Draw(nn.Module):
         super().__init__()
         self.model, self.then = model, then
 
-    def forward(self, noise, u=None, y=None, temperature=None):
+    def forward(self, noise, u=None, y=None, temperature=1.0):
         z = self.model.prior.draw(noise, u, y, temperature)
         if self.then is None:
             return z
@@ -207,6 +209,10 @@ def build_parts(model, x: torch.Tensor, fmt: str, wanted=PARTS, eager: bool = Fa
     (the data as the model reads them). ``eager``: the same parts as the model computes them in
     PyTorch (packed recurrent encoders, the decoder's own generation), the check's reference."""
     m = exportable_copy(model, eager)
+    greedy = None
+    if m.autoregressive and not eager:
+        with _quiet_exporters():
+            greedy = torch.jit.script(GreedyDecoder.of(m.decoder))
     classes = m.classes
     b = x.shape[0]
     y = torch.eye(classes)[torch.arange(b) % classes] if classes else None
@@ -217,7 +223,7 @@ def build_parts(model, x: torch.Tensor, fmt: str, wanted=PARTS, eager: bool = Fa
     parts = []
     if "encoder" in wanted:
         outs = ["z"] + [f"{w}_{n}" if n else w for n in layers for w in ("mu", "logvar")]
-        parts.append(Part("encoder", Encode(m, bool(classes)), {"x": x, **with_y}, outs,
+        parts.append(Part("encoder", Encode(m), {"x": x, **with_y}, outs,
                           "x -> z (the point decoded for x) and each layer's Gaussian q(z_l | ...) as mu and "
                           "logvar"))
     if "decoder" in wanted:
@@ -231,7 +237,7 @@ def build_parts(model, x: torch.Tensor, fmt: str, wanted=PARTS, eager: bool = Fa
                               "z, the previous token (<s> first) and the state -> log-probabilities of the next "
                               "token and the next state"))
         elif m.autoregressive:
-            parts.append(Part("decoder", Greedy(m, None if eager else torch.jit.script(GreedyDecoder.of(m.decoder))),
+            parts.append(Part("decoder", Greedy(m, greedy),
                               {"z": z, **with_y}, ["tokens"], "z -> tokens, decoded greedily"))
         else:
             dec = Decode(m)
@@ -248,7 +254,7 @@ def build_parts(model, x: torch.Tensor, fmt: str, wanted=PARTS, eager: bool = Fa
         if m.autoregressive and fmt == "onnx":
             then, outs = None, ["z"]
         elif m.autoregressive:
-            then, outs = Greedy(m, None if eager else torch.jit.script(GreedyDecoder.of(m.decoder))), ["z", "tokens"]
+            then, outs = Greedy(m, greedy), ["z", "tokens"]
         else:
             then, outs = Mean(m), ["z", "mean"]
         parts.append(Part("sample", Draw(m, then), inputs, outs,

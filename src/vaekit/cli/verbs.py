@@ -217,6 +217,8 @@ def cmd_export(args) -> int:
     manifest = run.export(args.format, args.out, parts, check=args.check)
     out = Path(args.out) if args.out else run.path / f"export-{args.format}"
     for name, part in manifest["parts"].items():
+        if not name.startswith(args.part.replace("all", "")):   # (a text decoder is decoder_start and _step)
+            continue
         line = f"{out / part['file']}  {', '.join(i['name'] for i in part['inputs'])} -> " \
                f"{', '.join(o['name'] for o in part['outputs'])}"
         if "check" in part:

@@ -466,6 +466,9 @@ def _layer_net(d_in: int, hidden: list[int], latent: int, activation: str) -> nn
 def _vamp_fits(m, info):
     if info["value"] == "tokens":
         return "the VampPrior learns pseudo-inputs in data space, which token ids are not; use another prior for text"
+    if m.conditional:
+        return ("the VampPrior mixes the encoder's posteriors at pseudo-inputs, which have no labels, so it does not "
+                "fit a conditional model; use --prior class")
     return None
 
 
