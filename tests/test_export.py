@@ -72,7 +72,7 @@ def test_torchscript_files_compute_what_the_model_computes(name, tmp_path):
     manifest = export(model, info, {}, x, "torchscript", tmp_path, check=True)
     assert set(manifest["parts"]) == {"encoder", "decoder", "sample"}
     for part in manifest["parts"].values():
-        assert part["check"]["batches"] == [4, 1, 7] and part["check"]["max_abs_diff"] <= 1e-5
+        assert part["check"]["batches"] == [4, 1, 7] and part["check"]["max_relative_diff"] <= 1e-5
         assert (tmp_path / part["file"]).is_file()
 
 
@@ -85,7 +85,7 @@ def _onnx_case(name, tmp_path):
     assert set(manifest["parts"]) == ({"encoder", "decoder_start", "decoder_step", "sample"} if text
                                       else {"encoder", "decoder", "sample"})
     for part in manifest["parts"].values():
-        assert part["check"]["max_abs_diff"] <= 1e-5
+        assert part["check"]["max_relative_diff"] <= 1e-5
 
 
 @pytest.mark.parametrize("name", QUICK_ONNX)

@@ -45,7 +45,9 @@ from .version import __version__
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 PARTS = ("encoder", "decoder", "sample")
-TOLERANCE = 1e-5   # the largest absolute difference from PyTorch that --check accepts (float32)
+# --check accepts a difference from PyTorch up to 1e-5 for values up to 1 in size, and up to 1e-5
+# of the value beyond (float32 holds 7 digits: a logit of 100 has a resolution of 8e-6)
+TOLERANCE = 1e-5
 
 
 @dataclass
@@ -322,19 +324,27 @@ def run_exported(fmt: str, path: Path, inputs: dict[str, torch.Tensor]) -> list[
     return [t.numpy() for t in (out if isinstance(out, tuple) else (out,))]
 
 
-def _difference(part: Part, reference: Part, fmt: str, path: Path, inputs: dict) -> float:
+def _difference(part: Part, reference: Part, fmt: str, path: Path, inputs: dict) -> tuple[float, float]:
+    """The largest absolute difference between the file's outputs and PyTorch's, and the largest
+    difference relative to max(1, |PyTorch's value|), which the tolerance bounds."""
     with torch.no_grad():
         expected = _call(reference, inputs)
     got = run_exported(fmt, path, inputs)
     if len(got) != len(expected):
         raise VaekitError(f"{path}: gives {len(got)} outputs where PyTorch gives {len(expected)}.")
-    worst = 0.0
+    worst, scaled = 0.0, 0.0
     for name, e, g in zip(part.outputs, expected, got):
         if tuple(g.shape) != tuple(e.shape):
             raise VaekitError(f"{path}: output '{name}' has shape {list(g.shape)}, PyTorch's has {list(e.shape)}.")
-        e = e.numpy()
-        worst = max(worst, float(np.abs(g.astype(np.float64) - e.astype(np.float64)).max()) if e.size else 0.0)
-    return worst
+        if not e.numel():
+            continue
+        e = e.numpy().astype(np.float64)
+        diff = np.abs(g.astype(np.float64) - e)
+        diff[np.isposinf(e) & np.isposinf(g)] = 0.0   # the same infinity (a masked log-probability)
+        diff[np.isneginf(e) & np.isneginf(g)] = 0.0
+        worst = max(worst, float(diff.max()))
+        scaled = max(scaled, float((diff / np.maximum(1.0, np.abs(e))).max()))
+    return worst, scaled
 
 
 def _resized(inputs: dict[str, torch.Tensor], n: int) -> dict[str, torch.Tensor]:
@@ -411,15 +421,18 @@ def export(model, info: dict, data_info: dict, x: torch.Tensor, fmt: str, out: P
             ref = references[part.name]
             diffs = [_difference(part, ref, fmt, path, inputs)
                      for inputs in (part.inputs, _resized(part.inputs, 1), _resized(part.inputs, b + 3))]
-            entry["check"] = {"batches": [b, 1, b + 3], "inputs": origin, "max_abs_diff": max(diffs)}
+            entry["check"] = {"batches": [b, 1, b + 3], "inputs": origin, "max_abs_diff": max(d[0] for d in diffs),
+                              "max_relative_diff": max(d[1] for d in diffs)}
         manifest["parts"][part.name] = entry
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-    worst = {name: e["check"]["max_abs_diff"] for name, e in manifest["parts"].items() if "check" in e}
-    bad = {name: d for name, d in worst.items() if not d <= TOLERANCE}
+    written = [manifest["parts"][p.name] for p in built]
+    bad = {name: e["check"] for name, e in zip([p.name for p in built], written)
+           if "check" in e and not e["check"]["max_relative_diff"] <= TOLERANCE}
     if bad:
-        raise VaekitError(f"{out}: the exported " + ", ".join(f"{n} differs from PyTorch by up to {d:.2g}"
-                                                              for n, d in bad.items())
-                          + f" (more than {TOLERANCE:g}); the files are written but should not be trusted.")
+        raise VaekitError(f"{out}: the exported " + ", ".join(
+            f"{n} differs from PyTorch by up to {c['max_abs_diff']:.2g} ({c['max_relative_diff']:.2g} relative to "
+            f"max(1, |value|))" for n, c in bad.items())
+            + f", more than {TOLERANCE:g}; the files are written but should not be trusted.")
     return manifest
 
 

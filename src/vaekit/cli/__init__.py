@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", type=Path, help="folder (default <run>/export-<format>)")
     x.add_argument("--check", action="store_true",
                    help="run the files (onnxruntime, torch.jit.load) on test examples and batches of 1 and more, "
-                        "print the largest difference from PyTorch; above 1e-5 is an error")
+                        "print the largest difference from PyTorch; above 1e-5 (relative beyond 1) is an error")
     h = run_parser("report", "write a self-contained HTML report of a run (<run>/report.html)", verbs.cmd_report)
     h.add_argument("--out", type=Path, help="HTML file (default <run>/report.html)")
     return p

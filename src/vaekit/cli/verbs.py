@@ -222,7 +222,8 @@ def cmd_export(args) -> int:
         line = f"{out / part['file']}  {', '.join(i['name'] for i in part['inputs'])} -> " \
                f"{', '.join(o['name'] for o in part['outputs'])}"
         if "check" in part:
-            line += f"   max |difference| from PyTorch {part['check']['max_abs_diff']:.1e}"
+            c = part["check"]
+            line += f"   max |difference| from PyTorch {c['max_abs_diff']:.1e} ({c['max_relative_diff']:.1e} relative)"
         print(line)
     print(out / "manifest.json")
     return 0
