@@ -179,6 +179,18 @@ def test_export_command_with_check_and_one_part(digits_run, cli, tmp_path):
     assert set(json.loads((out / "manifest.json").read_text())["parts"]) == {"encoder", "decoder", "sample"}
 
 
+def test_a_manifest_never_mixes_two_models_and_a_bad_folder_is_one_sentence(digits_run, cli, tmp_path):
+    out = tmp_path / "x"
+    Run.load(digits_run).export("torchscript", out, ["encoder"])
+    model, info, x = model_for("mlp")                  # another model: its decoder alone in the folder
+    manifest = export(model, info, {}, x, "torchscript", out, ["decoder"])
+    assert set(manifest["parts"]) == {"decoder"}
+    (tmp_path / "file").write_text("")
+    for bad in (tmp_path / "file", tmp_path / "file" / "sub"):
+        rc, _, err = cli("export", digits_run, "--format", "torchscript", "--out", bad)
+        assert rc == 2 and "cannot write the exported files there" in err and "Traceback" not in err
+
+
 def test_a_consumer_without_vaekit_samples_images_from_the_manifest(digits_run, tmp_path):
     """Only numpy, onnxruntime and manifest.json: the decoded samples are the model's."""
     pytest.importorskip("onnxruntime", reason="pip install 'vaekit[export]'")

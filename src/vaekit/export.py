@@ -21,11 +21,13 @@ kind of data and what turns outputs into images, lines or sound (:meth:`Media.ex
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import copy
 import io
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from .model.nets.flow import FlowPosterior
 from .model.nets.recurrent import GreedyDecoder, RecurrentEncoder
 from .model.nets.topdown import TopDownPosterior
 from .model.priors import HierarchicalPrior
-from .tokens import BOS, PAD, UNK
+from .tokens import BOS, EOS, PAD, UNK
 from .version import __version__
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -74,11 +76,11 @@ def _gaussians(model, q) -> list[tuple[torch.Tensor, torch.Tensor]]:
         base = base.top
     layers.append(base)
     out = [(n.loc, 2.0 * n.scale.log()) for n in layers]
-    prior = model.prior
+    prior, below = model.prior, q.loc           # bottom-up: z1's point (after the flow), then each mean
     while isinstance(prior, HierarchicalPrior) and prior.inference == "bottom-up":
-        mu, logvar = prior.up(out[-1][0]).chunk(2, -1)
+        mu, logvar = prior.up(below).chunk(2, -1)
         out.append((mu, logvar))
-        prior = prior._above
+        prior, below = prior._above, mu
     return out
 
 
@@ -227,7 +229,7 @@ def build_parts(model, x: torch.Tensor, fmt: str, wanted=PARTS, eager: bool = Fa
         outs = ["z"] + [f"{w}_{n}" if n else w for n in layers for w in ("mu", "logvar")]
         parts.append(Part("encoder", Encode(m), {"x": x, **with_y}, outs,
                           "x -> z (the point decoded for x) and each layer's Gaussian q(z_l | ...) as mu and "
-                          "logvar"))
+                          "logvar" + (" (before the flow)" if m.flow is not None else "")))
     if "decoder" in wanted:
         if m.autoregressive and fmt == "onnx":
             state = DecoderStart(m)(z, y)
@@ -287,12 +289,16 @@ def _quiet_exporters():
         logging.disable(previous)
 
 
-def _write_onnx(part: Part, path: Path) -> None:
+def _need_onnx() -> None:
     try:
-        import onnxscript  # noqa: F401  (the exporter needs it)
+        import onnx  # noqa: F401  (the exporter needs both)
+        import onnxscript  # noqa: F401
     except ImportError:
         raise VaekitError("ONNX export needs the onnx, onnxscript and onnxruntime packages: "
                           "pip install 'vaekit[export]'.") from None
+
+
+def _write_onnx(part: Part, path: Path) -> None:
     batch = torch.export.Dim("batch", min=1)
     dynamic = {k: ({} if v.dim() == 0 else {0: batch}) for k, v in part.inputs.items()}
     with _quiet_exporters():
@@ -375,27 +381,36 @@ def export(model, info: dict, data_info: dict, x: torch.Tensor, fmt: str, out: P
     if fmt not in FORMATS:
         raise VaekitError(f"unknown export format '{fmt}'; expected one of: {', '.join(FORMATS)}.")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if fmt == "onnx":
+        _need_onnx()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not os.access(out, os.W_OK) or (out / "manifest.json").is_dir():
+            raise PermissionError(13, "not writable" if not os.access(out, os.W_OK) else "manifest.json is a folder")
+    except OSError as e:
+        raise VaekitError(f"{out}: cannot write the exported files there ({e.strerror or e}).") from None
     x = x.float().cpu() if x.is_floating_point() else x.cpu()
     built = build_parts(model, x, fmt, parts)
+    weights = _fingerprint(model)
     references = {p.name: p for p in build_parts(model, x, fmt, parts, eager=True)} if check else {}
     m = built[0].module.model
     manifest = {
-        "vaekit": __version__, "format": fmt, "run": run_name, "kind": info.get("modality", "image"),
+        "vaekit": __version__, "format": fmt, "run": run_name, "weights": weights, "kind": info.get("modality", "image"),
         "model": config or {}, "latent": m.latent,
         "classes": (info.get("label_names") or list(range(m.classes))) if m.classes else None,
         "layers": [{"name": n, "size": s} for n, s in (m.prior.layers or [("z", m.latent)])],
         "likelihood": {"name": (config or {}).get("likelihood", type(m.likelihood).__name__),
                        "about": m.likelihood.about},
         "prior": {"name": (config or {}).get("prior", type(m.prior).__name__), "noise": m.prior.noise_dim, "mixture": m.prior.mixture,
-                  "about": ("draw noise (batch, noise) from N(0, I)" + (" and u (batch,) from U[0, 1)"
+                  "about": ("draw noise (batch, noise) from N(0, I)" + (" (its columns: z1's, then each layer "
+                            "above's)" if m.prior.layers else "") + (" and u (batch,) from U[0, 1)"
                             if m.prior.mixture else "") + "; temperature scales every Gaussian's standard "
                             "deviation (1: the model's prior)")},
-        "data": data_info, "parts": _kept_parts(out / "manifest.json", fmt, run_name, [p.name for p in built]),
+        "data": data_info, "parts": _kept_parts(out / "manifest.json", fmt, weights, [p.name for p in built]),
     }
     if m.autoregressive:
         manifest["decoding"] = {
-            "tokens": {"pad": PAD, "bos": BOS, "eos": 2, "unk": UNK},
+            "tokens": {"pad": PAD, "bos": BOS, "eos": EOS, "unk": UNK},
             "greedy": "feed <s> first; at each step take the most likely token other than <pad> and <s> (and not "
                       "</s> at the first step); the last position ends the line; stop at </s>",
             "state": "(batch, hidden) for a GRU; (batch, 2 * hidden), h then c, for an LSTM",
@@ -407,6 +422,8 @@ def export(model, info: dict, data_info: dict, x: torch.Tensor, fmt: str, out: P
             (_write_onnx if fmt == "onnx" else _write_torchscript)(part, path)
         except VaekitError:
             raise
+        except OSError as e:
+            raise VaekitError(f"{path}: cannot write it ({e.strerror or e}).") from None
         except Exception as e:  # an exporter's failure: one sentence naming the part and the model
             raise VaekitError(f"the {part.name} of this model ({_describe(m)}) cannot be exported to {fmt}: "
                               f"{str(e).strip().splitlines()[0][:300]}") from None
@@ -421,10 +438,14 @@ def export(model, info: dict, data_info: dict, x: torch.Tensor, fmt: str, out: P
             ref = references[part.name]
             diffs = [_difference(part, ref, fmt, path, inputs)
                      for inputs in (part.inputs, _resized(part.inputs, 1), _resized(part.inputs, b + 3))]
-            entry["check"] = {"batches": [b, 1, b + 3], "inputs": origin, "max_abs_diff": max(d[0] for d in diffs),
+            entry["check"] = {"batches": [b, 1, b + 3],
+                              "inputs": "seeded noise" if part.name == "sample" else origin, "max_abs_diff": max(d[0] for d in diffs),
                               "max_relative_diff": max(d[1] for d in diffs)}
         manifest["parts"][part.name] = entry
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    try:
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    except OSError as e:
+        raise VaekitError(f"{out / 'manifest.json'}: cannot write it ({e.strerror or e}).") from None
     written = [manifest["parts"][p.name] for p in built]
     bad = {name: e["check"] for name, e in zip([p.name for p in built], written)
            if "check" in e and not e["check"]["max_relative_diff"] <= TOLERANCE}
@@ -436,12 +457,21 @@ def export(model, info: dict, data_info: dict, x: torch.Tensor, fmt: str, out: P
     return manifest
 
 
-def _kept_parts(file: Path, fmt: str, run_name: str, rewritten: list[str]) -> dict:
-    """The parts an earlier export of the same run and format left in the folder (a later export
-    of one part keeps them in the manifest), where their files are still there."""
+def _fingerprint(model) -> str:
+    """A short hash of the model's weights: which model a manifest's parts come from."""
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _kept_parts(file: Path, fmt: str, weights: str, rewritten: list[str]) -> dict:
+    """The parts an earlier export of the same weights and format left in the folder (a later
+    export of one part keeps them in the manifest), where their files are still there."""
     try:
         old = json.loads(file.read_text())
-        if old.get("format") != fmt or old.get("run") != run_name:
+        if old.get("format") != fmt or old.get("weights") != weights:
             return {}
         return {name: e for name, e in old.get("parts", {}).items()
                 if name not in rewritten and (file.parent / e["file"]).is_file()}

@@ -191,10 +191,8 @@ class CategoricalLikelihood(Likelihood):
         """The most likely token at each position (a mean of tokens does not exist)."""
         return params.argmax(1)
 
-    about = "logits (B, vocab, L): log-probabilities of each position's token up to a constant"
-
-    def parameters_of(self, params):
-        return {"logits": params}
+    about = ("one categorical per token: the decoder's log-probabilities of the next token, step by step "
+             "(log_probs of decoder_step)")
 
     def dims(self, x):
         return (x != 0).sum(-1)

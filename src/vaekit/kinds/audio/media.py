@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from ...errors import VaekitError
-from ..media import (Media, Written, figure_uri, latent_map_png, pick_pairs, prior_draws, pyplot, register_kind,
-                     skipped_text, split_sizes, spread)
+from ..media import (Media, Written, figure_uri, latent_map_png, pick_pairs, png_bits, prior_draws, pyplot,
+                     register_kind, skipped_text, split_sizes, spread)
 
 
 @register_kind
@@ -48,6 +48,25 @@ class Audio(Media):
         i = self.info
         return f"{i['clip_seconds']:g} s clips at {i['sample_rate']} Hz, {i['n_mels']} mel bins"
 
+    def stream(self, source, chunk, cfg):
+        from .loader import _audio_files, load_clips
+
+        path = Path(str(source)).expanduser()
+        if not path.exists():
+            raise VaekitError(f"{path}: no such file or directory.")
+        files = _audio_files(path)
+        if not files:
+            raise VaekitError(f"{path}: no audio files (WAV, FLAC, OGG, AIFF) found.")
+        for i in range(0, len(files), chunk):
+            part = files[i:i + chunk]
+            yield [str(p.relative_to(path)) if path.is_dir() else p.name for p in part], load_clips(part, self.info)
+
+    def complexity_bits(self, x):
+        """PNG of the model's input, the normalised log-mel spectrogram, quantised to 8 bits over
+        four standard deviations either side of the mean (the input the NLL is over, not the wave)."""
+        pixels = ((x.detach().float().cpu()[:, 0].clamp(-4, 4) + 4) * (255 / 8)).round().to(torch.uint8).numpy()
+        return torch.tensor([png_bits(p, "L") for p in pixels], dtype=torch.float64)
+
     def export_info(self) -> dict:
         from .loader import LOG_EPS, mel_filterbank
 
@@ -55,15 +74,16 @@ class Audio(Media):
         fb = mel_filterbank(i["sample_rate"], i["n_fft"], i["n_mels"])
         return {**super().export_info(), "layout": "(batch, 1, n_mels, frames) float32: normalised log-mel",
                 "sample_rate": i["sample_rate"], "clip_samples": i["clip_samples"], "n_fft": i["n_fft"],
-                "hop": i["hop"], "window": "hann", "center": True, "n_mels": i["n_mels"],
+                "hop": i["hop"], "window": "hann", "center": True, "pad_mode": "reflect", "n_mels": i["n_mels"],
                 "mel_filterbank": {"about": "(n_mels, n_fft / 2 + 1): triangles evenly spaced on the HTK mel "
                                             "scale from 0 Hz to Nyquist, each of unit area",
                                    "values": [[round(float(v), 8) for v in row] for row in fb]},
                 "log_offset": LOG_EPS, "mel_mean": i["mel_mean"], "mel_std": i["mel_std"],
                 "to_input": "clip (mono, sample_rate, clip_samples, cut or zero-padded) -> |STFT|^2 -> "
                             "mel_filterbank @ power -> log(. + log_offset) -> (. - mel_mean) / mel_std per mel bin",
-                "to_sound": "x * mel_std + mel_mean -> exp(.) - log_offset -> mel power; the filterbank's "
-                            "pseudo-inverse -> linear power; Griffin-Lim with the same STFT settings"}
+                "to_sound": "x * mel_std + mel_mean -> exp(.) - log_offset, clipped at 0 -> mel power; the "
+                            "filterbank's pseudo-inverse, clipped at 0 -> linear power; Griffin-Lim with the same "
+                            "STFT settings"}
 
     def parse_between(self, run, between):
         from .loader import load_clips

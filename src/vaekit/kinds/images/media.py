@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ..media import (Media, Written, grid, latent_map_png, pick_pairs, picture_uri, prior_draws, register_kind,
-                     save_png, skipped_text, split_sizes, spread)
+from ..media import (Media, Written, grid, latent_map_png, pick_pairs, picture_uri, png_bits, prior_draws,
+                     register_kind, save_png, skipped_text, split_sizes, spread)
 
 
 @register_kind
@@ -35,6 +35,18 @@ class Images(Media):
         shape = "x".join(str(s) for s in bundle.shape)
         return f"{bundle.name}: {shape} images, {kind}; {split_sizes(bundle)}" + skipped_text(bundle)
 
+    def stream(self, source, chunk, cfg):
+        from .loader import stream_images
+
+        return stream_images(source, cfg, self.info, chunk)
+
+    def complexity_bits(self, x):
+        """PNG: 0/1 pixels at one bit, other values as 8-bit grey or RGB."""
+        binary = self.info["value"] == "binary"
+        pixels = (x.detach().float().cpu().clamp(0, 1) * (1 if binary else 255)).round().to(torch.uint8).numpy()
+        pixels = pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
+        return torch.tensor([png_bits(p, "1" if binary else "L") for p in pixels], dtype=torch.float64)
+
     def export_info(self) -> dict:
         c = self.info["shape"][0]
         value = self.info["value"]
@@ -44,7 +56,7 @@ class Images(Media):
                 "to_input": {"binary": "pixels as 0 or 1",
                              "levels": f"pixel levels 0 .. {(self.info.get('levels') or 256) - 1}, divided by "
                                        f"{(self.info.get('levels') or 256) - 1}"}.get(value, "values scaled to [0, 1]"),
-                "to_image": "mean is in [0, 1]: times 255, rounded, for 8-bit pixels"}
+                "to_image": "mean clipped to [0, 1], times 255, rounded, for 8-bit pixels"}
 
     def sample(self, run, out, n, seed=0, label=None, nrow: int = 8, mean: bool = True, **options) -> Written:
         if seed is not None:
