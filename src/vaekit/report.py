@@ -58,6 +58,37 @@ def _table(rows: list[tuple[str, str]]) -> str:
         + "</table>"
 
 
+def scoring_section(folder: Path) -> str | None:
+    """The latest ``vaekit score``: what was scored and flagged, and with --data-ood each score's
+    AUROC, AUPRC and FPR at 95% TPR and the ROC curves; None before any."""
+    import base64
+    import json
+
+    try:
+        s = json.loads((folder / "summary.json").read_text())
+        rows = [("data", f"{s['data']}, {s['examples']:,} examples, k = {s['k']}")]
+        if "flagged" in s:
+            rows.append(("flagged", f"{s['flagged']:,} by {s['by']} (above {s['threshold']:.4g}, "
+                                    f"{100 * s['fpr']:g}% false positives on the validation split)"))
+            rows.append((f"typicality test, batches of {s['batch']}",
+                         f"{s['batches_flagged']} of {s['batches']} batches flagged"))
+        out = _table(rows)
+        if "ood" in s:
+            o = s["ood"]
+            out += (f"<p>Against {html.escape(o['data'])} ({o['examples']:,} examples) as out of distribution:</p>"
+                    "<table><tr><th>score</th><th>AUROC</th><th>AUPRC</th><th>FPR at 95% TPR</th></tr>"
+                    + "".join(f"<tr><td>{html.escape(k)}</td><td>{m['auroc']:.3f}</td><td>{m['auprc']:.3f}</td>"
+                              f"<td>{m['fpr_at_95_tpr']:.3f}</td></tr>" for k, m in o["metrics"].items())
+                    + "</table>")
+            roc = folder / "roc.png"
+            if roc.is_file():
+                uri = "data:image/png;base64," + base64.b64encode(roc.read_bytes()).decode()
+                out += f'<img alt="ROC curves" src="{uri}">'
+        return out
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def write_report(run, out: Path | None = None, bundle=None) -> Path:
     """Write ``<run>/report.html`` (or ``out``) and return its path. The sections of decoded
     data (samples, reconstructions, interpolations) are the run's kind of data's."""
@@ -105,6 +136,9 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
 
     fig = latent_map_figure(model, test, bundle.test_labels, bundle.label_names)
     sections.append(("Latent space", f'<img alt="latent map" src="{figure_uri(fig)}">'))
+    scoring = scoring_section(run.path / "scores")
+    if scoring:
+        sections.append(("Scoring new data", scoring))
 
     body = "\n".join(f"<section><h2>{html.escape(t)}</h2>{c}</section>" for t, c in sections)
     title = f"vaekit run {run.path.name}"

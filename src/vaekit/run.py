@@ -193,6 +193,43 @@ class Run:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result
 
+    def score(self, data, k: int = 100, fpr: float | None = 0.05, by: str = "complexity", y=None,
+              chunk: int = 500, quiet: bool = True) -> dict:
+        """How unlike the training data each example is (:mod:`vaekit.score`): ``data`` is one
+        example, a batch, or a source (a file or folder, read ``chunk`` examples at a time, so a
+        folder larger than memory works). Returns a dict of (N,) tensors, one per score, and
+        ``names``; with the run's validation data at hand also ``typicality`` and, with ``fpr``,
+        ``flagged`` (by the score ``by``, at that false-positive rate on the validation split)."""
+        from .score import SCORES, reference, score_all
+
+        if by not in SCORES:
+            raise VaekitError(f"unknown score '{by}'; expected one of: {', '.join(SCORES)}.")
+        if isinstance(data, (str, Path)):
+            chunks = ((names, x, None) for names, x in self.media.stream(data, chunk, self.config.data))
+            what = Path(str(data)).name
+        else:
+            x = torch.as_tensor(data)
+            if x.dim() == len(self.info["shape"]):
+                x = x.unsqueeze(0)   # one example
+            if not self.media.same_shape(tuple(x.shape[1:])):
+                raise VaekitError(f"the data have shape {list(x.shape[1:])}, but the run was trained on "
+                                  f"{self.info['shape']}.")
+            chunks = ((range(i, min(i + chunk, len(x))), x[i:i + chunk], None if y is None else y[i:i + chunk])
+                      for i in range(0, len(x), chunk))
+            chunks = (([str(j) for j in r], xb, yb) for r, xb, yb in chunks)
+            what = ""
+        out = score_all(self, chunks, k, quiet, what)
+        try:
+            ref = reference(self, k, 0.05 if fpr is None else fpr, quiet=quiet)
+        except VaekitError:
+            ref = None   # the run's data cannot be read: no typicality, no threshold
+        if ref is not None:
+            out["typicality"] = ref.typicality(out["nll"])
+            out["reference"] = ref
+            if fpr is not None and by in ref.thresholds:
+                out["flagged"] = out[by] > ref.thresholds[by]
+        return out
+
     def examples(self, n: int = 8, split: str = "test") -> tuple[torch.Tensor, str]:
         """n examples as the model reads them, and where they came from: the split's first rows,
         or where the run's data cannot be read now (moved, deleted), inputs made up to their

@@ -12,7 +12,8 @@ from pathlib import Path
 from ..errors import Preempted, VaekitError
 from ..kinds import KINDS, Media
 from . import verbs
-from .options import add_train_options, apply_flags, positive_float, positive_int
+from ..score import SCORES
+from .options import add_train_options, apply_flags, positive_float, positive_int, probability
 
 __all__ = ["build_parser", "apply_flags", "main"]
 
@@ -118,6 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     v = run_parser("serve", "the latent explorer: a local web app to decode, slide and interpolate", verbs.cmd_serve)
     v.add_argument("--port", type=int, default=8000)
     v.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    c = run_parser("score", "score data for how unlike the training data each example is (anomaly and "
+                            "out-of-distribution detection): a CSV, flags, and with --data-ood AUROC and ROC curves",
+                   verbs.cmd_score)
+    c.add_argument("--data", help="what to score: a file or folder the run's kind reads, or a built-in name "
+                                  "(default: the run's test split)")
+    c.add_argument("--data-ood", metavar="DATA", help="data known to be out of distribution: report AUROC, AUPRC "
+                                                      "and FPR at 95%% TPR of each score, and draw the ROC curves")
+    c.add_argument("--k", type=positive_int, default=100, help="importance samples of the NLL (default 100)")
+    c.add_argument("--fpr", type=probability, default=0.05,
+                   help="false-positive rate on the validation split that sets the threshold (default 0.05)")
+    c.add_argument("--by", choices=list(SCORES), default="complexity",
+                   help="the score that flags (default complexity: the NLL corrected for input complexity)")
+    c.add_argument("--batch", type=positive_int, default=16, help="batch size of the typicality test (default 16)")
+    c.add_argument("--out", type=Path, help="CSV file (default <run>/scores/<data>.csv)")
+    c.add_argument("--quiet", action="store_true")
     x = run_parser("export", "write the model as ONNX or TorchScript files with a manifest, to use it without "
                              "vaekit", verbs.cmd_export)
     x.add_argument("--format", choices=["onnx", "torchscript"], default="onnx",

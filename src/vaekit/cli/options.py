@@ -55,6 +55,7 @@ positive_int = number(int, lambda v: v > 0, "a positive integer", "a positive in
 positive_float = number(float, lambda v: v > 0, "a positive number", "a number")
 nonneg_float = number(float, lambda v: v >= 0, "a non-negative number", "a number")
 nonneg_int = number(int, lambda v: v >= 0, "a non-negative integer", "an integer")
+probability = number(float, lambda v: 0 < v < 1, "a number between 0 and 1", "a number")
 
 TYPES = {"str": str, "int": int, "float": float, "int+": positive_int, "float+": positive_float,
          "int0+": nonneg_int, "float0+": nonneg_float, "ints": ints, "sizes": sizes, "range": span}

@@ -211,6 +211,59 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_score(args) -> int:
+    from ..score import SCORES, batch_ood, batch_typicality, ood_metrics, roc_png, summary_json, write_csv
+
+    run = _run(args)
+    folder = run.path / "scores"
+
+    def scored(source, what):
+        if source is None:   # the run's own test split
+            x = run.data.split("test")
+            s = run.score(x, args.k, args.fpr, args.by, y=run.labels("test"), quiet=args.quiet)
+            s["names"] = [f"test[{i}]" for i in range(x.shape[0])]
+            return s, "test split"
+        if not Path(source).expanduser().exists() and source not in run.media.builtin_sources:
+            raise VaekitError(f"{source}: no such file or directory ({what}).")
+        return run.score(source, args.k, args.fpr, args.by, quiet=args.quiet), Path(source).name
+
+    inside, name = scored(args.data, "--data")
+    ref = inside.get("reference")
+    keys = [key for key in SCORES if key in inside]
+    out = args.out or folder / f"{name.replace(' ', '-')}.csv"
+    write_csv(inside, keys, out, ref, args.by)
+    n = len(inside["names"])
+    print(f"scored {n:,} examples of {name} with k = {args.k}: {out}")
+    summary = {"data": name, "k": args.k, "examples": n, "by": args.by, "fpr": args.fpr}
+    if ref is None:
+        print("(the run's validation data could not be read: no typicality score, threshold or flags)")
+    else:
+        flagged = int(inside["flagged"].sum())
+        print(f"flagged by {args.by} (above {ref.thresholds[args.by]:.4g}, the validation split's "
+              f"{100 * (1 - args.fpr):g}th percentile): {flagged:,} ({100 * flagged / n:.1f}%)")
+        epsilon, stats = batch_typicality(inside["nll"], ref, args.batch)
+        if stats:
+            print(f"typicality test, batches of {args.batch} in order: {sum(s > epsilon for s in stats)} of "
+                  f"{len(stats)} flagged (|mean NLL - {ref.entropy:.2f}| > {epsilon:.3g} nats)")
+        summary.update(flagged=flagged, threshold=ref.thresholds[args.by], entropy=ref.entropy,
+                       batch=args.batch, batches=len(stats), batches_flagged=sum(s > epsilon for s in stats))
+    if args.data_ood:
+        outside, out_name = scored(args.data_ood, "--data-ood")
+        metrics = ood_metrics(inside, outside, keys)
+        if ref is not None:
+            metrics[f"typicality, batches of {args.batch}"] = batch_ood(inside["nll"], outside["nll"], ref, args.batch)
+        write_csv(outside, keys, folder / f"{out_name.replace(' ', '-')}.csv", ref, args.by)
+        png = roc_png(inside, outside, keys, folder / "roc.png", f"{name} (in) against {out_name} (out)")
+        print(f"\nin: {name}, {n:,} examples; out: {out_name}, {len(outside['names']):,} examples")
+        print(f"{'score':<28}{'AUROC':>8}{'AUPRC':>8}{'FPR@95%TPR':>12}")
+        for key, m in metrics.items():
+            print(f"{key:<28}{m['auroc']:>8.3f}{m['auprc']:>8.3f}{m['fpr_at_95_tpr']:>12.3f}")
+        print(f"ROC curves: {png}")
+        summary.update(ood={"data": out_name, "examples": len(outside["names"]), "metrics": metrics})
+    summary_json(folder / "summary.json", **summary)
+    return 0
+
+
 def cmd_export(args) -> int:
     run = _run(args)
     parts = None if args.part == "all" else [args.part]

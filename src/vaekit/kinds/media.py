@@ -201,6 +201,16 @@ class Media:
         """The lines ``vaekit evaluate`` prints last, about this kind's own figures (:meth:`metrics`)."""
         return []
 
+    def stream(self, source, chunk: int, cfg):
+        """New data from ``source`` for this run, in chunks of at most ``chunk`` examples, encoded
+        as the run's data were: an iterator of (names, x). ``cfg``: the run's DataConfig."""
+        raise VaekitError(f"{source}: vaekit cannot read new {self.name} data for scoring.")
+
+    def complexity_bits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B,) the bits a general-purpose lossless compressor needs for each example, the
+        complexity estimate of Serra et al. (2020) that the complexity-corrected score subtracts."""
+        raise VaekitError(f"vaekit has no compressor for {self.name} data.")  # pragma: no cover
+
     def made_up(self, n: int) -> torch.Tensor:
         """n inputs of the data's shape and kind of value, for when the data cannot be read: 0/1
         pixels, values in [0, 1] or Gaussian features (a kind with other inputs overrides it)."""
@@ -221,6 +231,24 @@ class Media:
         (the data section of an exported model's manifest.json): shapes, ranges, vocabulary,
         feature settings, normalisation."""
         return {"shape": list(self.info["shape"]), "value": self.info["value"]}
+
+
+def png_bits(pixels: np.ndarray) -> int:
+    """The size in bits of one picture of 8-bit values, (H, W) grey or (H, W, 3) RGB, as a PNG at
+    the highest compression (Pillow's zlib level 9)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG", optimize=True, compress_level=9)
+    return 8 * buf.tell()
+
+
+def deflate_bits(data: bytes) -> int:
+    """The size in bits of ``data`` compressed by raw deflate (zlib level 9, no header or checksum)."""
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return 8 * len(c.compress(data) + c.flush())
 
 
 def skipped_text(bundle) -> str:

@@ -65,7 +65,7 @@ class Audio(Media):
         """PNG of the model's input, the normalised log-mel spectrogram, quantised to 8 bits over
         four standard deviations either side of the mean (the input the NLL is over, not the wave)."""
         pixels = ((x.detach().float().cpu()[:, 0].clamp(-4, 4) + 4) * (255 / 8)).round().to(torch.uint8).numpy()
-        return torch.tensor([png_bits(p, "L") for p in pixels], dtype=torch.float64)
+        return torch.tensor([png_bits(p) for p in pixels], dtype=torch.float64)
 
     def export_info(self) -> dict:
         from .loader import LOG_EPS, mel_filterbank

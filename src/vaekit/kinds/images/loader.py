@@ -357,3 +357,82 @@ def _load_idx_folder(folder: Path, shape):
     if "train" not in splits:
         raise VaekitError(f"{folder}: found test IDX files but no train-images-idx3-ubyte[.gz].")
     return splits, labels
+
+
+# ----------------------------------------------------------------------------- new data, in chunks
+
+def stream_images(source, cfg, info: dict, chunk: int):
+    """New images for a trained run, in chunks of at most ``chunk``, each image named, encoded as
+    the run's were: (names, x (n, C, H, W) float32). A folder of PNG/JPEG files is read a chunk at a
+    time (any number of files); an array, an IDX file, a folder of IDX pairs or of train/valid/test
+    arrays (its test split) and the built-in names are read whole, then cut. ``cfg``: the run's
+    DataConfig (image size, binarisation); ``info``: its data description (shape, kind of value)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(str(source)).expanduser()
+    shape = tuple(info["shape"])
+    if path.is_dir() and not _arrays_in(path) and not _find_idx_pairs(path):
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not files:
+            raise VaekitError(f"{path}: no PNG or JPEG images found in this folder.")
+        mode = "L" if shape[0] == 1 else "RGB"
+        for i in range(0, len(files), chunk):
+            images = []
+            for p in files[i:i + chunk]:
+                try:
+                    with Image.open(p) as im:
+                        im = im.convert(mode)
+                        if cfg.image_size:
+                            im = im.resize((shape[2], shape[1]), Image.Resampling.BILINEAR)
+                        images.append(np.asarray(im, dtype=np.uint8))
+                except (UnidentifiedImageError, OSError, SyntaxError) as e:
+                    raise VaekitError(f"{p}: not a readable image ({e.__class__.__name__}).") from None
+                if images[-1].shape[:2] != shape[1:]:
+                    raise VaekitError(f"{p}: is {images[-1].shape[1]}x{images[-1].shape[0]}, but the run was trained "
+                                      f"on {shape[2]}x{shape[1]} images.")
+            x = to_nchw(np.stack(images), None, str(path))
+            yield ([str(p.relative_to(path)) for p in files[i:i + chunk]], _as_trained(x, str(path), cfg, info))
+        return
+    x, name = _whole_source(source, path, cfg)
+    x = _as_trained(x, name, cfg, info)
+    for i in range(0, len(x), chunk):
+        yield [f"{name}[{j}]" for j in range(i, min(i + chunk, len(x)))], x[i:i + chunk]
+
+
+def _whole_source(source, path: Path, cfg) -> tuple[np.ndarray, str]:
+    """All images of a source that is read whole, in its order, and how to name them."""
+    if str(source) == "digits":
+        return _load_digits()[0], "digits"
+    if str(source) == "fashion-mnist" or path.is_dir():
+        folder = FASHION_MNIST_DIR if str(source) == "fashion-mnist" else path
+        if str(source) == "fashion-mnist" and not FASHION_MNIST_DIR.is_dir():
+            raise VaekitError(f"{FASHION_MNIST_DIR}: Fashion-MNIST is not installed; install Debian's "
+                              f"dataset-fashion-mnist or pass the IDX folder with --data.")
+        arrays = _arrays_in(folder)
+        if arrays:
+            key = "test" if "test" in arrays else next(iter(arrays))
+            return to_nchw(read_array(arrays[key])[0], cfg.shape, str(arrays[key])), arrays[key].name
+        splits, _ = _load_idx_folder(folder, cfg.shape)
+        key = "test" if "test" in splits else "train"
+        return splits[key], f"{'fashion-mnist' if str(source) == 'fashion-mnist' else path.name}:{key}"
+    if not path.exists():
+        raise VaekitError(f"{path}: no such file or directory.")
+    if path.suffix in ARRAY_SUFFIXES:
+        return to_nchw(read_array(path)[0], cfg.shape, str(path)), path.name
+    return to_nchw(read_idx(path), cfg.shape, str(path)), path.name
+
+
+def _as_trained(x: np.ndarray, origin: str, cfg, info: dict) -> torch.Tensor:
+    """Images (N, C, H, W) as the run's model reads them: the same shape, values scaled to [0, 1],
+    and binarised where the run's data were (thresholded, or one fixed draw)."""
+    if tuple(x.shape[1:]) != tuple(info["shape"]):
+        raise VaekitError(f"{origin}: images of shape {list(x.shape[1:])}, but the run was trained on "
+                          f"{info['shape']}.")
+    scaled, value, _ = scale_values(x, origin)
+    t = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))
+    if info["value"] == "binary" and value != "binary":
+        if cfg.binarize == "threshold":
+            t = (t > 0.5).float()
+        else:  # a fixed draw, as the run's validation and test images were binarised
+            t = torch.bernoulli(t, generator=torch.Generator().manual_seed(cfg.split_seed + 12345))
+    return t

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from ..media import (Media, Written, grid, latent_map_png, pick_pairs, picture_uri, png_bits, prior_draws,
-                     register_kind, save_png, skipped_text, split_sizes, spread)
+from ..media import (Media, Written, deflate_bits, grid, latent_map_png, pick_pairs, picture_uri, png_bits,
+                     prior_draws, register_kind, save_png, skipped_text, split_sizes, spread)
 
 
 @register_kind
@@ -41,11 +41,17 @@ class Images(Media):
         return stream_images(source, cfg, self.info, chunk)
 
     def complexity_bits(self, x):
-        """PNG: 0/1 pixels at one bit, other values as 8-bit grey or RGB."""
-        binary = self.info["value"] == "binary"
-        pixels = (x.detach().float().cpu().clamp(0, 1) * (1 if binary else 255)).round().to(torch.uint8).numpy()
+        """Grey levels and colour: PNG of the 8-bit pixels. Binary pixels: raw deflate (zlib level 9,
+        no header) of one byte per pixel, which on Fashion-MNIST against MNIST separates the two
+        far better than a 1-bit PNG, whose row filters and bit packing break the runs deflate finds
+        (AUROC of the corrected score 0.994 against 0.928; bench/RESULTS.md)."""
+        pixels = x.detach().float().cpu().clamp(0, 1)
+        if self.info["value"] == "binary":
+            return torch.tensor([deflate_bits(p.round().to(torch.uint8).numpy().tobytes()) for p in pixels],
+                                dtype=torch.float64)
+        pixels = (pixels * 255).round().to(torch.uint8).numpy()
         pixels = pixels[:, 0] if pixels.shape[1] == 1 else pixels.transpose(0, 2, 3, 1)
-        return torch.tensor([png_bits(p, "1" if binary else "L") for p in pixels], dtype=torch.float64)
+        return torch.tensor([png_bits(p) for p in pixels], dtype=torch.float64)
 
     def export_info(self) -> dict:
         c = self.info["shape"][0]

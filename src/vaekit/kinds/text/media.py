@@ -8,7 +8,8 @@ import torch
 
 from ...errors import VaekitError
 from ...tokens import EOS
-from ..media import Media, Written, latent_map_png, pick_pairs, pre, register_kind, split_sizes, spread, write_text
+from ..media import (Media, Written, deflate_bits, latent_map_png, pick_pairs, pre, register_kind, split_sizes,
+                     spread, write_text)
 
 SAMPLE_METHODS = (("greedy", "greedy decoding"), ("sample", "sampling at temperature 1"),
                   ("beam", "beam search, width 5"))
@@ -64,6 +65,28 @@ class Text(Media):
 
     def same_shape(self, shape) -> bool:
         return True  # lines are as long as the longest line of the data; the model reads any length
+
+    def stream(self, source, chunk, cfg):
+        """The non-empty lines of a text file, named by file and line number."""
+        path = Path(str(source)).expanduser()
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise VaekitError(f"{path}: cannot read the file ({e.strerror or e}).") from None
+        if b"\x00" in raw[:65536]:
+            raise VaekitError(f"{path}: not a text file (it holds binary data).")
+        named = [(f"{path.name}:{n}", line) for n, line in enumerate(raw.decode("utf-8", "replace").splitlines(), 1)
+                 if line.strip()]
+        if not named:
+            raise VaekitError(f"{path}: has no lines to score.")
+        for i in range(0, len(named), chunk):
+            part = named[i:i + chunk]
+            yield [n for n, _ in part], self.encode([line for _, line in part])
+
+    def complexity_bits(self, x):
+        """zlib's raw deflate (level 9, no header) of each line as UTF-8."""
+        return torch.tensor([deflate_bits(line.encode("utf-8")) for line in self.vocab.decode_batch(x)],
+                            dtype=torch.float64)
 
     def made_up(self, n: int) -> torch.Tensor:
         """n lines of random tokens of random lengths, each ended by </s> and padded."""
