@@ -123,5 +123,9 @@ def test_data_of_another_shape_or_kind_is_one_sentence(digits_run, cli, tmp_path
     assert rc == 2 and "[1, 28, 28]" in err and "[1, 8, 8]" in err and "Traceback" not in err
     rc, _, err = cli("score", digits_run, "--data", tmp_path / "missing")
     assert rc == 2 and "missing" in err and "no such file" in err
+    lines = tmp_path / "lines.txt"
+    lines.write_text("anna\nbob\n")
+    rc, _, err = cli("score", digits_run, "--data", lines)
+    assert rc == 2 and "looks like text data" in err and "image data of shape [1, 8, 8]" in err
     rc, _, err = cli("score", digits_run, "--fpr", "1.5")
     assert rc == 2 and "between 0 and 1" in err

@@ -205,6 +205,13 @@ class Run:
         if by not in SCORES:
             raise VaekitError(f"unknown score '{by}'; expected one of: {', '.join(SCORES)}.")
         if isinstance(data, (str, Path)):
+            from .kinds import KINDS
+
+            path = Path(str(data)).expanduser()
+            other = [name for name, k in KINDS.items() if name != self.modality and path.exists() and k.detect(path)]
+            if other:
+                raise VaekitError(f"{data}: looks like {other[0]} data, but the run was trained on {self.modality} "
+                                  f"data of shape {self.info['shape']}.")
             chunks = ((names, x, None) for names, x in self.media.stream(data, chunk, self.config.data))
             what = Path(str(data)).name
         else:
