@@ -364,7 +364,8 @@ def test_a_cuda_run_says_whether_its_step_is_a_cuda_graph(amp, graphed, expected
                               graph_blocker=cuda_graph_blocker(config, torch.device("cuda"), False),
                               model=SimpleNamespace(parameters=lambda: [torch.zeros(3)], classes=0),
                               bundle=SimpleNamespace(describe=lambda: "data"), info={"value": "binary"},
-                              use_amp=amp != "off", out="runs/x", graphed=object() if graphed else None)
+                              use_amp=amp != "off", out="runs/x", graphed=object() if graphed else None,
+                              threads=None)
     lines = []
     _describe(trainer, lines.append)
     assert any(line.startswith("step   ") and expected in line for line in lines), lines

@@ -182,6 +182,8 @@ class TrainConfig:
                                   parse="float0+")
     seed: int = opt(0, "random seed", parse="int")
     device: str = opt("auto", "where to train (auto: CUDA when there is one)", choices=("auto", "cpu", "cuda"))
+    threads: int | None = opt(None, "CPU threads (default: the cores this process may use, less those other "
+                                    "processes keep busy, revised each epoch)", parse="int+")
     max_bad_steps: int = opt(20, "this many steps in a row with a non-finite loss or gradient count as divergence",
                              parse="int+")
     on_divergence: str = opt("recover", "on divergence (--max-bad-steps bad steps in a row, a non-finite validation "

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from ..threads import Threads
 from ..version import __version__
 from ..config import Config, auto_batch_size
 from ..errors import Preempted, VaekitError
@@ -89,6 +90,7 @@ class Trainer:
         self.config, self.bundle, self.out, self.d, self.device = config, bundle, Path(out), d, device
         self.quiet = quiet or not d.main
         tc = config.train
+        self.threads = Threads(tc.threads) if device.type == "cpu" else None
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
         self.info = bundle.info()
         self.model = build_model(config.model, self.info).to(device)
@@ -269,6 +271,9 @@ class Trainer:
             self.recover(e, bar)
             return
         self.end_epoch(epoch, sums, valid, metrics, bar)
+        changed = self.threads.revise() if self.threads is not None else None
+        if changed and not self.quiet:
+            bar.write(changed)
 
     def initial_score(self) -> float:
         """The validation bound of the weights as they start, the yardstick of divergence; its

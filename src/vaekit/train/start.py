@@ -85,6 +85,8 @@ def _describe(trainer: Trainer, log) -> None:
     if trainer.device.type == "cuda" and c.train.cuda_graph != "off":
         log("step   replayed as one CUDA graph per batch (--cuda-graph off: the ordinary step)" if trainer.graphed
             else f"step   the ordinary step, not a CUDA graph: {trainer.graph_blocker}")
+    if trainer.threads is not None:
+        log(f"cpu    {trainer.threads.describe()}")
     log(f"run    {trainer.out}")
     warnings = [slow_amp_warning(trainer.device, trainer.use_amp)]
     warnings += [f"warning: {w}." for w in without_effect(c)]
