@@ -28,7 +28,10 @@ def test_the_count_leaves_the_cores_other_processes_use(monkeypatch):
         assert t._choose(1.1)[0] == 3            # one busy process: one core fewer
         assert t._choose(7.5)[0] == 1            # never fewer than one
         monkeypatch.setattr(t.load, "others", lambda: 2.0)
+        assert t.revise() is None                # too short a time to tell another process from noise
+        t.load.wall -= t.MIN_SECONDS
         assert t.revise() == "threads 4 -> 2 (4 by CPU affinity, other processes busy on 2.0)"
+        t.load.wall -= t.MIN_SECONDS
         assert torch.get_num_threads() == 2 and t.revise() is None   # unchanged: nothing said
         fixed = Threads(3)
         assert fixed.n == 3 and fixed.revise() is None and fixed.describe() == "3 threads (--threads)"

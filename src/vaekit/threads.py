@@ -10,12 +10,13 @@ thread that lost its core. So vaekit counts:
   v2 quota (``cpu.max``: a container's share), and ``OMP_NUM_THREADS`` when set;
 - the cores other processes keep busy: from ``/proc/stat``, the machine's busy time less this
   process's own CPU time, over each epoch (so that a job that starts or stops beside a training
-  is followed, epoch by epoch; the first epoch uses every core it may);
+  is followed, epoch by epoch, over at least 3 s; the first epochs use every core it may);
 
 and uses the cores left, at least one. (Under DistributedDataParallel on the CPU the other
-processes of the run are such processes, so they share the cores.) The count can change the
-last bits of some kernels' results; on the digits model 1 and 2 threads train to identical
-weights, but for bit-identical resumes elsewhere give ``--threads``. ``--threads N`` fixes the number. Where ``/proc/stat``
+processes of the run are such processes, so they share the cores.) A count that changes
+mid-run can change the last bits of some kernels' results (the GRU's among them): a resume is
+bit-identical to an uninterrupted run when the count stayed the same, as on a machine whose
+load does not change, or with ``--threads``. ``--threads N`` fixes the number. Where ``/proc/stat``
 cannot be read (not Linux), only the first count applies.
 """
 
@@ -97,9 +98,14 @@ class Threads:
         busy = min(self.cores - 1, round(others))
         return max(1, self.cores - busy), f"{self.cores} by {self.limit}, other processes busy on {others:.1f}"
 
+    #: the shortest interval a revision measures: /proc/stat counts in ticks of 10 ms, so over a
+    #: short epoch its difference from this process's own CPU time is noise, not another process
+    MIN_SECONDS = 3.0
+
     def revise(self) -> str | None:
-        """After an epoch: the count for the load measured over it; a line saying so when it changed."""
-        if self.requested:
+        """After an epoch: the count for the load measured since the last revision (epochs are
+        pooled until MIN_SECONDS have passed); a line saying so when it changed."""
+        if self.requested or time.perf_counter() - self.load.wall < self.MIN_SECONDS:
             return None
         others = self.load.others()
         if others is not None:
