@@ -127,5 +127,7 @@ def test_data_of_another_shape_or_kind_is_one_sentence(digits_run, cli, tmp_path
     lines.write_text("anna\nbob\n")
     rc, _, err = cli("score", digits_run, "--data", lines)
     assert rc == 2 and "looks like text data" in err and "image data of shape [1, 8, 8]" in err
+    rc, _, err = cli("score", digits_run, "--by", "llr")
+    assert rc == 2 and "top-down hierarchical model" in err
     rc, _, err = cli("score", digits_run, "--fpr", "1.5")
     assert rc == 2 and "between 0 and 1" in err

@@ -200,10 +200,13 @@ class Run:
         folder larger than memory works). Returns a dict of (N,) tensors, one per score, and
         ``names``; with the run's validation data at hand also ``typicality`` and, with ``fpr``,
         ``flagged`` (by the score ``by``, at that false-positive rate on the validation split)."""
-        from .score import SCORES, reference, score_all
+        from .score import SCORES, has_llr, reference, score_all
 
         if by not in SCORES:
             raise VaekitError(f"unknown score '{by}'; expected one of: {', '.join(SCORES)}.")
+        if by == "llr" and not has_llr(self.model):
+            raise VaekitError(f"{self.path}: the likelihood ratio (--by llr) needs a top-down hierarchical model "
+                              f"without a flow (--prior hierarchical --inference top-down); use another score.")
         if isinstance(data, (str, Path)):
             from .kinds import KINDS
 
