@@ -144,6 +144,10 @@ def test_audio_cli_end_to_end(tmp_path, cli):
     assert rc == 0 and len(list((tmp_path / "rec").glob("*.wav"))) == 4
     rc, out, _ = cli("evaluate", r, "--k", "10", "--quiet")
     assert rc == 0 and "spectral convergence" in out and "bits/dim" in out
+    rc, out, err = cli("traverse", r, "--dims", "1,3", "--steps", "3", "--out", tmp_path / "trav")
+    assert rc == 0, err
+    assert sorted(p.name for p in (tmp_path / "trav").iterdir()) == ["traversal.png", "z1.wav", "z3.wav"]
+    assert sf.read(tmp_path / "trav" / "z1.wav")[0].shape[0] > 3 * 4000
     rc, out, _ = cli("info", r)
     assert rc == 0 and "8000 Hz" in out
     names = vaekit.Run.load(r).info["label_names"]

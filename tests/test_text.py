@@ -161,6 +161,11 @@ def test_text_cli_end_to_end(tmp_path, cli):
     assert rc == 0 and len(out.strip().splitlines()) == 5
     rc, out, _ = cli("evaluate", r, "--k", "20", "--quiet")
     assert rc == 0 and "perplexity" in out and "nats per line" in out
+    rc, out, _ = cli("traverse", r, "--dims", "0,2", "--steps", "3", "--from", "1")
+    lines = out.strip().splitlines()
+    assert rc == 0 and lines[0] == "# around the posterior mean of test example 1"
+    assert lines[1].startswith("z0  KL") and lines[6].startswith("z2  KL") and lines[2].startswith("   -3.00  ")
+    assert (r / "samples" / "traversal.txt").exists() and "Latent traversal" in (r / "report.html").read_text()
     rc, out, _ = cli("info", r)
     assert rc == 0 and "vocabulary" in out and "gru" in out
     # the run reloads without its data for sampling: vocab.json is what it needs

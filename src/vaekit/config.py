@@ -60,13 +60,16 @@ def _auto(names):
 class DataConfig:
     """Where the data come from and how values are treated (each field's help: its metadata)."""
 
-    source: str = opt("digits", "digits (default), fashion-mnist, or a path: IDX file, .npz/.npy, folder of "
+    source: str = opt("digits", "digits (default), fashion-mnist, dsprites (drawn here, with its factors), or a path: IDX file, .npz/.npy, folder of "
                                 "train/valid/test arrays or IDX files, folder of PNG/JPEG; a text file (one example "
                                 "per line) or folder of them; a folder of WAV files", flag="data")
     binarize: str = opt("none", "binary pixels: threshold (x > 0.5), static (one fixed draw) or dynamic (a new "
                                 "draw every batch)", choices=("none", "threshold", "static", "dynamic"))
     shape: list[int] | None = opt(None, "image shape for flat (N, D) arrays: HxW or CxHxW", parse="ints")
-    image_size: list[int] | None = opt(None, "resize images in a folder to H or HxW", parse="ints")
+    image_size: list[int] | None = opt(None, "resize images in a folder to H or HxW; the size dsprites is drawn at "
+                                             "(default 64)", parse="ints")
+    subset: int | None = opt(None, "a random subset of this many images (of the training split when the source has "
+                                   "its own; dsprites: default 50,000 of 737,280)", parse="int+")
     valid_fraction: float = opt(0.1, "share held out for validation when the source has no such split",
                                 parse="float", cli=False)
     test_fraction: float = opt(0.1, "share held out for testing when the source has no such split",
@@ -176,10 +179,27 @@ class TrainConfig:
     estimator: str = opt("standard", "the encoder's gradient of the IWAE bound: standard, or dreg (doubly "
                                      "reparameterised, Tucker et al. 2019: less noisy for large k)",
                            choices=("standard", "dreg"))
-    beta: float = opt(1.0, "KL weight (beta-VAE)", parse="float0+")
+    beta: float = opt(1.0, "KL weight (beta-VAE); with --objective tcvae, the weight of the total correlation",
+                      parse="float0+")
     warmup_epochs: float = opt(0, "KL warm-up epochs: beta rises linearly from 0", flag="warmup", parse="float0+")
     free_bits: float | None = opt(None, "minimum KL per latent dimension in nats (default: 0, text 0.25)",
                                   parse="float0+")
+    mi_weight: float = opt(1.0, "--objective tcvae: the weight of the index-code mutual information (alpha)",
+                           parse="float0+", group="disentangling")
+    dimkl_weight: float = opt(1.0, "--objective tcvae: the weight of the dimension-wise KL (gamma)",
+                              parse="float0+", group="disentangling")
+    gamma: float = opt(35.0, "--objective factor: the weight of the discriminator's total correlation",
+                       parse="float0+", group="disentangling")
+    discriminator: list[int] = opt(factory=lambda: [1000] * 6, help="--objective factor: the discriminator's hidden "
+                                                                    "sizes (default six of 1000, as the paper)",
+                                   parse="ints", group="disentangling")
+    discriminator_lr: float = opt(1e-4, "--objective factor: the discriminator's Adam learning rate (betas 0.5, "
+                                        "0.9)", parse="float+", group="disentangling")
+    dip_lambda: float = opt(10.0, "--objective dip-i/dip-ii: the weight of the off-diagonal covariance",
+                            parse="float0+", group="disentangling")
+    dip_lambda_d: float | None = opt(None, "--objective dip-i/dip-ii: the weight of the diagonal's distance from 1 "
+                                           "(default 10 x --dip-lambda for dip-i, 1 x for dip-ii)",
+                                     parse="float0+", group="disentangling")
     seed: int = opt(0, "random seed", parse="int")
     device: str = opt("auto", "where to train (auto: CUDA when there is one)", choices=("auto", "cpu", "cuda"))
     threads: int | None = opt(None, "CPU threads (default: the cores this process may use, less those other "
@@ -347,6 +367,15 @@ def without_effect(config: Config) -> list[str]:
         out.append(f"--k {t.k} is the number of importance samples of --objective iwae; the {t.objective} uses one")
     if t.objective == "iwae" and (t.beta != 1 or t.warmup_epochs or t.free_bits):
         out.append("--beta, --warmup and --free-bits shape the ELBO; the IWAE bound has no KL term to weight")
+    if t.objective == "tcvae" and t.free_bits:
+        out.append("--free-bits is a floor on the ELBO's KL; --objective tcvae weighs the KL's parts instead")
+    plain = TrainConfig()
+    for objectives, names in ((("tcvae",), ("mi_weight", "dimkl_weight")),
+                              (("factor",), ("gamma", "discriminator", "discriminator_lr")),
+                              (("dip-i", "dip-ii"), ("dip_lambda", "dip_lambda_d"))):
+        if t.objective not in objectives and any(getattr(t, n) != getattr(plain, n) for n in names):
+            flags = ", ".join("--" + n.replace("_", "-") for n in names)
+            out.append(f"{flags} shape --objective {' or '.join(objectives)}; this run's is {t.objective}")
     if m.prior_components is not None and m.prior not in ("mog", "vamp") and m.top_prior != "vamp":
         out.append(f"--prior-components is the size of a mixture prior (mog, vamp), not of the {m.prior} prior")
     if m.gaussian_std is not None and m.likelihood != "gaussian":
@@ -392,7 +421,7 @@ def resolve(config: Config, info: dict) -> list[str]:
             section, name = key.split(".")
             setattr(getattr(config, section), name, value)
             done.append(key)
-    why = misfit(m, info)
+    why = misfit(m, info) or OBJECTIVES.misfit(t.objective, m, info)
     if why:
         raise VaekitError(f"{config.data.source}: {why}.")
     return done

@@ -1,7 +1,8 @@
 """A self-contained HTML report of a run: one file, images embedded as data URIs, no network.
 
 It shows the configuration, learning curves, the evaluation numbers (when ``evaluate`` has
-run), samples, reconstructions, interpolations, the KL per latent dimension and the latent
+run, with the disentanglement metrics when the data carry known factors), samples,
+reconstructions, interpolations, a latent traversal, the KL per latent dimension and the latent
 map of the test set.
 """
 
@@ -15,8 +16,9 @@ import torch
 import yaml
 
 from .eval import COLLAPSE_REMEDIES, collapse_epoch, layers_text
-from .eval.metrics import COLLAPSE_KL
-from .kinds.media import figure_uri, latent_map_figure, pyplot
+from .eval.metrics import COLLAPSE_KL, kl_per_dimension
+from .kinds.media import figure_uri, latent_map_figure, pyplot, spread
+from .traversal import traversal
 
 
 def learning_curves(metrics: list[dict]):
@@ -46,11 +48,19 @@ def kl_bars(kl_per_dim: list[float]):
     return fig
 
 
-@torch.no_grad()
-def kl_per_dim(model, x: torch.Tensor, y=None) -> list[float] | None:
-    q = model.encode(x, y)
-    kl = model.prior.analytic_kl(q, model.onehot(y, x.shape[0]))
-    return None if kl is None else kl.mean(0).tolist()
+def disentanglement_rows(d: dict | None) -> list[tuple[str, str]]:
+    """The disentanglement metrics of an evaluation (``Run.disentanglement``) as (name, value)
+    rows: the report's table and `vaekit evaluate`'s lines."""
+    if not d:
+        return []
+    where = f"posterior means of {d['points']:,} {d['split']} examples against {', '.join(d['factors'])}"
+    return [("disentanglement", where),
+            ("MIG", f"{d['mig']:.3f}"),
+            ("DCI", f"disentanglement {d['dci_disentanglement']:.3f}, completeness {d['dci_completeness']:.3f}, "
+                    f"informativeness {d['dci_informativeness']:.3f}"),
+            ("SAP", f"{d['sap']:.3f}"),
+            ("FactorVAE score", f"{d['factorvae_score']:.3f}"),
+            ("modularity, explicitness", f"{d['modularity']:.3f}, {d['explicitness']:.3f}")]
 
 
 def _table(rows: list[tuple[str, str]]) -> str:
@@ -122,16 +132,24 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
             ("bits per dimension", f"{ev['bits_per_dim']:.4f}"),
             ("ELBO", f"{ev['elbo_nats']:.3f} nats (reconstruction {ev['rec_nats']:.3f}, KL {ev['kl_nats']:.3f})"),
             ("active units", f"{ev['active_units']} of {ev['latent']}"),
-            *([("stochastic layers", layers_text(ev["layers"]))] if ev.get("layers") else [])])))
+            *([("stochastic layers", layers_text(ev["layers"]))] if ev.get("layers") else []),
+            *disentanglement_rows(ev.get("disentanglement"))])))
     else:
         sections.append(("Evaluation", "<p>Not evaluated yet: run <code>vaekit evaluate "
                                        f"{html.escape(str(run.path))}</code> and then <code>vaekit report</code>.</p>"))
 
     y = bundle.test_labels if model.classes else None
     sections += run.media.report_sections(run, bundle)
+    shown = spread(test.shape[0], 2000).to(test.device)
+    t = traversal(model, test[shown], None if y is None else y[shown], steps=9, max_dims=10)
+    sections.append(("Latent traversal", f"<p>One latent dimension varied from {t.values[0]:g} to {t.values[-1]:g} "
+                     f"at a time, the others held at {html.escape(t.origin)}; a row per dimension, those with the most "
+                     f"{'KL' if t.measure == 'KL' else 'variance of the posterior means'} first "
+                     f"(<code>vaekit traverse</code> for other dimensions, ranges and examples).</p>"
+                     + run.media.traversal_html(run, t)))
 
-    kls = ev["kl_per_dim"] if ev and ev.get("kl_per_dim") else kl_per_dim(model, test, y)
-    if kls is not None:
+    kls, measure = (ev["kl_per_dim"], "KL") if ev and ev.get("kl_per_dim") else kl_per_dimension(model, test, y)
+    if kls is not None and measure == "KL":
         sections.append(("KL per latent dimension", f'<img alt="KL per dimension" src="{figure_uri(kl_bars(kls))}">'))
 
     fig = latent_map_figure(model, test, bundle.test_labels, bundle.label_names)

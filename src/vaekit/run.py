@@ -17,6 +17,7 @@ import json
 from functools import cached_property
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import memory
@@ -24,6 +25,7 @@ from .checkpoint import load_weights
 from .config import Config, check_version, load_yaml, resolve
 from .errors import VaekitError
 from .kinds import kind
+from .kinds.media import spread
 from .model import VAE, build_model, model_size
 
 
@@ -182,16 +184,66 @@ class Run:
         return json.loads(f.read_text()) if f.exists() else None
 
     def evaluate(self, k: int = 5000, split: str = "test", batch_size: int | None = None,
-                 quiet: bool = False, write: bool = True) -> dict:
+                 quiet: bool = False, write: bool = True, factors: bool | None = None, exact_dci: bool = False) -> dict:
+        """The test figures (:func:`vaekit.eval.evaluate`) and the kind's own; with ``factors``
+        (by default when the data carry known factors) the disentanglement metrics too
+        (:meth:`disentanglement`, on the training split), written to evaluation.json."""
         from .eval import evaluate
 
+        if factors is None:
+            factors = self.data.factors("train") is not None
+        elif factors and self.data.factors("train") is None:
+            raise self._no_factors()
         result = evaluate(self.model, self.data.split(split), k=k, quiet=quiet, batch_rows=batch_size,
                           y=self.labels(split))
         result = {"data": self.info["name"], "split": split, **result}
         result.update(self.media.metrics(self, split))
+        if factors:
+            result["disentanglement"] = self.disentanglement(exact=exact_dci)
         if write:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result
+
+    def traversal(self, dims: list[int] | None = None, span=(-3.0, 3.0), steps: int = 9, index: int | None = None,
+                  split: str = "test", max_examples: int = 2000):
+        """A latent traversal (:mod:`vaekit.traversal`) around example ``index`` of ``split`` (its
+        posterior mean), or z = 0; dimensions ordered by their KL over (up to ``max_examples`` of)
+        that split."""
+        from .traversal import traversal
+
+        x, y = self.data.split(split), self.labels(split)
+        if index is not None and not -len(x) <= index < len(x):
+            raise VaekitError(f"--from {index}: the {split} split has {len(x)} examples (0-{len(x) - 1}).")
+        shown = spread(len(x), max_examples).to(x.device)
+        at = None if index is None else x[index]
+        at_y = None if index is None or y is None else y[index]
+        return traversal(self.model, x[shown], None if y is None else y[shown], dims, span, steps, at, at_y,
+                         f"the posterior mean of {split} example {index % len(x)}" if index is not None else "")
+
+    def disentanglement(self, split: str = "train", seed: int = 0, num_train: int = 10000, num_test: int = 5000,
+                        exact: bool = False) -> dict:
+        """The disentanglement metrics (MIG, DCI, SAP, the FactorVAE score, modularity and
+        explicitness: :mod:`vaekit.eval.disentangle`) of the posterior means of ``split`` against
+        the data's known factors."""
+        from .eval.disentangle import all_metrics
+        from .eval.metrics import posterior_means
+
+        data = self.data
+        factors = data.factors(split)
+        if factors is None:
+            raise self._no_factors()
+        x, y = data.split(split), self.labels(split)
+        pool = min(len(x), num_train + num_test)
+        keep = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(len(x), pool, replace=False)))
+        keep = keep.to(x.device)
+        codes = posterior_means(self.model, x[keep], None if y is None else y[keep]).cpu().numpy()
+        out = all_metrics(codes, factors[keep.cpu()].numpy(), seed=seed, num_train=num_train, num_test=num_test,
+                          exact=exact)
+        return {"split": split, "points": pool, "factors": data.factor_names, **out}
+
+    def _no_factors(self) -> VaekitError:
+        return VaekitError(f"{self.config.data.source}: the data carry no known factors (--data dsprites, or an .npz "
+                           f"with a 'factors' array), which the disentanglement metrics need.")
 
     def score(self, data, k: int = 100, fpr: float | None = 0.05, by: str = "complexity", y=None,
               chunk: int = 500, quiet: bool = True) -> dict:

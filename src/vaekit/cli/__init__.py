@@ -13,7 +13,7 @@ from ..errors import Preempted, VaekitError
 from ..kinds import KINDS, Media
 from . import verbs
 from ..score import SCORES
-from .options import add_train_options, apply_flags, positive_float, positive_int, probability
+from .options import add_train_options, apply_flags, indices, positive_float, positive_int, probability, span
 
 __all__ = ["build_parser", "apply_flags", "main"]
 
@@ -112,8 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-rows", type=positive_int,
                    help="decoder rows (examples x samples) per pass (default: about 40 MB of activations on "
                         "a CPU, up to 32768 rows on a GPU)")
+    e.add_argument("--factors", action=argparse.BooleanOptionalAction, default=None,
+                   help="the disentanglement metrics against the data's known factors: MIG, DCI, SAP, the FactorVAE "
+                        "score, modularity and explicitness (default: when the data carry factors)")
+    e.add_argument("--dci-exact", action="store_true",
+                   help="DCI with sklearn's exact gradient-boosted trees, as disentanglement_lib (minutes on many "
+                        "factor values; default: the histogram-based trees, seconds)")
     e.add_argument("--json", type=Path, help="also write the result here (always: <run>/evaluation.json)")
     e.add_argument("--quiet", action="store_true")
+
+    w = run_parser("traverse", "vary one latent dimension at a time around a test example (or z = 0) and decode: "
+                               "a row per dimension, ordered by KL", verbs.cmd_traverse)
+    w.add_argument("--dims", type=indices, help="the dimensions to vary, in this order, e.g. 0,3,5 (default: the "
+                                                 "16 with the most KL)")
+    w.add_argument("--range", dest="span", type=span, default=(-3.0, 3.0), metavar="LO,HI",
+                   help="the values each dimension takes, e.g. --range=-3,3 (with '=': it starts with a minus; "
+                        "default -3,3)")
+    w.add_argument("--steps", type=positive_int, default=9, help="values per dimension (default 9)")
+    w.add_argument("--from", dest="index", type=int, metavar="TEST_INDEX",
+                   help="hold the other dimensions at this test example's posterior mean (default: z = 0)")
+    generation(w)
+    w.add_argument("--out", type=Path, help="picture file (default <run>/samples/traversal.png); text: a text file; "
+                                            "audio: a folder")
 
     run_parser("info", "what a run is: data, model, training, results", verbs.cmd_info)
     v = run_parser("serve", "the latent explorer: a local web app to decode, slide and interpolate", verbs.cmd_serve)

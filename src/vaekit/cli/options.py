@@ -21,6 +21,17 @@ def ints(text: str) -> list[int]:
     return values
 
 
+def indices(text: str) -> list[int]:
+    """Non-negative integers separated by ',' (latent dimensions)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers separated by ',', got '{text}'") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers 0 or more separated by ',', got '{text}'")
+    return values
+
+
 def sizes(text: str) -> int | list[int]:
     """One size (a two-layer model) or a list of them (more layers)."""
     values = ints(text)
@@ -61,7 +72,7 @@ TYPES = {"str": str, "int": int, "float": float, "int+": positive_int, "float+":
          "int0+": nonneg_int, "float0+": nonneg_float, "ints": ints, "sizes": sizes, "range": span}
 
 #: the help sections of `vaekit train`, in order
-GROUPS = ("data", "text", "audio", "model", "training")
+GROUPS = ("data", "text", "audio", "model", "training", "disentangling")
 
 
 def train_fields():

@@ -167,9 +167,16 @@ def cmd_interpolate(args) -> int:
     return _show(run.media.interpolate(run, test[a], test[b], ya, yb, args.out, args.steps, **_gen(args)))
 
 
+def cmd_traverse(args) -> int:
+    run = _run(args)
+    t = run.traversal(args.dims, args.span, args.steps, args.index)
+    return _show(run.media.traverse(run, t, args.out, **_gen(args)))
+
+
 def cmd_evaluate(args) -> int:
     run = _run(args)
-    r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet)
+    r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet, factors=args.factors,
+                     exact_dci=args.dci_exact)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))
     print(f"{r['data']} {r['split']} set, {r['n']:,} examples, k = {r['k']}:")
@@ -188,6 +195,10 @@ def cmd_evaluate(args) -> int:
         print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls))
     for line in run.media.metric_lines(r):
         print(line)
+    from ..report import disentanglement_rows
+
+    for name, value in disentanglement_rows(r.get("disentanglement")):
+        print(f"  {name:<25} {value}")
     print(f"  took {r['seconds']:.1f} s; written to {run.path / 'evaluation.json'}")
     return 0
 

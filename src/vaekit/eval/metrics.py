@@ -211,3 +211,41 @@ def collapse_epoch(rows: list[dict], threshold: float = COLLAPSE_KL, epochs: int
         else:
             run = []
     return None
+
+
+@torch.no_grad()
+def posterior_means(model, x: torch.Tensor, y=None, chunk: int = 2048) -> torch.Tensor:
+    """(N, latent) the posterior means E_q[z | x] (the point every layer of z decodes from),
+    computed in chunks of examples: the codes the disentanglement metrics and the latent map read."""
+    was = model.training
+    model.eval()
+    out = [model.encode(x[i:i + chunk], None if y is None else y[i:i + chunk]).loc for i in range(0, len(x), chunk)]
+    model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, model.latent, device=x.device)
+
+
+@torch.no_grad()
+def kl_per_dimension(model, x: torch.Tensor, y=None, chunk: int = 2048) -> tuple[list[float], str]:
+    """How much each latent dimension carries, averaged over x: the analytic KL(q(z_d | x) || p(z_d))
+    in nats when the prior gives it per dimension (``"KL"``); otherwise, for priors that do not
+    factorise (mixtures, VampPrior, hierarchies), the variance of the posterior means over x
+    (``"variance"``, the active-units measure of Burda et al. 2016)."""
+    was = model.training
+    model.eval()
+    total, n = torch.zeros(model.latent, device=x.device), 0
+    means = []
+    for i in range(0, len(x), chunk):
+        yb = None if y is None else y[i:i + chunk]
+        q = model.encode(x[i:i + chunk], yb)
+        c = model.onehot(yb, len(x[i:i + chunk]))
+        kl = model.prior.analytic_kl(q, c)
+        if kl is None:
+            means.append(q.loc)
+        else:
+            total += kl.sum(0)
+            n += kl.shape[0]
+    model.train(was)
+    if means:
+        mu = torch.cat(means)
+        return (mu.var(0) if len(mu) > 1 else torch.zeros(model.latent)).tolist(), "variance"
+    return (total / max(1, n)).tolist(), "KL"

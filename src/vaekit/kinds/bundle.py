@@ -25,6 +25,8 @@ class Bundle:
     vocab: a text bundle's :class:`vaekit.kinds.text.Vocab` (saved as vocab.json in a run).
     dynamic: when True, training images are probabilities and each batch draws fresh
         binary pixels from them (dynamic binarisation); valid/test hold one fixed draw.
+    *_factors: (N, F) float values of known generative factors (dSprites', or an .npz's
+        ``factors``), named by ``factor_names``, for the disentanglement metrics; kept on the CPU.
     """
 
     name: str
@@ -42,6 +44,10 @@ class Bundle:
     modality: str = "image"
     meta: dict[str, Any] = field(default_factory=dict)
     vocab: Any = None
+    train_factors: torch.Tensor | None = None
+    valid_factors: torch.Tensor | None = None
+    test_factors: torch.Tensor | None = None
+    factor_names: list[str] | None = None
 
     @property
     def dim(self) -> int:
@@ -66,6 +72,9 @@ class Bundle:
     def labels(self, name: str) -> torch.Tensor | None:
         return getattr(self, f"{name}_labels")
 
+    def factors(self, name: str) -> torch.Tensor | None:
+        return getattr(self, f"{name}_factors")
+
     def to(self, device) -> "Bundle":
         for name in ("train", "valid", "test", "train_labels", "valid_labels", "test_labels"):
             t = getattr(self, name)
@@ -83,6 +92,7 @@ class Bundle:
             "levels": self.levels,
             "label_names": self.label_names,
             "classes": self.classes,
+            "factors": self.factor_names,
             "sizes": {s: int(self.split(s).shape[0]) for s in ("train", "valid", "test")},
             **self.meta,
         }

@@ -172,6 +172,15 @@ class Media:
                     **options) -> Written:
         raise NotImplementedError  # pragma: no cover - interface
 
+    def traverse(self, run, t, out: Path | None, **options) -> Written:
+        """Show a latent traversal (:class:`vaekit.traversal.Traversal`): a row per dimension,
+        decoded at each value; into ``out`` or ``<run>/samples/traversal...``."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+    def traversal_html(self, run, t) -> str:
+        """The same traversal as the report's HTML."""
+        raise NotImplementedError  # pragma: no cover - interface
+
     def run_outputs(self, run, bundle) -> list[Path]:
         """What is written into ``<run>/samples/`` at the end of training."""
         raise NotImplementedError  # pragma: no cover - interface
@@ -295,6 +304,34 @@ def grid(images: torch.Tensor, nrow: int, pad: int = 1, min_cell: int = 40):
         canvas[:, pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = x[i]
     arr = (canvas * 255).round().astype(np.uint8)
     return Image.fromarray(arr[0] if c == 1 else arr.transpose(1, 2, 0), mode="L" if c == 1 else "RGB")
+
+
+def labelled(img, labels: list[str], header: str | None = None):
+    """A picture of equal rows (a grid) with a label left of each row, and a header above."""
+    from PIL import Image, ImageDraw
+
+    font = _font()
+    draw = ImageDraw.Draw(img)
+    width = max([int(draw.textlength(t, font=font)) for t in labels] + [0]) + 10
+    top = 18 if header else 0
+    out = Image.new(img.mode, (img.width + width, img.height + top), 255 if img.mode == "L" else (255, 255, 255))
+    out.paste(img, (width, top))
+    draw = ImageDraw.Draw(out)
+    row = img.height / max(1, len(labels))
+    for i, text in enumerate(labels):
+        draw.text((4, top + row * (i + 0.5)), text, fill=0 if out.mode == "L" else (0, 0, 0), font=font, anchor="lm")
+    if header:
+        draw.text((width, 9), header, fill=0 if out.mode == "L" else (0, 0, 0), font=font, anchor="lm")
+    return out
+
+
+def _font():
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=12)
+    except TypeError:   # Pillow < 10.1: the bitmap font, one size
+        return ImageFont.load_default()
 
 
 def save_png(img, path: Path) -> Path:

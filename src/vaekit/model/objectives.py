@@ -8,6 +8,17 @@ IWAE:      L_k = E[log (1/k) sum_i w_i], w_i = p(x, z_i) / q(z_i | x)  (Burda et
            and for the encoder E[sum_i w~_i^2 d log w_i / d z_i  d z_i / d phi], w~ = w / sum w,
            with log q(z_i | x) read with phi held fixed: no score-function term
 
+Disentangling objectives: the ELBO (KL weight beta_t, as above) plus a penalty on the aggregate
+posterior q(z) = E_x q(z|x), which the ELBO's KL contains (Hoffman & Johnson 2016):
+β-TCVAE:   KL = MI + TC + DW, per sample (Chen et al. 2018):
+           MI = log q(z|x) - log q(z),  TC = log q(z) - sum_d log q(z_d),  DW = sum_d log q(z_d) - log p(z);
+           q(z) and q(z_d) by minibatch-weighted sampling, log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log(N B);
+           loss = -log p(x|z) + w_t (alpha MI + beta TC + gamma DW), w_t the warm-up
+FactorVAE: + gamma E[log D(z) / (1 - D(z))], D a discriminator of q(z) against the product of its
+           marginals (the batch's z with every dimension permuted), trained beside the VAE (Kim & Mnih 2018)
+DIP-VAE:   + l_od sum_{i!=j} C_ij^2 + l_d sum_i (C_ii - 1)^2 with C = Cov_x[mu(x)] (I) or
+           Cov_x[mu(x)] + E_x[diag sigma^2(x)] (II), the covariance of q(z) (Kumar et al. 2018)
+
 Every objective returns the loss to minimise and the per-batch sums of reconstruction, KL
 and loss (one tensor, so the trainer accumulates on the device without a host sync; the
 ELBO is minus reconstruction minus KL).
@@ -16,9 +27,11 @@ ELBO is minus reconstruction minus KL).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from torch import nn
+from torch.nn import functional as F
 
 from .registry import OBJECTIVES
 
@@ -66,9 +79,28 @@ class Objective:
     dreg: bool = False
 
     @classmethod
-    def from_config(cls, train_cfg, steps_per_epoch: int) -> "Objective":
-        """The objective ``train_cfg.objective`` names, from its registry."""
-        return OBJECTIVES.build(train_cfg.objective, train_cfg, steps_per_epoch)
+    def from_config(cls, train_cfg, steps_per_epoch: int, examples: int = 0, model=None) -> "Objective":
+        """The objective ``train_cfg.objective`` names, from its registry; ``examples``: the size of
+        the training set, ``model``: the VAE it trains (what some objectives need to know)."""
+        return OBJECTIVES.build(train_cfg.objective, train_cfg, steps_per_epoch, examples, model)
+
+    # what an objective with parts of its own (FactorVAE's discriminator) adds to the trainer
+    def after_step(self, found: torch.Tensor) -> None:
+        """Called after each optimiser step of the model (``found``: 1.0 if that step was skipped)."""
+
+    def state_dict(self) -> dict:
+        """The objective's own trained state, for the trainer's checkpoint (none by default)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    #: whether the penalty reads log p(z) and log q(z|x) of the samples
+    needs_log_weights = False
+
+    def penalty(self, t: dict, beta) -> torch.Tensor | float:
+        """What a disentangling objective adds to the ELBO's loss, from the model's terms ``t``."""
+        return 0.0
 
     @property
     def name(self) -> str:
@@ -86,7 +118,8 @@ class Objective:
         y: labels, for a conditional model. beta: the KL weight as a device tensor, in place of
         ``beta_at(step)`` (a step captured in a CUDA graph reads it from there at every replay)."""
         dreg = self.dreg and torch.is_grad_enabled()
-        t = model(x, self.k, log_weights=self.kind == "iwae", y=y, stop_q=dreg)  # model may be wrapped in DDP
+        t = model(x, self.k, log_weights=self.kind == "iwae" or self.needs_log_weights, y=y,
+                  stop_q=dreg)  # model may be wrapped in DDP
         log_px, log_pz, log_qz, kl_dim = t["log_px"], t["log_pz"], t["log_qz"], t["kl_dim"]
         kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)     # (B,)
         log_px_mean = log_px.squeeze(0) if self.k == 1 else log_px.mean(0)          # (B,)
@@ -112,18 +145,209 @@ class Objective:
                 else:                   # no per-dimension KL: a floor on the total
                     kl_term = kl.mean().clamp(min=self.free_bits * t["q"].loc.shape[-1])
                 loss = beta * kl_term - log_px_mean.mean()
+            loss = loss + self.penalty(t, beta)
         with torch.no_grad():
             stats = torch.stack([-log_px_mean.sum(), kl.sum(), loss * x.shape[0]])
         return loss, stats
 
 
+def _gaussian_posterior(m, info) -> str | None:
+    """The disentangling objectives read the factorised Gaussian q(z|x)'s mean and variance."""
+    if m.flow:
+        return "it needs a factorised Gaussian posterior q(z|x), and --flow makes it another distribution"
+    if m.prior == "hierarchical":
+        return "it needs one stochastic layer with a factorised Gaussian posterior, not --prior hierarchical"
+    return None
+
+
+@dataclass
+class TCVAE(Objective):
+    """β-TCVAE (Chen et al. 2018): the ELBO's KL split into index-code mutual information, total
+    correlation and dimension-wise KL, weighted ``alpha``, ``beta`` and ``gamma``; q(z) by
+    minibatch-weighted sampling over a training set of ``examples``."""
+
+    alpha: float = 1.0
+    gamma: float = 1.0
+    examples: int = 1
+    needs_log_weights = True
+
+    def decomposition(self, t: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per example (B,): MI, TC and DW, one sample each, which add up to log q(z|x) - log p(z)."""
+        q, z = t["q"], t["z"][0]                                            # z: (B, D)
+        b = z.shape[0]
+        # log q(z_i,d | x_j) for every pair in the batch: (B, B, D)
+        pair = torch.distributions.Normal(q.loc.unsqueeze(0), q.scale.unsqueeze(0)).log_prob(z.unsqueeze(1))
+        norm = math.log(b * self.examples)
+        log_qz = logsumexp(pair.sum(-1), 1) - norm                          # log q(z_i)
+        log_prod = (logsumexp(pair.transpose(1, 2), -1) - norm).sum(-1)     # sum_d log q(z_i,d)
+        log_qzx, log_pz = t["log_qz"][0], t["log_pz"][0]
+        return log_qzx - log_qz, log_qz - log_prod, log_prod - log_pz
+
+    def beta_at(self, step: int) -> float:
+        """The warm-up's share w_t of every KL weight, times the TC weight (what metrics.csv shows)."""
+        return self.beta * self.warmed(step)
+
+    def warmed(self, step: int) -> float:
+        return 1.0 if self.warmup_steps <= 0 else min(1.0, (step + 1) / self.warmup_steps)
+
+    def __call__(self, model, x, step: int = 0, y=None, beta=None):
+        # the ELBO part has KL weight w_t; beta (here the TC weight) enters through the penalty
+        return super().__call__(model, x, step, y, beta=self.warmed(step))
+
+    def penalty(self, t: dict, w) -> torch.Tensor:
+        mi, tc, dw = self.decomposition(t)
+        return (w * ((self.alpha - 1) * mi + (self.beta - 1) * tc + (self.gamma - 1) * dw)).mean()
+
+
+@dataclass
+class DIPVAE(Objective):
+    """DIP-VAE I or II (Kumar et al. 2018): the ELBO plus a penalty that moves the covariance of
+    the aggregate posterior towards the identity: ``lambda_od`` on its off-diagonal entries,
+    ``lambda_d`` on the diagonal's distance from 1."""
+
+    variant: str = "ii"
+    lambda_od: float = 10.0
+    lambda_d: float = 10.0
+
+    def penalty(self, t: dict, beta) -> torch.Tensor:
+        q = t["q"]
+        mu = q.loc
+        centred = mu - mu.mean(0, keepdim=True)
+        cov = centred.T @ centred / mu.shape[0]                              # Cov_x[mu(x)]
+        if self.variant == "ii":
+            cov = cov + torch.diag(q.scale.pow(2).mean(0))                    # + E_x[diag sigma^2(x)]
+        diag = torch.diagonal(cov)
+        off = cov - torch.diag(diag)
+        return self.lambda_od * off.pow(2).sum() + self.lambda_d * (diag - 1).pow(2).sum()
+
+
+def permute_dims(z: torch.Tensor) -> torch.Tensor:
+    """The batch's z with each dimension shuffled across the batch on its own: draws from the
+    product of q(z)'s marginals (Kim & Mnih 2018, Algorithm 1)."""
+    order = torch.rand(z.shape, device=z.device).argsort(0)
+    return z.gather(0, order)
+
+
+class Discriminator(nn.Module):
+    """FactorVAE's discriminator: an MLP with leaky ReLUs (slope 0.2) from z to two logits,
+    (joint q(z), product of marginals)."""
+
+    def __init__(self, latent: int, hidden: list[int]):
+        super().__init__()
+        layers, width = [], latent
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.LeakyReLU(0.2)]
+            width = h
+        self.net = nn.Sequential(*layers, nn.Linear(width, 2))
+
+    def forward(self, z):
+        return self.net(z)
+
+
+@dataclass
+class FactorVAE(Objective):
+    """FactorVAE (Kim & Mnih 2018): the ELBO plus ``gamma`` times the discriminator's estimate of
+    the total correlation, E[logit_joint - logit_product]. The discriminator learns beside the
+    VAE: after each of the model's steps, one Adam step on that batch's samples (detached)
+    against the same samples with their dimensions permuted; it is saved in the trainer's
+    checkpoint, not in model.safetensors (sampling and evaluation never need it)."""
+
+    gamma: float = 35.0
+    disc: nn.Module | None = None
+    opt: torch.optim.Optimizer | None = None
+    fused: bool = False
+    last: torch.Tensor | None = field(default=None, repr=False)
+    stats: torch.Tensor | None = field(default=None, repr=False)   # sums of the discriminator's loss, accuracy, steps
+
+    def penalty(self, t: dict, beta) -> torch.Tensor:
+        z = t["z"][0]
+        if torch.is_grad_enabled():
+            self.last = z.detach()
+        frozen = {n: p.detach() for n, p in self.disc.named_parameters()}     # the VAE's loss does not train D
+        logits = torch.func.functional_call(self.disc, frozen, (z,))
+        return self.gamma * (logits[:, 0] - logits[:, 1]).mean()
+
+    def after_step(self, found: torch.Tensor) -> None:
+        z, self.last = self.last, None
+        if z is None:
+            return
+        both = torch.cat([z, permute_dims(z)])
+        target = torch.cat([torch.zeros(len(z), dtype=torch.long, device=z.device),
+                            torch.ones(len(z), dtype=torch.long, device=z.device)])
+        logits = self.disc(both)
+        loss = F.cross_entropy(logits, target)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        bad = found.clone()
+        grads = [p.grad for p in self.disc.parameters() if p.grad is not None]
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, bad, torch.ones_like(bad))
+        bad.add_(torch.isfinite(loss).logical_not()).clamp_(max=1.0)
+        if self.fused:
+            self.opt.found_inf = bad
+            self.opt.step()
+        elif not bad.item():
+            self.opt.step()
+        with torch.no_grad():
+            accuracy = (logits.argmax(1) == target).float().mean()
+            self.stats += torch.stack([loss.detach(), accuracy, torch.ones_like(loss)]) * (1 - bad)
+
+    def take_stats(self) -> dict:
+        """The discriminator's mean loss and accuracy since the last call (a host read)."""
+        loss, acc, n = self.stats.tolist()
+        self.stats.zero_()
+        return {"disc_loss": loss / n, "disc_accuracy": acc / n} if n else {}
+
+    def state_dict(self) -> dict:
+        return {"discriminator": self.disc.state_dict(), "discriminator_optimizer": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.disc.load_state_dict(state["discriminator"])
+        self.opt.load_state_dict(state["discriminator_optimizer"])
+
+
 @OBJECTIVES.register("elbo", "the evidence lower bound, with --beta, --warmup and --free-bits")
-def _elbo(t, steps_per_epoch: int) -> Objective:
+def _elbo(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
     return Objective(kind="elbo", beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
                      free_bits=t.free_bits or 0.0)
 
 
 @OBJECTIVES.register("iwae", "the importance-weighted bound over --k samples (Burda et al. 2016)")
-def _iwae(t, steps_per_epoch: int) -> Objective:
+def _iwae(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
     return Objective(kind="iwae", k=t.k, beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
                      free_bits=t.free_bits or 0.0, dreg=t.estimator == "dreg")
+
+
+@OBJECTIVES.register("tcvae", "beta-TCVAE (Chen et al. 2018): --beta weighs the total correlation, --mi-weight "
+                              "and --dimkl-weight the other parts of the KL", _gaussian_posterior)
+def _tcvae(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
+    return TCVAE(kind="tcvae", beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
+                 alpha=t.mi_weight, gamma=t.dimkl_weight, examples=max(1, examples))
+
+
+@OBJECTIVES.register("factor", "FactorVAE (Kim & Mnih 2018): the ELBO plus --gamma times a discriminator's "
+                               "estimate of the total correlation", _gaussian_posterior)
+def _factor(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
+    if model is None:
+        raise ValueError("the factor objective needs the model, to size its discriminator")
+    disc = Discriminator(model.latent, list(t.discriminator)).to(model.device)
+    try:   # the paper's Adam settings (Kim & Mnih 2018, appendix); fused where PyTorch has the kernel
+        opt, fused = torch.optim.Adam(disc.parameters(), lr=t.discriminator_lr, betas=(0.5, 0.9), fused=True), True
+    except (RuntimeError, TypeError, ValueError):
+        opt, fused = torch.optim.Adam(disc.parameters(), lr=t.discriminator_lr, betas=(0.5, 0.9)), False
+    return FactorVAE(kind="factor", beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
+                     free_bits=t.free_bits or 0.0, gamma=t.gamma, disc=disc, opt=opt, fused=fused,
+                     stats=torch.zeros(3, device=model.device))
+
+
+def _dip(variant: str):
+    def build(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
+        lambda_d = t.dip_lambda_d if t.dip_lambda_d is not None else t.dip_lambda * (10.0 if variant == "i" else 1.0)
+        return DIPVAE(kind=f"dip-{variant}", beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
+                      free_bits=t.free_bits or 0.0, variant=variant, lambda_od=t.dip_lambda, lambda_d=lambda_d)
+    return build
+
+
+OBJECTIVES.register("dip-i", "DIP-VAE-I (Kumar et al. 2018): the ELBO plus --dip-lambda times the distance of "
+                             "Cov[mu(x)] from the identity", _gaussian_posterior)(_dip("i"))
+OBJECTIVES.register("dip-ii", "DIP-VAE-II: the same on the covariance of q(z), Cov[mu(x)] + E[sigma^2(x)]",
+                    _gaussian_posterior)(_dip("ii"))

@@ -108,7 +108,10 @@ class Trainer:
         if self.steps_per_epoch == 0:
             raise VaekitError(f"{config.data.source}: {n} training examples are fewer than one batch of "
                               f"{self.global_batch}.")
-        self.objective = Objective.from_config(tc, self.steps_per_epoch)
+        self.objective = Objective.from_config(tc, self.steps_per_epoch, n, self.model)
+        if d.active and self.objective.state_dict():
+            raise VaekitError(f"--objective {tc.objective} trains a part of its own beside the model, which "
+                              f"several processes (torchrun) would each train apart; train it in one process.")
         if config.model.refine_encoder:
             self.model.freeze_model()
         self.opt, self.fused = make_adam([p for p in self.model.parameters() if p.requires_grad], tc)
@@ -126,7 +129,8 @@ class Trainer:
         # step captured in a CUDA graph and the ordinary step share them
         self.found, self.one = torch.zeros((), device=device), torch.ones((), device=device)
         self.graph_blocker = cuda_graph_blocker(config, device, d.active) or (
-            None if self.fused else "no fused Adam here")
+            None if self.fused else "no fused Adam here") or (
+            f"--objective {tc.objective} reads the step on the host" if tc.objective in ("tcvae", "factor") else None)
         if tc.cuda_graph == "on" and self.graph_blocker:
             raise refuse_cuda_graph(self.graph_blocker)
         self.graphed = None if tc.cuda_graph == "off" or self.graph_blocker else GraphedStep(self)
@@ -147,7 +151,8 @@ class Trainer:
                 "torch_rng": torch.get_rng_state(), "gen_rng": self.gen.get_state(),
                 "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else torch.zeros(0),
                 "skipped": self.skipped.cpu(), "streak": self.streak.cpu(), "recoveries": self.recoveries, "reference": self.reference,
-                "ema": [e.cpu() for e in self.ema] if self.ema is not None else []}
+                "ema": [e.cpu() for e in self.ema] if self.ema is not None else [],
+                "objective": self.objective.state_dict()}
 
     def restore(self, s: dict, where: Path) -> None:
         try:
@@ -163,6 +168,8 @@ class Trainer:
             self.streak.copy_(s["streak"])
             self.recoveries = int(s.get("recoveries", 0))  # (0 in checkpoints written before recovery existed)
             self.reference = float(s.get("reference", -math.inf))
+            if self.objective.state_dict():
+                self.objective.load_state_dict(s["objective"])
             if self.ema is not None:
                 if len(s["ema"]) != len(self.ema):
                     raise ValueError("no averaged weights saved")
@@ -231,6 +238,7 @@ class Trainer:
             self.opt.step()
         elif not found.item():
             self.opt.step()
+        self.objective.after_step(found)
         self.skipped.add_(found)
         self.streak.add_(found).mul_(found)
         return torch.where(found > 0, 0.0, stats)
@@ -427,11 +435,13 @@ class Trainer:
         shown = f", valid IWAE-{self.objective.k} {valid['iwae']:.2f}" if iwae else ""
         bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {valid['elbo']:.2f}{shown}",
                             refresh=False)
+        own = self.objective.take_stats() if hasattr(self.objective, "take_stats") else {}
         if not self.quiet and (epoch == 1 or epoch % max(1, tc.epochs // 10) == 0 or epoch == tc.epochs):
             bar.write(f"epoch {epoch:4d}  train ELBO {row['train_elbo']:9.3f}  valid ELBO {valid['elbo']:9.3f}  "
                       f"(rec {valid['rec']:.3f}, KL {valid['kl']:.3f}){shown.replace(',', ' ')}  "
                       f"{sums.count / sums.seconds:,.0f} ex/s"
-                      + (f"  {row['skipped_steps']} steps skipped" if row["skipped_steps"] else ""))
+                      + (f"  {row['skipped_steps']} steps skipped" if row["skipped_steps"] else "")
+                      + (f"  discriminator accuracy {own['disc_accuracy']:.3f}" if "disc_accuracy" in own else ""))
 
     def watch_collapse(self, row: dict, bar) -> None:
         """Say once, in one line, when the posterior has collapsed (:func:`vaekit.eval.collapse_epoch`)."""

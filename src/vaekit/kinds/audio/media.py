@@ -195,6 +195,41 @@ class Audio(Media):
         return Written(self.write_clips(self.interpolated(run.model, x_a, x_b, steps, y_a, y_b), out,
                                         "interpolation"))
 
+    def traversal_clips(self, model, t):
+        """The spectrograms of a traversal, a row per dimension, each titled with its value."""
+        x = model.decode_to_data(t.flat(), True, t.y)
+        titles = [f"{label.split()[0]} = {v:+.2f}" for label in t.labels() for v in t.values]
+        return x, titles
+
+    def traverse(self, run, t, out, **options) -> Written:
+        """A spectrogram grid (``traversal.png``: a row per dimension) and one WAV per dimension
+        that plays its steps in turn (``z<d>.wav``), in the folder ``out``."""
+        folder = Path(out or run.path / "samples" / "traversal")
+        x, titles = self.traversal_clips(run.model, t)
+        rate, steps = self.info["sample_rate"], len(t.values)
+        waves = self.waves(x)
+        gap = np.zeros(int(0.15 * rate), dtype=np.float32)
+        files = [write_wav(np.concatenate([c for w in waves[r * steps:(r + 1) * steps] for c in (w, gap)]), rate,
+                           folder / f"z{d}.wav") for r, d in enumerate(t.dims)]
+        fig = self.spectrogram_figure(x, titles, cols=steps)
+        fig.suptitle(f"around {t.origin}; rows: " + ", ".join(t.labels()), fontsize=8)
+        path = folder / "traversal.png"
+        fig.savefig(path, dpi=80)
+        pyplot().close(fig)
+        return Written([path, *files])
+
+    def traversal_html(self, run, t) -> str:
+        x, titles = self.traversal_clips(run.model, t)
+        rate, steps = self.info["sample_rate"], len(t.values)
+        waves = self.waves(x)
+        gap = np.zeros(int(0.15 * rate), dtype=np.float32)
+        cells = "".join(
+            f'<figure><figcaption>{html.escape(label)}</figcaption><audio controls src="'
+            f'{wav_uri(np.concatenate([c for w in waves[r * steps:(r + 1) * steps] for c in (w, gap)]), rate)}">'
+            f'</audio></figure>' for r, label in enumerate(t.labels()))
+        fig = self.spectrogram_figure(x, titles, cols=steps)
+        return f'<div class="clips">{cells}</div><img alt="traversal spectrograms" src="{figure_uri(fig)}">'
+
     def run_outputs(self, run, bundle) -> list[Path]:
         model, out, test = run.model, run.path / "samples", bundle.test
         o = self.outputs(model, test, bundle.test_labels if model.classes else None)

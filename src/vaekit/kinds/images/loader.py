@@ -20,6 +20,7 @@ from ..media import skip_or_stop
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 ARRAY_SUFFIXES = {".npz", ".npy"}
+DSPRITES_SUBSET = 50_000   # the images --data dsprites draws without --subset (of 737,280)
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 FASHION_LABELS = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                   "Sneaker", "Bag", "Ankle boot"]
@@ -59,10 +60,18 @@ def read_idx(path: Path) -> np.ndarray:
 
 def read_array(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     """Read images (and labels if present) from a .npy or .npz file, never unpickling."""
+    x, y, _ = read_arrays(path)
+    return x, y
+
+
+def read_arrays(path: Path) -> tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, list[str]] | None]:
+    """Read images, labels and factors from a .npy or .npz file, never unpickling: the factors
+    are an (N, F) array named ``factors`` (the values of known generative factors, for the
+    disentanglement metrics), named by ``factor_names`` when it is there."""
     path = Path(path)
     try:
         if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False), None
+            return np.load(path, allow_pickle=False), None, None
         with np.load(path, allow_pickle=False) as z:
             keys = list(z.keys())
             if not keys:
@@ -75,7 +84,22 @@ def read_array(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
                     raise VaekitError(f"{path}: cannot tell which array holds the images "
                                       f"(keys {keys}; name it 'X' or 'images').")
             ykey = next((k for k in ("y", "Y", "labels", "targets") if k in keys), None)
-            return z[xkey], (z[ykey] if ykey else None)
+            x = z[xkey]
+            factors = None
+            if "factors" in keys:
+                f = z["factors"]
+                if f.ndim == 1:
+                    f = f[:, None]
+                if f.ndim != 2 or len(f) != len(x) or not np.issubdtype(f.dtype, np.number):
+                    raise VaekitError(f"{path}: 'factors' must be a numeric (N, F) array with one row per image "
+                                      f"({len(x)}); it has shape {list(f.shape)} and type {f.dtype}.")
+                if not np.isfinite(f).all():
+                    raise VaekitError(f"{path}: 'factors' holds values that are not finite.")
+                names = [str(v) for v in z["factor_names"]] if "factor_names" in keys else []
+                if len(names) != f.shape[1]:
+                    names = [f"factor {j}" for j in range(f.shape[1])]
+                factors = (f.astype(np.float32), names)
+            return x, (z[ykey] if ykey else None), factors
     except FileNotFoundError:
         raise VaekitError(f"{path}: file not found.") from None
     except VaekitError:
@@ -241,10 +265,23 @@ def load_images(cfg) -> Bundle:
     splits: dict[str, np.ndarray] = {}
     labels: dict[str, np.ndarray | None] = {}
     value, levels, label_names = None, None, None
+    factors: dict[str, np.ndarray | None] = {}   # known generative factors, per split (dsprites, 'factors' arrays)
+    factor_names: list[str] | None = None
     name = source
     skipped: list[str] = []  # unreadable files skipped under --bad-files skip
 
-    if source == "digits":
+    if source == "dsprites":
+        from .dsprites import FACTOR_NAMES, load_dsprites
+
+        size = (cfg.image_size or [64])[0]
+        if cfg.image_size and len(cfg.image_size) == 2 and cfg.image_size[0] != cfg.image_size[1]:
+            raise VaekitError(f"dsprites: the images are square; --image-size {cfg.image_size} is not.")
+        if not 8 <= size <= 512:
+            raise VaekitError(f"dsprites: --image-size {size} is outside 8-512 pixels.")
+        x, f = load_dsprites(cfg.subset if cfg.subset is not None else DSPRITES_SUBSET, size, cfg.split_seed)
+        splits["all"], labels["all"], factors["all"] = x, f[:, 0].astype(np.int64), f
+        value, levels, label_names, factor_names = "binary", None, ["square", "ellipse", "heart"], FACTOR_NAMES
+    elif source == "digits":
         x, y, value, levels, label_names = _load_digits()
         splits["all"], labels["all"] = x, y
     elif source == "fashion-mnist":
@@ -257,7 +294,7 @@ def load_images(cfg) -> Bundle:
         path = Path(source).expanduser()
         if not path.exists():
             if "/" not in source and not path.suffix:
-                raise VaekitError(f"'{source}' is neither a known data set (digits, fashion-mnist) nor an existing path.")
+                raise VaekitError(f"'{source}' is neither a known data set (digits, fashion-mnist, dsprites) nor an existing path.")
             raise VaekitError(f"{path}: no such file or directory.")
         name = path.name
         if path.is_dir():
@@ -266,17 +303,21 @@ def load_images(cfg) -> Bundle:
                 if "train" not in arrays:
                     raise VaekitError(f"{path}: has {', '.join(arrays)} arrays but no train.npz or train.npy.")
                 for split, p in arrays.items():
-                    x, y = read_array(p)
+                    x, y, f = read_arrays(p)
                     splits[split] = to_nchw(x, cfg.shape, str(p))
                     labels[split] = y
+                    factors[split], factor_names = (f[0], f[1]) if f else (None, factor_names)
+                if len({f is None for f in factors.values()}) > 1:
+                    raise VaekitError(f"{path}: some of the split arrays have 'factors' and some do not.")
             elif _find_idx_pairs(path):
                 splits, labels = _load_idx_folder(path, cfg.shape)
             else:
                 x, y, label_names = read_image_folder(path, cfg.image_size, cfg, skipped)
                 splits["all"], labels["all"] = to_nchw(x, None, str(path)), y
         elif path.suffix in ARRAY_SUFFIXES:
-            x, y = read_array(path)
+            x, y, f = read_arrays(path)
             splits["all"], labels["all"] = to_nchw(x, cfg.shape, str(path)), y
+            factors["all"], factor_names = (f[0], f[1]) if f else (None, None)
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             raise VaekitError(f"{path}: a single image is not a data set; pass the folder that holds the images.")
         elif "idx" not in path.name.lower() and "ubyte" not in path.name.lower():
@@ -303,22 +344,34 @@ def load_images(cfg) -> Bundle:
             raise VaekitError(f"{source}: {k} has {len(scaled[k])} images but {len(y)} labels.")
 
     # Deterministic split for whatever the source does not provide.
+    def part(arrays: dict, key: str, idx):
+        a = arrays.get(key)
+        return None if a is None else a[idx]
+
     if "all" in scaled:
-        x, y = scaled.pop("all"), labels.pop("all", None)
-        tr, va, te = split_indices(len(x), cfg.valid_fraction, cfg.test_fraction, cfg.split_seed, True)
+        if cfg.subset is not None and source != "dsprites" and cfg.subset < len(scaled["all"]):
+            keep = np.sort(np.random.default_rng(cfg.split_seed + 5417).choice(len(scaled["all"]), cfg.subset,
+                                                                               replace=False))
+            for arrays in (scaled, labels, factors):
+                arrays["all"] = part(arrays, "all", keep)
+        tr, va, te = split_indices(len(scaled["all"]), cfg.valid_fraction, cfg.test_fraction, cfg.split_seed, True)
         for split, idx in (("train", tr), ("valid", va), ("test", te)):
-            scaled[split] = x[idx]
-            labels[split] = None if y is None else y[idx]
-    if "valid" not in scaled:
-        x, y = scaled["train"], labels.get("train")
-        tr, va, _ = split_indices(len(x), cfg.valid_fraction, 0, cfg.split_seed, False)
-        scaled["train"], scaled["valid"] = x[tr], x[va]
-        labels["train"], labels["valid"] = (None, None) if y is None else (y[tr], y[va])
-    if "test" not in scaled:
-        x, y = scaled["train"], labels.get("train")
-        tr, te, _ = split_indices(len(x), cfg.test_fraction, 0, cfg.split_seed + 1, False)
-        scaled["train"], scaled["test"] = x[tr], x[te]
-        labels["train"], labels["test"] = (None, None) if y is None else (y[tr], y[te])
+            for arrays in (scaled, labels, factors):
+                arrays[split] = part(arrays, "all", idx)
+        for arrays in (scaled, labels, factors):
+            arrays.pop("all", None)
+    elif cfg.subset is not None and cfg.subset < len(scaled["train"]):   # the source's own split: the training part
+        keep = np.sort(np.random.default_rng(cfg.split_seed + 5417).choice(len(scaled["train"]), cfg.subset,
+                                                                           replace=False))
+        for arrays in (scaled, labels, factors):
+            arrays["train"] = part(arrays, "train", keep)
+    for held, fraction, seed in (("valid", cfg.valid_fraction, cfg.split_seed), ("test", cfg.test_fraction,
+                                                                                   cfg.split_seed + 1)):
+        if held not in scaled:
+            tr, va, _ = split_indices(len(scaled["train"]), fraction, 0, seed, False)
+            for arrays in (scaled, labels, factors):
+                arrays[held] = part(arrays, "train", va)
+                arrays["train"] = part(arrays, "train", tr)
 
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in scaled.items()}
     dynamic = False
@@ -340,11 +393,17 @@ def load_images(cfg) -> Bundle:
         y = labels.get(k)
         return None if y is None else torch.from_numpy(np.asarray(y).astype(np.int64))
 
+    def fac(k):
+        f = factors.get(k)
+        return None if f is None else torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32))
+
     return Bundle(
         name=name, shape=tuple(int(s) for s in tensors["train"].shape[1:]), value=value,
         train=tensors["train"], valid=tensors["valid"], test=tensors["test"], levels=levels,
         dynamic=dynamic, train_labels=lab("train"), valid_labels=lab("valid"), test_labels=lab("test"),
         label_names=label_names, meta={"skipped": skipped} if skipped else {},
+        train_factors=fac("train"), valid_factors=fac("valid"), test_factors=fac("test"),
+        factor_names=factor_names if factors.get("train") is not None else None,
     )
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..media import (Media, Written, deflate_bits, grid, latent_map_png, pick_pairs, picture_uri, png_bits,
+from ..media import (Media, Written, deflate_bits, grid, labelled, latent_map_png, pick_pairs, picture_uri, png_bits,
                      prior_draws, register_kind, save_png, skipped_text, split_sizes, spread)
 
 
@@ -18,7 +18,7 @@ class Images(Media):
     default_net = "mlp"
     counts = {"sample": 64, "reconstruct": 32}
     between_help = "images: two test-set indices"
-    builtin_sources = ("digits", "fashion-mnist")
+    builtin_sources = ("digits", "fashion-mnist", "dsprites")
     unit = "images"
 
     @classmethod
@@ -81,6 +81,13 @@ class Images(Media):
         out = out or run.path / "samples" / "interpolations.png"
         return Written([save_png(interpolation_grid(run.model, x_a, x_b, steps, y_a, y_b), out)])
 
+    def traverse(self, run, t, out, **options) -> Written:
+        """One row of images per dimension, labelled with it and its KL."""
+        return Written([save_png(traversal_picture(run.model, t), out or run.path / "samples" / "traversal.png")])
+
+    def traversal_html(self, run, t) -> str:
+        return f'<img alt="latent traversal" src="{picture_uri(traversal_picture(run.model, t))}">'
+
     def run_outputs(self, run, bundle) -> list[Path]:
         model, out = run.model, run.path / "samples"
         test, y = bundle.test, (bundle.test_labels if model.classes else None)
@@ -126,3 +133,11 @@ def interpolation_grid(model, x_a, x_b, steps: int = 10, y_a=None, y_b=None):
     path_images = model.interpolate(x_a, x_b, steps, y_a, y_b)          # (B, steps, C, H, W)
     rows = torch.cat([x_a.unsqueeze(1), path_images, x_b.unsqueeze(1)], 1)
     return grid(rows.flatten(0, 1), steps + 2)
+
+
+def traversal_picture(model, t):
+    """The images of a traversal in a grid, a row per dimension with its label, the values above."""
+    x = model.decode_to_data(t.flat(), True, t.y)
+    pic = grid(x, len(t.values))
+    return labelled(pic, t.labels(), f"{t.values[0]:g} .. {t.values[-1]:g} in {len(t.values)} steps, around {t.origin}")
+

@@ -175,6 +175,23 @@ class Text(Media):
             lines, name = [line for p in paths for line in p + [""]], "interpolations.txt"
         return Written([write_text(lines, out or run.path / "samples" / name)], lines)
 
+    def traversal_lines(self, model, t, method: str = "greedy", beam: int = 5) -> list[str]:
+        """A block per dimension: its label, then the line decoded at each value."""
+        x = model.decode_to_data(t.flat(), True, t.y, method=method, beam=beam)
+        lines = self.vocab.decode_batch(x)
+        steps = len(t.values)
+        out = [f"# around {t.origin}"]
+        for r, label in enumerate(t.labels()):
+            out += [label] + [f"  {v:+6.2f}  {line}" for v, line in zip(t.values, lines[r * steps:(r + 1) * steps])] + [""]
+        return out
+
+    def traverse(self, run, t, out, method=None, beam: int = 5, **options) -> Written:
+        lines = self.traversal_lines(run.model, t, method or "greedy", beam)
+        return Written([write_text(lines, out or run.path / "samples" / "traversal.txt")], lines)
+
+    def traversal_html(self, run, t) -> str:
+        return pre(self.traversal_lines(run.model, t))
+
     def run_outputs(self, run, bundle) -> list[Path]:
         out, test = run.path / "samples", bundle.test
         t = self.outputs(run.model, test)
