@@ -185,7 +185,7 @@ def test_split_rule_small_pool_is_shared_proportionally(monkeypatch):
     seen = {}
     f = make_factors(300)
     codes = make_codes("true", f)
-    monkeypatch.setattr(mod, "dci", lambda a, b, c, d, seed=0: seen.update(train=len(a), test=len(c)) or
+    monkeypatch.setattr(mod, "dci", lambda a, b, c, d, seed=0, exact=False: seen.update(train=len(a), test=len(c)) or
                         {"disentanglement": 0.0, "completeness": 0.0, "informativeness_test": 0.0})
     all_metrics(codes, f, num_train=200, num_test=100)
     assert seen == {"train": 200, "test": 100}

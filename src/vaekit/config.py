@@ -421,7 +421,8 @@ def resolve(config: Config, info: dict) -> list[str]:
             section, name = key.split(".")
             setattr(getattr(config, section), name, value)
             done.append(key)
-    why = misfit(m, info) or OBJECTIVES.misfit(t.objective, m, info)
+    objective = getattr(t, "objective", None)   # (a config made in Python may hold the model part alone)
+    why = misfit(m, info) or (OBJECTIVES.misfit(objective, m, info) if objective else None)
     if why:
         raise VaekitError(f"{config.data.source}: {why}.")
     return done

@@ -174,12 +174,24 @@ class Media:
 
     def traverse(self, run, t, out: Path | None, **options) -> Written:
         """Show a latent traversal (:class:`vaekit.traversal.Traversal`): a row per dimension,
-        decoded at each value; into ``out`` or ``<run>/samples/traversal...``."""
-        raise NotImplementedError  # pragma: no cover - interface
+        decoded at each value; into ``out`` or ``<run>/samples/traversal...``. By default an HTML
+        page of :meth:`traversal_html`."""
+        path = Path(out or run.path / "samples" / "traversal.html")
+        page = f"<!doctype html><meta charset='utf-8'><title>traversal</title>{self.traversal_html(run, t)}"
+        return Written([write_text([page], path)])
 
     def traversal_html(self, run, t) -> str:
-        """The same traversal as the report's HTML."""
-        raise NotImplementedError  # pragma: no cover - interface
+        """The traversal as HTML: by default, each row's decoded data as the explorer shows them
+        (:meth:`render`), under the row's label."""
+        x = run.model.decode_to_data(t.flat(), True, t.y)
+        steps, rows = len(t.values), []
+        for r, label in enumerate(t.labels()):
+            shown = self.render(x[r * steps:(r + 1) * steps])
+            body = f'<img alt="{html.escape(label)}" src="{shown["image"]}">' if "image" in shown else ""
+            body += pre(shown["text"].splitlines()) if "text" in shown else ""
+            body += f'<audio controls src="{shown["audio"]}"></audio>' if "audio" in shown else ""
+            rows.append(f"<p>{html.escape(label)}</p>{body}")
+        return "".join(rows)
 
     def run_outputs(self, run, bundle) -> list[Path]:
         """What is written into ``<run>/samples/`` at the end of training."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import Preempted, VaekitError
+from ..run import METRIC_COLUMNS
 
 if TYPE_CHECKING:
     from ..kinds import Bundle
@@ -75,11 +76,12 @@ def truncate_metrics(path: Path, epoch: int) -> None:
     except (UnicodeDecodeError, csv.Error):
         rows, header = [], []
 
-    def whole(r) -> bool:
+    def whole(r) -> bool:   # what read_metrics accepts: every value a number, and the columns every row has
         try:
-            return all(float(r[c]) == float(r[c]) for c in ("epoch", "train_elbo", "valid_elbo"))
-        except (KeyError, TypeError, ValueError):
+            parsed = {k: float(v) for k, v in r.items() if k is not None and v not in ("", None)}
+        except (TypeError, ValueError):
             return False
+        return all(c in parsed and parsed[c] == parsed[c] for c in METRIC_COLUMNS)
 
     keep = [{k: v for k, v in r.items() if k in METRIC_FIELDS} for r in rows if whole(r) and float(r["epoch"]) <= epoch]
     if len(keep) != len(rows) or header != METRIC_FIELDS:  # (also a file written before a column was added)
