@@ -176,6 +176,8 @@ def test_the_objectives_refuse_what_they_cannot_read_and_say_which_options_go_un
     assert any("--gamma" in s and "factor" in s for s in said) and any("--dip-lambda" in s for s in said)
     cfg.train.objective = "factor"
     assert not any("--gamma" in s for s in without_effect(cfg))
+    cfg.data.subset, cfg.data.modality = 100, "text"
+    assert any("--subset takes a random subset of images" in s for s in without_effect(cfg))
 
 
 def test_factorvae_trains_its_discriminator_and_resumes_bit_identically(tmp_path, cli):

@@ -35,6 +35,11 @@ def test_info_and_decoding(client):
     assert len(r["z"]) == 4 and r["example"]["image"] != r["reconstruction"]["image"]
     r = client.post("/api/interpolate", json={"a": 0, "b": 5, "steps": 6})
     assert r.status_code == 200
+    assert info["measure"] == "KL" and info["order"] == sorted(range(4), key=lambda d: -info["activity"][d])
+    r = client.post("/api/traverse", json={"z": [0.1, -0.2, 0.3, 0.0], "dim": info["order"][0], "steps": 5})
+    j = r.get_json()
+    assert r.status_code == 200 and len(j["values"]) == 5 and j["image"].startswith("data:image/png;base64,")
+    assert j["values"][0] == pytest.approx(info["ranges"][info["order"][0]][0])
 
 
 @pytest.mark.parametrize("path,payload,fragment", [
@@ -49,6 +54,8 @@ def test_info_and_decoding(client):
     ("/api/interpolate", {"a": 0, "b": 999}, "'b'"),
     ("/api/interpolate", {"a": -1, "b": 1}, "'a'"),
     ("/api/interpolate", {"a": 0, "b": 1, "steps": 1000}, "'steps'"),
+    ("/api/traverse", {"z": [0.0, 0.0, 0.0, 0.0], "dim": 4}, "'dim'"),
+    ("/api/traverse", {"z": [0.0, 0.0], "dim": 0}, "list of 4"),
 ])
 def test_bad_requests_get_400_with_a_message(client, path, payload, fragment):
     r = client.post(path, json=payload)
@@ -137,6 +144,11 @@ def test_explorer_in_headless_chromium(server, tmp_path):
             page.keyboard.press("ArrowRight")
         page.wait_for_function("s => document.querySelector('#decoded').src !== s", arg=clicked, timeout=15000)
         assert img.get_attribute("src") != clicked
+
+        page.click(f"#sliders button >> nth=0")
+        page.wait_for_function("() => document.querySelector('#trav').src.startsWith('data:image/png')",
+                               timeout=15000)
+        assert page.locator("#travStatus").inner_text().startswith(f"z{top} from")
 
         page.fill("#a", "0")
         page.fill("#b", "7")

@@ -388,6 +388,8 @@ def without_effect(config: Config) -> list[str]:
                               for k in ("cell", "embedding", "rnn_hidden", "word_dropout", "inputless")):
         out.append(f"--cell, --embedding, --rnn-hidden, --word-dropout and --inputless shape the text network; this "
                    f"model's is {m.net}")
+    if d.subset is not None and not kind(d.modality).takes_subset:
+        out.append(f"--subset takes a random subset of images; this run's data are {d.modality}")
     if d.label_from and not m.conditional:
         out.append("--label-from gives the clips labels, which colour the latent map; the model reads them only "
                    "with --conditional")

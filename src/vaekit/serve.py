@@ -5,7 +5,8 @@
 The page shows the 2-D map of the test set's posterior means (PCA when the latent is
 larger). Decoded points are shown as images, as lines of text, or as a spectrogram with a
 sound player, by the run's kind of data. Clicking the map decodes that point, and one slider per latent dimension (the
-most active first) moves the decoded point. Picking two test examples shows the
+most active first) moves the decoded point; the button beside a slider traverses that dimension
+(its whole range, decoded, around the point). Picking two test examples shows the
 interpolation between them. Decoding runs on the server; every request is validated, and
 a malformed one gets HTTP 400 with a JSON message.
 """
@@ -19,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .eval.metrics import kl_per_dimension
 from .kinds.media import latent_points, spread
+from .traversal import vary
 
 PAGE = (Path(__file__).parent / "explorer.html")
 #: the largest request body the explorer reads (its requests are a few hundred bytes); larger: 413
@@ -59,13 +62,11 @@ class Explorer:
         self.classes = self.model.classes
         self.y = bundle.test_labels[shown] if self.classes else None
         with torch.no_grad():
-            q = self.model.encode(self.x, self.y)
-            self.mu = q.loc
-            kl = self.model.prior.analytic_kl(q, self.model.onehot(self.y, self.x.shape[0]))
+            self.mu = self.model.encode(self.x, self.y).loc
         self.xy, self.axes, self.pca = latent_points(self.model, self.x, max_points, self.y)
-        activity = (kl.mean(0) if kl is not None else self.mu.var(0)).cpu().numpy()
-        self.order = [int(i) for i in np.argsort(-activity)]
-        self.activity = activity.tolist()
+        activity, self.measure = kl_per_dimension(self.model, self.x, self.y)   # KL, or the means' variance
+        self.order = [int(i) for i in np.argsort(-np.asarray(activity), kind="stable")]
+        self.activity = activity
         lo = (self.mu.min(0).values - 0.5).clamp(max=-3.0)
         hi = (self.mu.max(0).values + 0.5).clamp(min=3.0)
         self.ranges = torch.stack([lo, hi], 1).tolist()
@@ -77,7 +78,7 @@ class Explorer:
 
     def info(self) -> dict:
         return {"run": str(self.run.path), "latent": self.latent, "order": self.order, "activity": self.activity,
-                "ranges": self.ranges, "axes": list(self.axes), "label_names": self.label_names,
+                "measure": self.measure, "ranges": self.ranges, "axes": list(self.axes), "label_names": self.label_names,
                 "points": [[float(a), float(b)] for a, b in self.xy], "labels": self.labels,
                 "shape": list(self.run.info["shape"]), "classes": self.classes, "modality": self.run.modality}
 
@@ -86,6 +87,15 @@ class Explorer:
             t = torch.tensor([z], dtype=torch.float32, device=self.mu.device)
             y = None if not self.classes else torch.tensor([label or 0], device=self.mu.device)
             return self.run.media.render(self.model.decode_to_data(t, True, y))
+
+    def traverse(self, z: list[float], dim: int, steps: int, label: int | None = None) -> dict:
+        """Dimension ``dim`` of the point z run over its slider's range in ``steps`` values, decoded."""
+        with self.lock, torch.no_grad():
+            lo, hi = self.ranges[dim]
+            values = torch.linspace(lo, hi, steps, device=self.mu.device)
+            row = vary(torch.tensor(z, dtype=torch.float32, device=self.mu.device), [dim], values)[0]
+            y = None if not self.classes else torch.full((steps,), label or 0, device=self.mu.device)
+            return {"values": values.tolist(), **self.run.media.render(self.model.decode_to_data(row, True, y))}
 
     def point_to_z(self, x: float, y: float) -> list[float]:
         if self.pca is None:
@@ -171,6 +181,17 @@ def create_app(run) -> "Flask":
         a, b = _integer(data.get("a"), "'a'", n), _integer(data.get("b"), "'b'", n)
         steps = _integer(data.get("steps", 8), "'steps'", 33)
         return jsonify(ex.interpolate(a, b, max(steps, 2)))
+
+    @app.post("/api/traverse")
+    def traverse():
+        data = body()
+        z = data.get("z")
+        if not isinstance(z, list) or len(z) != ex.latent:
+            raise BadRequest(f"'z' must be a list of {ex.latent} numbers")
+        z = [_number(v, f"z[{i}]") for i, v in enumerate(z)]
+        dim = _integer(data.get("dim"), "'dim'", ex.latent)
+        steps = _integer(data.get("steps", 9), "'steps'", 33)
+        return jsonify(ex.traverse(z, dim, max(steps, 2), label_of(data)))
 
     return app
 

@@ -45,6 +45,15 @@ class Traversal:
         return self.z.reshape(-1, self.z.shape[-1])
 
 
+def vary(base: torch.Tensor, dims: list[int], values: torch.Tensor) -> torch.Tensor:
+    """(len(dims), len(values), latent): the latent ``base`` with, in row r, dimension dims[r] set
+    to each of ``values`` in turn."""
+    z = base.expand(len(dims), len(values), base.shape[-1]).clone()
+    for r, d in enumerate(dims):
+        z[r, :, d] = values
+    return z
+
+
 def traversal(model, x: torch.Tensor, y=None, dims: list[int] | None = None, span=(-3.0, 3.0), steps: int = 9,
               at: torch.Tensor | None = None, at_y=None, origin: str = "the example", max_dims: int = MAX_DIMS) -> Traversal:
     """The latents of a traversal of ``model`` around the posterior mean of the example ``at``
@@ -76,8 +85,6 @@ def traversal(model, x: torch.Tensor, y=None, dims: list[int] | None = None, spa
         label = None if at_y is None else torch.as_tensor(at_y, device=x.device).reshape(())
         base = posterior_means(model, at.unsqueeze(0), None if label is None else label.reshape(1))[0]
     values = torch.linspace(lo, hi, steps, device=x.device)
-    z = base.expand(len(order), steps, latent).clone()
-    for r, d in enumerate(order):
-        z[r, :, d] = values
+    z = vary(base, order, values)
     ys = None if label is None else label.expand(len(order) * steps)
     return Traversal(z, order, [strength[d] for d in order], measure, values.tolist(), origin, ys)

@@ -165,6 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--check", action="store_true",
                    help="run the files (onnxruntime, torch.jit.load) on test examples and batches of 1 and more, "
                         "print the largest difference from PyTorch; above 1e-5 (relative beyond 1) is an error")
+    m = sub.add_parser("compare", help="runs side by side: config differences, figures, curves, samples",
+                       description="runs side by side: the config values that differ, the headline figures, the "
+                                   "learning curves overlaid and the samples, as a table and an HTML page")
+    m.add_argument("runs", nargs="+", type=Path, help="run directories, or folders of runs (a sweep's)")
+    m.add_argument("--csv", type=Path, help="also write the table as CSV here")
+    m.add_argument("--out", type=Path, default=Path("compare.html"), help="the HTML page (default compare.html)")
+    m.set_defaults(func=verbs.cmd_compare)
     h = run_parser("report", "write a self-contained HTML report of a run (<run>/report.html)", verbs.cmd_report)
     h.add_argument("--out", type=Path, help="HTML file (default <run>/report.html)")
     return p

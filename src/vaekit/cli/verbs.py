@@ -173,6 +173,18 @@ def cmd_traverse(args) -> int:
     return _show(run.media.traverse(run, t, args.out, **_gen(args)))
 
 
+def cmd_compare(args) -> int:
+    from ..compare import load, text_table, write_csv, write_html
+
+    entries = load(args.runs)
+    for line in text_table(entries):
+        print(line)
+    if args.csv:
+        print(f"table: {write_csv(entries, args.csv)}")
+    print(f"page: {write_html(entries, args.out)}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     run = _run(args)
     r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet, factors=args.factors,

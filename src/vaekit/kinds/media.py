@@ -111,6 +111,8 @@ class Media:
     between_help: ClassVar[str] = "two test-set indices"
     #: names of data sets built into vaekit that are of this kind (``--data digits``)
     builtin_sources: ClassVar[tuple[str, ...]] = ()
+    #: whether its loader reads ``--subset`` (a random subset of the examples)
+    takes_subset: ClassVar[bool] = False
     #: the word for one example, in summaries
     unit: ClassVar[str] = "examples"
     #: what ``--bad-files auto`` does with an unusable file in a folder: ``skip`` (naming it) or ``stop``

@@ -20,6 +20,7 @@ class Images(Media):
     between_help = "images: two test-set indices"
     builtin_sources = ("digits", "fashion-mnist", "dsprites")
     unit = "images"
+    takes_subset = True
 
     @classmethod
     def load(cls, cfg, saved: dict):
