@@ -204,6 +204,11 @@ class TrainConfig:
     device: str = opt("auto", "where to train (auto: CUDA when there is one)", choices=("auto", "cpu", "cuda"))
     threads: int | None = opt(None, "CPU threads (default: the cores this process may use, less those other "
                                     "processes keep busy, revised each epoch)", parse="int+")
+    track: str = opt("none", "log each epoch's figures, samples and the config to TensorBoard (event files in "
+                             "<run>/tensorboard; needs pip install 'vaekit[tensorboard]')",
+                     choices=("none", "tensorboard"))
+    track_every: int = opt(10, "with --track: log prior samples every this many epochs (and at the last)",
+                           parse="int+", metavar="EPOCHS")
     max_bad_steps: int = opt(20, "this many steps in a row with a non-finite loss or gradient count as divergence",
                              parse="int+")
     on_divergence: str = opt("recover", "on divergence (--max-bad-steps bad steps in a row, a non-finite validation "

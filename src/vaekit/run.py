@@ -200,6 +200,12 @@ class Run:
         result.update(self.media.metrics(self, split))
         if factors:
             result["disentanglement"] = self.disentanglement(exact=exact_dci)
+        if write and self.config.train.track != "none" and self.metrics:
+            from .tracking import trackers
+
+            for t in trackers(self.path, self.config, int(self.metrics[-1]["epoch"]) + 1):
+                t.evaluation(result, int(self.metrics[-1]["epoch"]))
+                t.close()
         if write:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result

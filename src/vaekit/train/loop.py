@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from ..threads import Threads
+from ..tracking import trackers
 from ..version import __version__
 from ..config import Config, auto_batch_size
 from ..errors import Preempted, VaekitError
@@ -250,6 +251,7 @@ class Trainer:
             self.reference = self.initial_score()
             self.save_checkpoint()  # epoch 0: an interrupted first epoch can be resumed too
         metrics = MetricsLog(self.out) if self.d.main else None
+        self.trackers = trackers(self.out, self.config, self.epoch) if self.d.main else []
         bar = progress((tc.epochs - self.epoch) * self.steps_per_epoch * self.global_batch, self.quiet, unit="ex",
                        unit_scale=True,
                        bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}]{postfix}")
@@ -267,6 +269,8 @@ class Trainer:
             bar.close()
             if metrics is not None:
                 metrics.close()
+            for t in self.trackers:
+                t.close()
         return self.finish(pictures)
 
     def _epoch(self, epoch: int, metrics, bar) -> None:
@@ -428,6 +432,7 @@ class Trainer:
             self.best, self.best_epoch = valid["score"], epoch
         if metrics is not None:  # the row first: a resume drops rows newer than the checkpoint
             metrics.write(row)
+            self.track(row)
             if improved:
                 save_weights(self.saved_weights(), self.out / "model.safetensors")
             self.save_checkpoint()
@@ -442,6 +447,29 @@ class Trainer:
                       f"{sums.count / sums.seconds:,.0f} ex/s"
                       + (f"  {row['skipped_steps']} steps skipped" if row["skipped_steps"] else "")
                       + (f"  discriminator accuracy {own['disc_accuracy']:.3f}" if "disc_accuracy" in own else ""))
+
+    def track(self, row: dict) -> None:
+        """The epoch's row to each tracker, and every ``track_every`` epochs (and at the last) the
+        prior samples as the run's kind shows them."""
+        if not self.trackers:
+            return
+        tc, epoch = self.config.train, int(row["epoch"])
+        shown = None
+        if epoch % tc.track_every == 0 or epoch == tc.epochs:
+            from ..kinds import kind
+            from ..run import saved_data
+
+            media = kind(self.info.get("modality", "image"))(self.info, saved_data(self.out, self.info))
+            devices = [self.device] if self.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices), self.averaged():   # the run's random streams stay as they were
+                torch.manual_seed(epoch)
+                self.model.eval()
+                shown = media.render(self.model.sample(16))
+                self.model.train()
+        for t in self.trackers:
+            t.epoch(row)
+            if shown is not None:
+                t.shown(shown, epoch)
 
     def watch_collapse(self, row: dict, bar) -> None:
         """Say once, in one line, when the posterior has collapsed (:func:`vaekit.eval.collapse_epoch`)."""
