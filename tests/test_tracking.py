@@ -55,3 +55,13 @@ def test_text_samples_are_logged_as_text(tmp_path, cli):
     assert rc == 0, err
     acc = events(tmp_path / "t")
     assert "samples/text_summary" in acc.Tags()["tensors"]
+
+
+def test_a_tracked_run_trains_to_the_same_weights(tmp_path, cli):
+    from safetensors.torch import load_file
+
+    common = ["--latent", "3", "--hidden", "32", "--batch-size", "128", "--epochs", "2", "--quiet"]
+    assert cli("train", *common, "--out", tmp_path / "plain")[0] == 0
+    assert cli("train", *common, "--track", "tensorboard", "--track-every", "1", "--out", tmp_path / "tracked")[0] == 0
+    a, b = load_file(tmp_path / "plain" / "model.safetensors"), load_file(tmp_path / "tracked" / "model.safetensors")
+    assert all((a[k] == b[k]).all() for k in a)
