@@ -59,3 +59,11 @@ def test_progress_written_to_a_log_updates_every_30_seconds_not_every_batch(digi
     assert rc == 0
     assert time.perf_counter() - start > 1.0  # long enough for an ordinary bar to redraw many times
     assert 1 <= err.count("IS-NLL k=5000") <= 3, err
+
+
+def test_a_run_shows_itself_in_a_notebook(digits_run):
+    import vaekit
+
+    page = vaekit.Run.load(digits_run)._repr_html_()
+    assert str(digits_run) in page and "valid ELBO" in page and "latent 4" in page
+    assert page.count("data:image/png;base64,") == 2          # the curves and the samples

@@ -319,5 +319,36 @@ class Run:
                           origin, dataclasses.asdict(self.config.model))
         return manifest
 
+    def _repr_html_(self) -> str:
+        """How a run shows itself in Jupyter: what it is, its learning curves and its samples,
+        from its files (the data are not read)."""
+        import html
+
+        from .kinds.media import figure_uri, png_uri
+        from .report import learning_curves
+
+        c, best = self.config, self.best()
+        rows = [("data", f"{c.data.source}: {'x'.join(map(str, self.info['shape']))} {self.info['value']}, "
+                         + ", ".join(f"{k} {v:,}" for k, v in self.info.get("sizes", {}).items())),
+                ("model", f"{c.model.net}, latent {c.model.latent}, {c.model.prior} prior, {c.model.likelihood} "
+                          f"likelihood"),
+                ("training", f"{c.train.objective}, {len(self.metrics)} of {c.train.epochs} epochs")]
+        if best:
+            rows.append((best[2], f"{best[0][best[1]]:.3f} nats at epoch {int(best[0]['epoch'])}"))
+        if self.evaluation:
+            ev = self.evaluation
+            rows.append(("test NLL", f"{ev['nll_nats']:.3f} nats (k = {ev['k']}), {ev['bits_per_dim']:.4f} bits/dim"))
+        table = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th><td style='text-align:left'>"
+                        f"{html.escape(v)}</td></tr>" for k, v in rows)
+        parts = [f"<b>{html.escape(str(self.path))}</b><table>{table}</table>"]
+        if self.metrics:
+            parts.append(f'<img style="max-width:720px" alt="learning curves" '
+                         f'src="{figure_uri(learning_curves(self.metrics), dpi=60)}">')
+        for picture in (self.path / "samples" / "prior_samples.png", self.path / "samples" / "prior" / "samples.png"):
+            if picture.is_file():
+                parts.append(f'<img style="max-width:320px" alt="samples" src="{png_uri(picture.read_bytes())}">')
+                break
+        return "".join(parts)
+
     def __repr__(self):
         return f"Run({str(self.path)!r}, latent={self.model.latent})"
