@@ -462,6 +462,12 @@ def _whole_source(source, path: Path, cfg) -> tuple[np.ndarray, str]:
     """All images of a source that is read whole, in its order, and how to name them."""
     if str(source) == "digits":
         return _load_digits()[0], "digits"
+    if str(source) == "dsprites":   # the run's subset, drawn at the run's size
+        from .dsprites import load_dsprites
+
+        size = (cfg.image_size or [64])[0]
+        return load_dsprites(cfg.subset if cfg.subset is not None else DSPRITES_SUBSET, size, cfg.split_seed)[0], \
+            "dsprites"
     if str(source) == "fashion-mnist" or path.is_dir():
         folder = FASHION_MNIST_DIR if str(source) == "fashion-mnist" else path
         if str(source) == "fashion-mnist" and not FASHION_MNIST_DIR.is_dir():
