@@ -261,6 +261,11 @@ class Config:
     def check(self) -> None:
         """Reject values that cannot work, with one sentence each: first each field against its
         choices and the kind of number it is, then the combinations."""
+        if isinstance(self.data.source, os.PathLike):
+            self.data.source = os.fspath(self.data.source)
+        if not isinstance(self.data.source, str):
+            raise VaekitError(f"data.source names a file, a folder or a data set, not a {type(self.data.source).__name__}; "
+                              f"give data in memory as vaekit.train(cfg, data=...).")
         for section, klass in SECTIONS:
             part = getattr(self, section)
             for f in dataclasses.fields(klass):

@@ -107,8 +107,9 @@ class Run:
     ``vocab``: a text run's vocabulary, to turn generated token ids into lines.
     """
 
-    def __init__(self, path: Path, config: Config, info: dict, model: VAE):
+    def __init__(self, path: Path, config: Config, info: dict, model: VAE, data=None):
         self.path, self.config, self.info, self.model = Path(path), config, info, model
+        self.given = data   # data given in memory for a run trained on them (see ``data``)
         self.saved = saved_data(self.path, info)
         self.vocab = self.saved.get("vocab")
         self.media = kind(self.modality)(info, self.saved)
@@ -118,7 +119,9 @@ class Run:
         return self.info.get("modality", "image")
 
     @classmethod
-    def load(cls, path, device: str = "cpu") -> "Run":
+    def load(cls, path, device: str = "cpu", data=None) -> "Run":
+        """The run at ``path``; ``data``: its data, given in memory (what ``vaekit.train`` takes),
+        for a run trained on data given so, or to use other data of the same shape."""
         path = Path(path)
         if not path.is_dir():
             raise VaekitError(f"{path}: not a run directory (no such folder).")
@@ -136,14 +139,21 @@ class Run:
         model = build_model(config.model, info)  # built on the meta device above: it builds
         load_into(model, path / "model.safetensors", "config.yaml")
         model.to(resolve_device(device)).eval()
-        return cls(path, config, info, model)
+        return cls(path, config, info, model, data)
 
     @cached_property
     def data(self):
-        """The data set the run was trained on, reloaded from its source."""
-        from .kinds import load_data
+        """The data set the run was trained on, reloaded from its source (or the data given to
+        :meth:`load`)."""
+        from .kinds import as_bundle, load_data
 
-        bundle = load_data(self.config.data, self.saved)
+        if self.given is not None:
+            bundle = as_bundle(self.given, self.config.data)
+        else:
+            try:
+                bundle = load_data(self.config.data, self.saved)
+            except VaekitError as e:
+                raise VaekitError(f"{self.path}: {e}") if "given in memory" in str(e) else e from None
         if not self.media.same_shape(bundle.shape):
             raise VaekitError(f"{self.config.data.source}: the data are now {list(bundle.shape)}, "
                               f"but the run was trained on {self.info['shape']}.")

@@ -10,6 +10,9 @@ import torch
 
 from ..errors import VaekitError
 
+#: data.source of a run trained on data given in memory (``vaekit.train(cfg, data=...)``)
+IN_MEMORY = "<in memory>"
+
 
 @dataclass
 class Bundle:
@@ -44,6 +47,7 @@ class Bundle:
     modality: str = "image"
     meta: dict[str, Any] = field(default_factory=dict)
     vocab: Any = None
+    origin: str | None = None   # the source it was loaded from (load_data); None: built in memory
     train_factors: torch.Tensor | None = None
     valid_factors: torch.Tensor | None = None
     test_factors: torch.Tensor | None = None

@@ -80,7 +80,24 @@ def load_data(cfg, saved: dict | None = None):
     saved: what a trained run keeps about its data (``vocab`` for text, the normalisation
     statistics for audio), so the data are encoded exactly as in training.
     """
-    return kind(detect_modality(cfg)).load(cfg, saved or {})
+    from .bundle import IN_MEMORY
+
+    if str(cfg.source) == IN_MEMORY:
+        raise VaekitError("this run was trained on data given in memory (vaekit.train(cfg, data=...)), which it "
+                          "cannot read again: give them again, vaekit.Run.load(path, data=...) or "
+                          "vaekit.resume(path, data=...).")
+    bundle = kind(detect_modality(cfg)).load(cfg, saved or {})
+    bundle.origin = str(cfg.source)
+    return bundle
+
+
+def as_bundle(data, cfg):
+    """Data given in memory as a Bundle: a Bundle as it is; arrays, tensors or a torch Dataset of
+    images (:func:`vaekit.kinds.images.loader.bundle_from_arrays`) read with the DataConfig ``cfg``."""
+    from .bundle import Bundle
+    from .images.loader import bundle_from_arrays
+
+    return data if isinstance(data, Bundle) else bundle_from_arrays(data, cfg)
 
 
 @dataclass

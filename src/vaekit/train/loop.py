@@ -487,7 +487,7 @@ class Trainer:
         and the report."""
         d = self.d
         dist.barrier(d)
-        run = Run.load(self.out, device=str(self.device))
+        run = Run.load(self.out, device=str(self.device), data=self.bundle)
         if d.main and not self.quiet:
             print(f"best valid {self.objective.name} {self.best:.3f} nats at epoch {self.best_epoch}")
             if int(self.skipped.item()):

@@ -19,7 +19,7 @@ from ..version import __version__
 from ..config import Config, resolve, save_yaml, without_effect
 from ..errors import VaekitError
 from .. import memory
-from ..kinds import Bundle, kind, load_data
+from ..kinds import IN_MEMORY, Bundle, as_bundle, kind, load_data
 from ..model import model_size
 from ..run import Run, load_into, read_config, resolve_device, saved_data
 from . import distributed as dist
@@ -33,6 +33,10 @@ def _start(config: Config, data: Bundle | None, saved: dict | None = None):
     d, device_name = dist.setup(config.train.device)
     device = resolve_device(device_name.split(":")[0]) if ":" not in device_name else torch.device(device_name)
     try:
+        if data is not None:
+            data = as_bundle(data, config.data)
+            if data.origin != str(config.data.source):   # not what config.data names: say so in the run
+                config.data.source = IN_MEMORY
         bundle = data if data is not None else load_data(config.data, saved)
         info = bundle.info()
         resolved = resolve(config, info)  # every "auto", once, and the parts checked against the data
@@ -95,9 +99,15 @@ def _describe(trainer: Trainer, log) -> None:
             print(warning, file=sys.stderr)
 
 
-def train(config: Config, out: str | Path | None = None, quiet: bool = False, data: Bundle | None = None,
+def train(config: Config, out: str | Path | None = None, quiet: bool = False, data=None,
           pictures: bool = True) -> Run:
     """Train a VAE as described by ``config``; write and return its run directory.
+
+    ``data``: data in memory instead of ``config.data.source``: images as a numpy array or torch
+    tensor, (images, labels), a dict of splits, or a torch ``Dataset``
+    (:func:`vaekit.kinds.images.loader.bundle_from_arrays`), or a Bundle. The run records that
+    its data came from memory, and asks for them again where it needs them
+    (``Run.load(path, data=...)``).
 
     Under ``torchrun`` every process calls this; they train one model with
     DistributedDataParallel and only rank 0 writes the run directory.

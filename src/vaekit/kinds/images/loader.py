@@ -327,7 +327,14 @@ def load_images(cfg) -> Bundle:
             x = read_idx(path)
             splits["all"], labels["all"] = to_nchw(x, cfg.shape, str(path)), None
 
-    # Check shapes agree across splits, then scale values.
+    return _assemble(cfg, source, name, splits, labels, factors, value, levels, label_names, factor_names, skipped)
+
+
+def _assemble(cfg, source: str, name: str, splits: dict, labels: dict, factors: dict, value=None, levels=None,
+              label_names=None, factor_names=None, skipped=()) -> Bundle:
+    """A Bundle of images read as numpy arrays (N, C, H, W) per split (or ``all``, split here):
+    values scaled to [0, 1], a random ``--subset``, the held-out splits a source lacks, and
+    ``--binarize``; labels and factors follow their images."""
     shapes = {k: v.shape[1:] for k, v in splits.items()}
     if len(set(shapes.values())) > 1:
         raise VaekitError(f"{source}: the splits have different image shapes ({shapes}).")
@@ -401,10 +408,52 @@ def load_images(cfg) -> Bundle:
         name=name, shape=tuple(int(s) for s in tensors["train"].shape[1:]), value=value,
         train=tensors["train"], valid=tensors["valid"], test=tensors["test"], levels=levels,
         dynamic=dynamic, train_labels=lab("train"), valid_labels=lab("valid"), test_labels=lab("test"),
-        label_names=label_names, meta={"skipped": skipped} if skipped else {},
+        label_names=label_names, meta={"skipped": list(skipped)} if skipped else {},
         train_factors=fac("train"), valid_factors=fac("valid"), test_factors=fac("test"),
         factor_names=factor_names if factors.get("train") is not None else None,
     )
+
+
+def bundle_from_arrays(data, cfg) -> Bundle:
+    """Images given in memory (``vaekit.train(cfg, data=...)``) as a Bundle, read as a file's
+    would be: a numpy array or torch tensor (N, H, W), (N, C, H, W), (N, H, W, C) or flat (N, D)
+    with ``--shape``; a tuple (images, labels); a dict with ``train`` (and ``valid``, ``test``)
+    arrays or (images, labels) pairs; or a ``torch.utils.data.Dataset`` whose items are images or
+    (image, label) pairs."""
+    import torch.utils.data as tud
+
+    def array(a, what):
+        if isinstance(a, torch.Tensor):
+            a = a.detach().cpu().numpy()
+        a = np.asarray(a)
+        if a.dtype == object or not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise VaekitError(f"data: the {what} must be numbers, got an array of {a.dtype}.")
+        return a
+
+    def pair(d, what):
+        if isinstance(d, tud.Dataset):    # map-style: items are images, or (image, label) pairs
+            items = [d[i] for i in range(len(d))]
+            if not items:
+                raise VaekitError(f"data: the {what} dataset is empty.")
+            pairs = isinstance(items[0], (tuple, list))
+            x = np.stack([array(i[0] if pairs else i, what) for i in items])
+            labelled = pairs and len(items[0]) > 1
+            return x, (np.asarray([int(i[1]) for i in items], dtype=np.int64) if labelled else None)
+        if isinstance(d, (tuple, list)) and len(d) == 2:
+            return array(d[0], what), array(d[1], f"{what} labels").astype(np.int64)
+        return array(d, what), None
+
+    parts = data if isinstance(data, dict) else {"all": data}
+    unknown = set(parts) - {"train", "valid", "test", "all"}
+    if unknown or ("all" not in parts and "train" not in parts):
+        raise VaekitError(f"data: a dict of splits needs 'train' (and 'valid', 'test'), got {sorted(parts)}.")
+    splits, labels = {}, {}
+    for split, d in parts.items():
+        x, y = pair(d, f"{split} images" if split != "all" else "images")
+        splits[split], labels[split] = to_nchw(x, cfg.shape, "data"), y
+        if y is not None and len(y) != len(x):
+            raise VaekitError(f"data: {len(x)} {'' if split == 'all' else split + ' '}images but {len(y)} labels.")
+    return _assemble(cfg, "data", "in-memory", splits, labels, {})
 
 
 def _load_idx_folder(folder: Path, shape):
