@@ -66,3 +66,73 @@ def test_an_array_as_the_source_is_one_sentence(tmp_path):
     cfg.data.source = np.zeros((10, 4, 4))
     with pytest.raises(VaekitError, match=r"not a ndarray; give data in memory as vaekit.train\(cfg, data=...\)"):
         vaekit.train(cfg, out=tmp_path / "x", quiet=True)
+
+
+PARTS = '''
+import math
+
+from torch import nn
+
+import vaekit
+from vaekit.model.nets import GaussianHead
+
+
+class Encoder(nn.Module):
+    """A user's encoder: features ``hidden(x, c)``, then a GaussianHead to (mu, log-variance)."""
+
+    def __init__(self, d, latent):
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(d, 24), nn.Tanh())
+        self.head = GaussianHead(24, latent)
+
+    def hidden(self, x, c=None):
+        return self.body(x)
+
+
+class Decoder(nn.Module):
+    def __init__(self, latent, shape, n_params):
+        super().__init__()
+        self.out_shape = (n_params, *shape)
+        self.net = nn.Linear(latent, math.prod(self.out_shape))
+
+    def forward(self, z):
+        return self.net(z).view(z.shape[0], *self.out_shape)
+
+
+@vaekit.register_net("NAME", "a user's own network")
+def build(model_cfg, info, z_enc, z_in, classes, lik):
+    shape = tuple(info["shape"])
+    return Encoder(math.prod(shape), z_enc), Decoder(z_in, shape, lik.n_params)
+'''
+
+
+def test_a_users_network_is_chosen_by_name_saved_and_reloaded(tmp_path, monkeypatch, cli):
+    import importlib
+    import shutil
+    import sys
+
+    (tmp_path / "my_vae_parts.py").write_text(PARTS.replace("NAME", "users-net"))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("VAEKIT_PLUGINS", "my_vae_parts")
+    # the command line imports VAEKIT_PLUGINS' modules before it reads its options
+    rc, _, err = cli("train", "--net", "users-net", "--epochs", "2", "--latent", "3", "--quiet", "--out", tmp_path / "r")
+    assert rc == 0, err
+    assert "model.net: my_vae_parts" in (tmp_path / "r" / "config.yaml").read_text()
+    # another process: the module is imported again because the run names it
+    sys.modules.pop("my_vae_parts")
+    vaekit.NETS.entries.pop("users-net")
+    monkeypatch.delenv("VAEKIT_PLUGINS")
+    run = vaekit.Run.load(tmp_path / "r")
+    assert type(run.model.encoder).__name__ == "Encoder" and "users-net" in vaekit.NETS
+    assert run.model.sample(4).shape == (4, 1, 8, 8)
+    # and where it cannot be imported, one sentence says which module the run needs
+    sys.modules.pop("my_vae_parts")
+    vaekit.NETS.entries.pop("users-net")
+    shutil.move(tmp_path / "my_vae_parts.py", tmp_path / "elsewhere.py")
+    importlib.invalidate_caches()
+    with pytest.raises(VaekitError, match="model.net 'users-net' is registered by the module 'my_vae_parts', but the "
+                                          "module 'my_vae_parts' cannot be imported"):
+        vaekit.Run.load(tmp_path / "r")
+    monkeypatch.setenv("VAEKIT_PLUGINS", "no_such_vaekit_plugin")
+    rc, _, err = cli("info", tmp_path / "r")
+    assert rc == 2 and "VAEKIT_PLUGINS names it" in err and "Traceback" not in err

@@ -19,7 +19,11 @@ from .report import write_report  # noqa: E402
 from .serve import serve  # noqa: E402
 from .train import resume, train  # noqa: E402
 
+#: decorators that register a user's part under a name, chosen then like a built-in one (vaekit.plugins)
+register_net, register_prior = NETS.register, PRIORS.register
+register_likelihood, register_objective = LIKELIHOODS.register, OBJECTIVES.register
+
 __all__ = ["Config", "DataConfig", "ModelConfig", "TrainConfig", "resolve", "Bundle", "Media", "load_data",
            "register_kind", "VaekitError", "evaluate", "log_weights", "log_likelihood", "VAE", "build_model",
            "Objective", "LIKELIHOODS", "NETS", "OBJECTIVES", "PRIORS", "Run", "train", "resume", "write_report",
-           "serve", "__version__"]
+           "serve", "register_net", "register_prior", "register_likelihood", "register_objective", "__version__"]

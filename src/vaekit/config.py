@@ -458,11 +458,37 @@ def check_version(raw: dict, origin: str) -> None:
                           f"({__version__}) or not a version; upgrade vaekit to read this run.")
 
 
+def plugins_of(config: Config) -> dict[str, str]:
+    """The parts of this config that a module outside vaekit registered: {"model.net": "module"}."""
+    m, t = config.model, config.train
+    chosen = (("model.net", NETS, m.net), ("model.prior", PRIORS, m.prior),
+              ("model.likelihood", LIKELIHOODS, m.likelihood), ("train.objective", OBJECTIVES, t.objective))
+    return {key: registry.outside(name) for key, registry, name in chosen if registry.outside(name)}
+
+
+def require_plugins(raw: dict, origin: str) -> None:
+    """Import the modules a run's config.yaml records under ``plugins`` (removed from ``raw``) for
+    the parts that are not registered yet; one sentence where one cannot be imported."""
+    from .plugins import import_plugin
+
+    plugins = raw.pop("plugins", None) or {}
+    if not isinstance(plugins, dict):
+        raise VaekitError(f"{origin}: 'plugins' must map a part (model.net, ...) to a module name.")
+    registries = {"model.net": NETS, "model.prior": PRIORS, "model.likelihood": LIKELIHOODS,
+                  "train.objective": OBJECTIVES}
+    for key, module in plugins.items():
+        section, _, field_name = str(key).partition(".")
+        name = (raw.get(section) or {}).get(field_name) if isinstance(raw.get(section), dict) else None
+        if key in registries and name is not None and name not in registries[key]:
+            import_plugin(str(module), f"{origin}: {key} '{name}' is registered by the module '{module}'")
+
+
 def unresolved(raw: dict) -> dict:
     """A run's config.yaml as a starting point for another run: the values :func:`resolve` set
     (listed under ``resolved``) go back to ``auto``, to be resolved against the new run's data;
     the run's own keys (``vaekit``, ``data_info``) are dropped."""
     raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    require_plugins(raw, "config")
     keys = raw.pop("resolved", None) or []
     raw.pop("vaekit", None)
     raw.pop("data_info", None)

@@ -22,7 +22,7 @@ import torch
 
 from . import memory
 from .checkpoint import load_weights
-from .config import Config, check_version, load_yaml, resolve
+from .config import Config, check_version, load_yaml, require_plugins, resolve
 from .errors import VaekitError
 from .kinds import kind
 from .kinds.media import spread
@@ -52,6 +52,7 @@ def read_config(path: Path) -> tuple[Config, dict, list[str]]:
     raw = load_yaml(cfg_file)
     check_version(raw, str(cfg_file))
     raw.pop("vaekit", None)
+    require_plugins(raw, str(cfg_file))
     info, resolved = raw.pop("data_info", None), raw.pop("resolved", None) or []
     if not isinstance(info, dict) or "shape" not in info:
         raise VaekitError(f"{cfg_file}: has no data_info section; it was not written by vaekit train.")

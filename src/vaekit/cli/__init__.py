@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from ..errors import Preempted, VaekitError
+from ..plugins import load_plugins
 from ..kinds import KINDS, Media
 from . import verbs
 from ..score import SCORES
@@ -178,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    try:
+        load_plugins()   # before the options are built: a plugin's parts are choices like the built-in ones
+    except VaekitError as e:
+        print(f"vaekit: error: {e}", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -26,6 +26,7 @@ class Entry:
     build: Callable[..., Any]
     help: str = ""
     fits: Callable[[Any, dict], str | None] | None = None
+    module: str = ""   # where the builder was defined: vaekit's own parts, or a user's module
 
 
 class Registry:
@@ -40,7 +41,7 @@ class Registry:
         def add(build):
             if name in self.entries:
                 raise ValueError(f"{self.family} '{name}' is registered twice")
-            self.entries[name] = Entry(name, build, help, fits)
+            self.entries[name] = Entry(name, build, help, fits, getattr(build, "__module__", "") or "")
             return build
         return add
 
@@ -63,6 +64,13 @@ class Registry:
         """Why the part ``name`` does not fit this model and data, or None when it does."""
         entry = self[name]
         return entry.fits(model_cfg, info) if entry.fits else None
+
+    def outside(self, name: str) -> str | None:
+        """The module that registered ``name`` when it is not part of vaekit, else None."""
+        entry = self.entries.get(name)
+        if entry is None or entry.module == "vaekit" or entry.module.startswith("vaekit."):
+            return None
+        return entry.module
 
     def help(self) -> str:
         return "; ".join(f"{e.name}: {e.help}" if e.help else e.name for e in self.entries.values())

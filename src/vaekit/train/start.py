@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from ..version import __version__
-from ..config import Config, resolve, save_yaml, without_effect
+from ..config import Config, plugins_of, resolve, save_yaml, without_effect
 from ..errors import VaekitError
 from .. import memory
 from ..kinds import IN_MEMORY, Bundle, as_bundle, kind, load_data
@@ -133,8 +133,8 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     if d.main:
         target = prepare_dir(Path(out) if out else default_run_dir(bundle))
         lock = RunLock(target).acquire()
-        save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info, "resolved": resolved},
-                  target / "config.yaml")
+        save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info, "resolved": resolved,
+                   **({"plugins": plugins_of(config)} if plugins_of(config) else {})}, target / "config.yaml")
         kind(bundle.modality).keep(bundle, target)
     trainer.out = Path(dist.broadcast_object(str(target), d))
     _describe(trainer, (lambda *a: None) if trainer.quiet else print)
@@ -185,8 +185,8 @@ def _resume(path: Path, config: Config, info, resolved: list, state_file: Path, 
     if d.main:
         truncate_metrics(path / "metrics.csv", trainer.epoch)
         if epochs is not None:
-            save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info, "resolved": resolved + newly},
-                      path / "config.yaml")
+            save_yaml({"vaekit": __version__, **config.to_dict(), "data_info": info, "resolved": resolved + newly,
+                       **({"plugins": plugins_of(config)} if plugins_of(config) else {})}, path / "config.yaml")
     if not trainer.quiet:
         print(f"resuming {path} after epoch {trainer.epoch} (best valid {trainer.objective.name} "
               f"{trainer.best:.3f})")
