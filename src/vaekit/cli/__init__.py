@@ -173,6 +173,19 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--csv", type=Path, help="also write the table as CSV here")
     m.add_argument("--out", type=Path, default=Path("compare.html"), help="the HTML page (default compare.html)")
     m.set_defaults(func=verbs.cmd_compare)
+    w = sub.add_parser("sweep", help="search hyperparameters with Optuna: trials are runs, pruned on their "
+                                     "validation bound; a table, the best command line and plots at the end",
+                       description="search hyperparameters with Optuna (the sweep file: docs/guide.md#vaekit-sweep)")
+    w.add_argument("space", type=Path, help="the sweep file (YAML): base config, space, objective")
+    w.add_argument("--trials", type=positive_int, required=True, help="finished trials the study should have")
+    w.add_argument("--jobs", type=positive_int, default=1, help="processes on this machine, each with its share of "
+                                                                "the cores (default 1)")
+    w.add_argument("--storage", help="Optuna storage: a database URL (sqlite:///..., postgresql://...) or "
+                                     "journal:PATH (default: sqlite in the sweep's folder)")
+    w.add_argument("--out", type=Path, help="the sweep's folder (default sweeps/<file name>)")
+    w.add_argument("--quiet", action="store_true")
+    w.add_argument("--worker", type=int, help=argparse.SUPPRESS)   # a worker process of --jobs, with its threads
+    w.set_defaults(func=verbs.cmd_sweep)
     h = run_parser("report", "write a self-contained HTML report of a run (<run>/report.html)", verbs.cmd_report)
     h.add_argument("--out", type=Path, help="HTML file (default <run>/report.html)")
     return p

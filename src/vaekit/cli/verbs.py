@@ -185,6 +185,18 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from ..sweep import Space, run_worker, summary, sweep
+
+    if args.worker is not None:   # one of the processes of --jobs
+        run_worker(Space(args.space), args.out, args.storage, args.trials, args.worker, True)
+        return 0
+    study, out = sweep(args.space, args.trials, args.jobs, args.storage, args.out, args.quiet)
+    for line in summary(study, out):
+        print(line)
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     run = _run(args)
     r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet, factors=args.factors,

@@ -139,6 +139,7 @@ class Trainer:
         self.recoveries = 0  # times training went back to its last checkpoint after diverging
         self.reference = -math.inf  # the validation bound of the initial weights: a run far below it diverged
         self.history: list[dict] = []  # this process's metrics rows, for the collapse monitor
+        self.on_epoch = None  # called with each epoch's row after its checkpoint (vaekit.train's on_epoch)
         self.collapse_said = False
         if d.active and tc.seed is not None:
             torch.manual_seed(tc.seed + 1000003 * d.rank)  # different sampling noise per rank
@@ -283,6 +284,8 @@ class Trainer:
             self.recover(e, bar)
             return
         self.end_epoch(epoch, sums, valid, metrics, bar)
+        if self.on_epoch is not None:
+            self.on_epoch(self.history[-1])
         changed = self.threads.revise() if self.threads is not None else None
         if changed and not self.quiet:
             bar.write(changed)

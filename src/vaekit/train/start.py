@@ -100,14 +100,15 @@ def _describe(trainer: Trainer, log) -> None:
 
 
 def train(config: Config, out: str | Path | None = None, quiet: bool = False, data=None,
-          pictures: bool = True) -> Run:
+          pictures: bool = True, on_epoch=None) -> Run:
     """Train a VAE as described by ``config``; write and return its run directory.
 
     ``data``: data in memory instead of ``config.data.source``: images as a numpy array or torch
     tensor, (images, labels), a dict of splits, or a torch ``Dataset``
     (:func:`vaekit.kinds.images.loader.bundle_from_arrays`), or a Bundle. The run records that
     its data came from memory, and asks for them again where it needs them
-    (``Run.load(path, data=...)``).
+    (``Run.load(path, data=...)``). ``on_epoch``: called with each epoch's metrics row, after its
+    checkpoint; what it raises stops training there (a sweep's pruning).
 
     Under ``torchrun`` every process calls this; they train one model with
     DistributedDataParallel and only rank 0 writes the run directory.
@@ -125,6 +126,7 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
     # the trainer (and its model) first: a batch that does not fit, or init weights that do not match,
     # are refused before the run directory is made
     trainer = Trainer(config, bundle, Path(out or "."), d, device, quiet)
+    trainer.on_epoch = on_epoch
     if init is not None:  # the weights, read once by Run.load, checked against this run's model
         load_into(trainer.model, init.path / "model.safetensors", "the model this run's config builds",
                   weights=trainer.model.complete_weights(init.model.state_dict()))
