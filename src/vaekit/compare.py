@@ -14,6 +14,7 @@ import csv
 import html
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def find_runs(paths) -> list[Path]:
         if (p / "config.yaml").is_file():
             out.append(p)
         elif p.is_dir():
-            found = sorted(q.parent for q in p.rglob("config.yaml"))
+            found = sorted((q.parent for q in p.rglob("config.yaml")), key=_natural)
             if not found:
                 raise VaekitError(f"{p}: neither a run directory nor a folder of runs (no config.yaml under it).")
             out += found
@@ -59,6 +60,11 @@ def find_runs(paths) -> list[Path]:
         raise VaekitError(f"compare needs at least two runs; {', '.join(map(str, paths))} hold{'s' if len(paths) == 1 else ''} "
                           f"{len(unique)}.")
     return unique
+
+
+def _natural(p: Path):
+    """trial-2 before trial-10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -110,11 +116,12 @@ def headline(e: Entry) -> dict:
             "seconds": sum(r["seconds"] for r in m) if m else None}
 
 
-def _cell(v) -> str:
+def _cell(v, figure: bool = False) -> str:
+    """A table cell: a figure in nats with three decimals, a config value as it is (to 6 digits)."""
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.3f}" if math.isfinite(v) and abs(v) < 1e5 else f"{v:g}"
+        return f"{v:.3f}" if figure and math.isfinite(v) and abs(v) < 1e5 else f"{v:.6g}"
     if isinstance(v, (list, dict)):
         return json.dumps(v)
     return str(v)
@@ -127,7 +134,7 @@ def table(entries: list[Entry]) -> tuple[list[str], list[list[str]]]:
     rows = []
     for e in entries:
         h = headline(e)
-        rows.append([e.name, *(_cell(e.config.get(k)) for k in diff), *(_cell(h[k]) for k, _ in HEADLINE)])
+        rows.append([e.name, *(_cell(e.config.get(k)) for k in diff), *(_cell(h[k], True) for k, _ in HEADLINE)])
     return heads, rows
 
 
