@@ -68,6 +68,7 @@ def test_refining_the_encoder_needs_a_run_and_its_model(digits_run, cli, tmp_pat
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow  # a benchmark script end to end: make test-slow
 def test_per_example_proposal_benchmark_runs(cli, tmp_path):
     """bench/per_example_proposal.py fits a proposal per test example and prints both estimates."""
     import subprocess
@@ -130,6 +131,7 @@ def test_refining_with_doubly_reparameterised_gradients(cli, tmp_path):
     assert rc == 0 and "IWAE k=8, doubly reparameterised gradient" in info
 
 
+@pytest.mark.slow  # a benchmark script end to end: make test-slow
 def test_nll_samplers_benchmark(cli, tmp_path):
     """bench/nll_samplers.py: antithetic noises are pairs e, -e; Sobol noises are standard normal;
     the proposal draws z = mean + std * noise in every layer; each sampler estimates the same NLL;
@@ -191,6 +193,7 @@ def test_nll_samplers_benchmark(cli, tmp_path):
     assert p.returncode == 1 and "not a flow" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow  # a benchmark script end to end: make test-slow
 def test_amp_precision_benchmark(cli, tmp_path):
     """bench/amp_precision.py prints how far each term moves under bfloat16 autocast; the
     log-densities of the latent stay close (float32), and a path that is not a run is refused."""

@@ -321,7 +321,8 @@ def cmd_info(args) -> int:
     run = _run(args)
     c, info = run.config, run.info
     params = sum(p.numel() for p in run.model.parameters())
-    sizes = ", ".join(f"{k} {v:,}" for k, v in info["sizes"].items())
+    recorded = info.get("sizes") if isinstance(info.get("sizes"), dict) else {}
+    sizes = ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in recorded.items()) or "split sizes not recorded"
     print(f"run      {run.path}")
     print(f"data     {c.data.source}: {'x'.join(map(str, info['shape']))}, {info['value']}; {sizes}")
     m = c.model
