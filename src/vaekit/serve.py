@@ -154,14 +154,16 @@ def create_app(run) -> "Flask":
             return None
         return _integer(data["label"], "'label'", ex.classes)
 
-    @app.post("/api/decode")
-    def decode():
-        data = body()
+    def latent_of(data) -> list[float]:
         z = data.get("z")
         if not isinstance(z, list) or len(z) != ex.latent:
             raise BadRequest(f"'z' must be a list of {ex.latent} numbers")
-        z = [_number(v, f"z[{i}]") for i, v in enumerate(z)]
-        return jsonify(ex.decode(z, label_of(data)))
+        return [_number(v, f"z[{i}]") for i, v in enumerate(z)]
+
+    @app.post("/api/decode")
+    def decode():
+        data = body()
+        return jsonify(ex.decode(latent_of(data), label_of(data)))
 
     @app.post("/api/decode_point")
     def decode_point():
@@ -185,10 +187,7 @@ def create_app(run) -> "Flask":
     @app.post("/api/traverse")
     def traverse():
         data = body()
-        z = data.get("z")
-        if not isinstance(z, list) or len(z) != ex.latent:
-            raise BadRequest(f"'z' must be a list of {ex.latent} numbers")
-        z = [_number(v, f"z[{i}]") for i, v in enumerate(z)]
+        z = latent_of(data)
         dim = _integer(data.get("dim"), "'dim'", ex.latent)
         steps = _integer(data.get("steps", 9), "'steps'", 33)
         return jsonify(ex.traverse(z, dim, max(steps, 2), label_of(data)))
