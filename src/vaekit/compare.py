@@ -107,12 +107,13 @@ HEADLINE = (("epochs", "epochs"), ("best_valid", "best valid bound"), ("final_va
 def headline(e: Entry) -> dict:
     """A run's figures: epochs trained, the best validation bound (the IWAE bound for an IWAE
     run, else the ELBO) and the last validation ELBO, the test NLL, KL and active units of its
-    evaluation (the last validation KL without one), and the training time."""
+    evaluation (the last validation KL and active units without one), and the training time."""
     m, ev = e.metrics, e.evaluation or {}
     key = "valid_iwae" if m and all("valid_iwae" in r for r in m) else "valid_elbo"
     return {"epochs": len(m), "best_valid": max(r[key] for r in m) if m else None,
             "final_valid_elbo": m[-1]["valid_elbo"] if m else None, "test_nll": ev.get("nll_nats"),
-            "kl": ev.get("kl_nats", m[-1]["valid_kl"] if m else None), "active_units": ev.get("active_units"),
+            "kl": ev.get("kl_nats", m[-1]["valid_kl"] if m else None),
+            "active_units": ev.get("active_units", m[-1].get("valid_active_units") if m else None),
             "seconds": sum(r["seconds"] for r in m) if m else None}
 
 

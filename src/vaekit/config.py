@@ -29,7 +29,7 @@ from .model.registry import LIKELIHOODS, NETS, OBJECTIVES, PRIORS
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "gated")
 
 #: how the command line parses a value; the checks of a value that came from YAML follow from it
-PARSERS = ("str", "int", "float", "int+", "float+", "int0+", "float0+", "ints", "sizes", "range", "flag")
+PARSERS = ("str", "int", "float", "int+", "float+", "int0+", "float0+", "ints", "sizes", "range", "flag", "names")
 
 
 def opt(default=None, help: str | Callable[[], str] = "", *, factory: Callable | None = None, flag: str | None = None,
@@ -205,8 +205,9 @@ class TrainConfig:
     threads: int | None = opt(None, "CPU threads (default: the cores this process may use, less those other "
                                     "processes keep busy, revised each epoch)", parse="int+")
     track: str = opt("none", "log each epoch's figures, samples and the config to TensorBoard (event files in "
-                             "<run>/tensorboard; needs pip install 'vaekit[tensorboard]')",
-                     choices=("none", "tensorboard"))
+                             "<run>/tensorboard; pip install 'vaekit[tensorboard]') and/or MLflow (MLFLOW_TRACKING_URI, "
+                             "else sqlite:///<runs>/mlflow.db; pip install 'vaekit[mlflow]'); several separated by "
+                             "commas", choices=("none", "tensorboard", "mlflow"), parse="names", metavar="TRACKERS")
     track_every: int = opt(10, "with --track: log prior samples every this many epochs (and at the last)",
                            parse="int+", metavar="EPOCHS")
     max_bad_steps: int = opt(20, "this many steps in a row with a non-finite loss or gradient count as divergence",
@@ -337,6 +338,11 @@ def _check_field(key: str, value, f: dataclasses.Field) -> None:
     if value is None and (f.default is None or f.name in ("min_count",)):
         return
     allowed = choices_of(f)
+    if allowed is not None and f.metadata.get("parse") == "names":   # "none", or names separated by commas
+        if not isinstance(value, str) or value != "none" and not all(v in allowed[1:] for v in value.split(",")):
+            raise VaekitError(f"{key} is '{value}', expected 'none' or some of {', '.join(allowed[1:])} "
+                              "separated by commas.")
+        return
     if allowed is not None:
         if value not in allowed:
             raise VaekitError(f"{key} is '{value}', expected one of: {', '.join(allowed)}.")

@@ -211,7 +211,7 @@ class Run:
         result.update(self.media.metrics(self, split))
         if factors:
             result["disentanglement"] = self.disentanglement(exact=exact_dci)
-        if write and self.config.train.track != "none" and self.metrics:
+        if write and self.metrics:
             from .tracking import trackers
 
             for t in trackers(self.path, self.config, int(self.metrics[-1]["epoch"]) + 1):

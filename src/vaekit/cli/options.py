@@ -62,6 +62,17 @@ def number(cast, ok, wanted: str, kind: str):
     return parse
 
 
+def names(allowed: tuple[str, ...]):
+    """An argparse type: 'none' (the first of ``allowed``), or some of the others separated by commas."""
+    def parse(text: str):
+        parts = [t.strip() for t in text.split(",") if t.strip()]
+        if text != allowed[0] and (not parts or any(p not in allowed[1:] for p in parts)):
+            raise argparse.ArgumentTypeError(f"expected {allowed[0]} or some of {', '.join(allowed[1:])} separated "
+                                             f"by commas, got '{text}'")
+        return ",".join(dict.fromkeys(parts))
+    return parse
+
+
 positive_int = number(int, lambda v: v > 0, "a positive integer", "a positive integer")
 positive_float = number(float, lambda v: v > 0, "a positive number", "a number")
 nonneg_float = number(float, lambda v: v >= 0, "a non-negative number", "a number")
@@ -100,8 +111,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         if meta.get("parse") == "flag":
             kwargs.update(action="store_const", const=True)
         else:
-            kwargs["type"] = TYPES[meta.get("parse", "str")]
-            if choices_of(f) is not None:
+            kwargs["type"] = TYPES[meta.get("parse", "str")] if meta.get("parse") != "names" else names(choices_of(f))
+            if choices_of(f) is not None and meta.get("parse") != "names":
                 kwargs["choices"] = choices_of(f)
             if meta.get("metavar"):
                 kwargs["metavar"] = meta["metavar"]

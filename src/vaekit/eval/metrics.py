@@ -43,17 +43,31 @@ def release_freed_memory() -> None:
 
 
 @torch.no_grad()
-def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000, y=None) -> torch.Tensor:
-    """Sums over x of the single-sample (reconstruction, KL): a tensor that can be all-reduced."""
+def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000, y=None, moments: bool = False) -> torch.Tensor:
+    """Sums over x of the single-sample (reconstruction, KL): a tensor that can be all-reduced.
+    With ``moments``, then the sums over x of the posterior means and of their squares (a latent's
+    worth each), from which :func:`active_units_of` counts the active units."""
     was = model.training
     model.eval()
-    total = torch.zeros(2, device=x.device)
+    total = torch.zeros(2 + (2 * model.latent if moments else 0), device=x.device)
     for i in range(0, x.shape[0], batch_size):
         t = model.terms(x[i:i + batch_size], 1, log_weights=False, y=None if y is None else y[i:i + batch_size])
         kl = t["kl_dim"].sum(-1) if t["kl_dim"] is not None else (t["log_qz"] - t["log_pz"])[0]
-        total += torch.stack([-t["log_px"].sum(), kl.sum()])
+        total[:2] += torch.stack([-t["log_px"].sum(), kl.sum()])
+        if moments:
+            mu = t["q"].loc.reshape(-1, model.latent).double()
+            total[2:] += torch.cat([mu.sum(0), mu.square().sum(0)]).to(total.dtype)
     model.train(was)
     return total
+
+
+def active_units_of(moments: torch.Tensor, n: int, threshold: float = 0.01) -> int:
+    """Active units (Burda et al. 2016) from :func:`elbo_sums`'s moments over n examples: the
+    dimensions whose posterior mean varies over the data by more than ``threshold``."""
+    if n < 2:
+        return 0
+    s1, s2 = moments.double().chunk(2)
+    return int(((s2 - s1.square() / n) / (n - 1) > threshold).sum().item())
 
 
 def pass_rows(model, device: torch.device) -> int:

@@ -34,7 +34,7 @@ from ..tracking import trackers
 from ..version import __version__
 from ..config import Config, auto_batch_size
 from ..errors import Preempted, VaekitError
-from ..eval import elbo_sums, iwae_sum
+from ..eval import active_units_of, elbo_sums, iwae_sum
 from ..eval.metrics import COLLAPSE_KL, COLLAPSE_REMEDIES, collapse_epoch
 from ..kinds import Bundle
 from ..model import Objective, build_model
@@ -271,7 +271,7 @@ class Trainer:
             if metrics is not None:
                 metrics.close()
             for t in self.trackers:
-                t.close()
+                t.close(finished=self.epoch >= tc.epochs)
         return self.finish(pictures)
 
     def _epoch(self, epoch: int, metrics, bar) -> None:
@@ -406,12 +406,15 @@ class Trainer:
         valid_y = bundle.valid_labels[d.rank::d.world] if self.model.classes else None
         iwae = self.objective.kind == "iwae"
         with self.averaged():
-            v = torch.cat([elbo_sums(self.model, valid, y=valid_y), valid.new_tensor([valid.shape[0]])])
+            v = torch.cat([valid.new_tensor([valid.shape[0]], dtype=torch.float32),
+                           elbo_sums(self.model, valid, y=valid_y, moments=True)])
             if iwae:
                 v = torch.cat([v, iwae_sum(self.model, valid, self.objective.k, y=valid_y)])
         dist.all_reduce_sum(v, d)
-        rec, kl = (v[:2] / v[2]).tolist()
-        out = {"rec": rec, "kl": kl, "elbo": -(rec + kl), "iwae": (v[3] / v[2]).item() if iwae else None}
+        n, latent = v[0].item(), self.model.latent
+        rec, kl = (v[1:3] / n).tolist()
+        out = {"rec": rec, "kl": kl, "elbo": -(rec + kl), "iwae": (v[-1] / n).item() if iwae else None,
+               "active_units": active_units_of(v[3:3 + 2 * latent], round(n))}
         out["score"] = out["iwae"] if iwae else out["elbo"]  # the validation value of the training objective
         return out
 
@@ -425,7 +428,7 @@ class Trainer:
                "beta": self.objective.beta_at(self.step - 1), "lr": self.opt.param_groups[0]["lr"],
                "seconds": sums.seconds, "examples_per_s": sums.count / sums.seconds,
                "skipped_steps": sums.skipped, "valid_iwae": valid["iwae"] if iwae else "",
-               "recoveries": self.recoveries}
+               "recoveries": self.recoveries, "valid_active_units": valid["active_units"]}
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.sched.step(valid["score"])
         elif self.sched is not None:
@@ -439,6 +442,8 @@ class Trainer:
             if improved:
                 save_weights(self.saved_weights(), self.out / "model.safetensors")
             self.save_checkpoint()
+            for t in self.trackers:
+                t.checkpointed()
         self.watch_collapse(row, bar)
         shown = f", valid IWAE-{self.objective.k} {valid['iwae']:.2f}" if iwae else ""
         bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {valid['elbo']:.2f}{shown}",
