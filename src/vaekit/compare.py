@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import VaekitError
-from .kinds.media import figure_uri, png_uri, pyplot
+from .kinds import kind
+from .kinds.media import figure_uri, pyplot
 from .run import read_config, read_metrics
 
 
@@ -67,16 +68,6 @@ def _natural(p: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(p))]
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def load(paths) -> list[Entry]:
     """Every run of ``paths`` (:func:`find_runs`), read from its files."""
     entries = []
@@ -88,7 +79,7 @@ def load(paths) -> list[Entry]:
             evaluation = json.loads(ev.read_text()) if ev.exists() else None
         except (OSError, ValueError) as e:
             raise VaekitError(f"{ev}: not readable JSON ({e}).") from None
-        entries.append(Entry(p, {**_flat(config.to_dict()), "data.kind": info.get("modality", "image")}, metrics,
+        entries.append(Entry(p, {**config.flat(), "data.kind": info.get("modality", "image")}, metrics,
                              evaluation if isinstance(evaluation, dict) else None))
     return entries
 
@@ -178,15 +169,8 @@ def curves_figure(entries: list[Entry]):
 
 
 def samples_html(e: Entry) -> str:
-    """What a run's samples/ folder shows at a glance: its prior samples' picture, or text lines."""
-    folder = e.path / "samples"
-    for picture in (folder / "prior_samples.png", folder / "prior" / "samples.png"):
-        if picture.is_file():
-            return f'<img alt="samples of {html.escape(e.name)}" src="{png_uri(picture.read_bytes())}">'
-    if (folder / "samples.txt").is_file():
-        lines = (folder / "samples.txt").read_text(encoding="utf-8", errors="replace").splitlines()[:12]
-        return "<pre>" + html.escape("\n".join(lines)) + "</pre>"
-    return "<p>(no samples written)</p>"
+    """What a run's samples/ folder shows at a glance, as its kind keeps them."""
+    return kind(e.config["data.kind"]).samples_html(e.path) or "<p>(no samples written)</p>"
 
 
 def write_html(entries: list[Entry], out) -> Path:

@@ -242,6 +242,10 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def flat(self) -> dict[str, Any]:
+        """Every option by its dotted name: ``{"model.latent": 16, ...}``."""
+        return {f"{section}.{k}": v for section, part in self.to_dict().items() for k, v in part.items()}
+
     @classmethod
     def from_dict(cls, d: dict[str, Any], origin: str = "config") -> "Config":
         d = dict(d or {})

@@ -335,7 +335,7 @@ class Run:
         from its files (the data are not read)."""
         import html
 
-        from .kinds.media import figure_uri, png_uri
+        from .kinds.media import figure_uri
         from .report import learning_curves
 
         c, best = self.config, self.best()
@@ -355,10 +355,7 @@ class Run:
         if self.metrics:
             parts.append(f'<img style="max-width:720px" alt="learning curves" '
                          f'src="{figure_uri(learning_curves(self.metrics), dpi=60)}">')
-        for picture in (self.path / "samples" / "prior_samples.png", self.path / "samples" / "prior" / "samples.png"):
-            if picture.is_file():
-                parts.append(f'<img style="max-width:320px" alt="samples" src="{png_uri(picture.read_bytes())}">')
-                break
+        parts.append(self.media.samples_html(self.path, style="max-width:320px") or "")
         return "".join(parts)
 
     def __repr__(self):

@@ -101,8 +101,8 @@ class TensorBoard(Tracker):
         for name, value in _scalars(row, SCALARS).items():
             self.writer.add_scalar(name, value, step)
         if step == 1:   # the HParams view: the config's main choices against the validation bound
-            cfg = self.config.to_dict()
-            hp = {k: _plain(cfg[k.split(".")[0]][k.split(".")[1]]) for k in HPARAMS}
+            cfg = self.config.flat()
+            hp = {k: _plain(cfg[k]) for k in HPARAMS}
             self.writer.add_hparams(hp, {"hparam/valid_elbo": float(row["valid_elbo"])}, run_name=".",
                                     global_step=step)
         self.writer.flush()
@@ -169,7 +169,8 @@ class MLflow(Tracker):
             self.run_id = self.client.create_run(experiment, run_name=self.out.name,
                                                  tags={"vaekit.run": str(self.out.resolve())}).info.run_id
             record.write_text(json.dumps({"tracking_uri": uri, "run_id": self.run_id}, indent=2) + "\n")
-            params = [Param(k, v) for k, v in _flat(config.to_dict()).items()]
+            params = [Param(k, ",".join(map(str, v)) if isinstance(v, list) else str(v))
+                      for k, v in config.flat().items()]
             for i in range(0, len(params), 100):
                 self.client.log_batch(self.run_id, params=params[i:i + 100])
             self.client.log_text(self.run_id, yaml.safe_dump(config.to_dict(), sort_keys=False), "config.yaml")
@@ -212,17 +213,6 @@ class MLflow(Tracker):
         self.checkpointed()
         if finished is not None:
             self.client.set_terminated(self.run_id, "FINISHED" if finished else "KILLED")
-
-
-def _flat(d: dict, prefix: str = "") -> dict[str, str]:
-    """A config's options as MLflow's parameters: ``section.option`` -> its value as text."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[prefix + k] = ",".join(map(str, v)) if isinstance(v, list) else str(v)
-    return out
 
 
 def _read_rows(path: Path) -> list[dict]:

@@ -134,11 +134,27 @@ class Media:
     unit: ClassVar[str] = "examples"
     #: what ``--bad-files auto`` does with an unusable file in a folder: ``skip`` (naming it) or ``stop``
     default_bad_files: ClassVar[str] = "stop"
+    #: the prior samples a finished run keeps, in its samples/ folder: a picture (.png) or lines (.txt)
+    samples_file: ClassVar[str] = "prior_samples.png"
 
     def __init__(self, info: dict, saved: dict | None = None):
         self.info, self.saved = info, saved or {}
 
     # ------------------------------------------------------------------ the kind
+    @classmethod
+    def samples_html(cls, run_dir: Path, style: str = "") -> str | None:
+        """A run's prior samples at a glance, from its files (``samples_file``): an <img>, or
+        the first 12 lines in a <pre>; None when the run has not written them."""
+        import html
+
+        f = Path(run_dir) / "samples" / cls.samples_file
+        if not f.is_file():
+            return None
+        if f.suffix == ".png":
+            return f'<img style="{style}" alt="samples of {html.escape(Path(run_dir).name)}" src="{png_uri(f.read_bytes())}">'
+        lines = f.read_text(encoding="utf-8", errors="replace").splitlines()[:12]
+        return "<pre>" + html.escape("\n".join(lines)) + "</pre>"
+
     @classmethod
     def detect(cls, path: Path) -> bool:
         """Whether ``path`` (an existing file or folder) holds this kind of data."""

@@ -20,6 +20,7 @@ class Audio(Media):
     """(N, 1, mels, frames) normalised log-mel spectrograms of fixed-length clips."""
 
     name = "audio"
+    samples_file = "prior/samples.png"   # the spectrograms of the prior samples
     default_net = "conv"
     counts = {"sample": 8, "reconstruct": 4}
     between_help = "audio: two WAV files"

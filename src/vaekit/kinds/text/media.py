@@ -20,6 +20,7 @@ class Text(Media):
     """(N, L) int64 token ids, one line per example, padded after the end-of-line token."""
 
     name = "text"
+    samples_file = "samples.txt"
     default_net = "rnn"
     default_free_bits = 0.25  # a strong autoregressive decoder would otherwise let the KL collapse
     counts = {"sample": 10, "reconstruct": 10}
