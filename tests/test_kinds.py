@@ -117,7 +117,7 @@ def test_registries_feed_the_config_the_choices_and_the_builder():
     train = next(a for a in build_parser()._actions if a.dest == "verb").choices["train"]
     choices = {a.dest: a.choices for a in train._actions}
     assert list(choices["likelihood"]) == ["auto", *vaekit.LIKELIHOODS.names()]
-    assert list(choices["prior"]) == vaekit.PRIORS.names() and list(choices["objective"]) == vaekit.OBJECTIVES.names()
+    assert list(choices["prior"]) == ["auto", *vaekit.PRIORS.names()] and list(choices["objective"]) == vaekit.OBJECTIVES.names()
     assert list(choices["net"]) == ["auto", *vaekit.NETS.names()]
     # one spelling per option: every field the command line sets is an option of `vaekit train`
     fields = {f.metadata.get("flag") or f.name for klass in (vaekit.DataConfig, ModelConfig, vaekit.TrainConfig)
@@ -167,7 +167,7 @@ def test_a_runs_config_reused_for_other_data_is_resolved_anew(digits_run, tmp_pa
     file gets the text network, not the digits run's mlp, logistic likelihood and batch size."""
     config = yaml.safe_load((digits_run / "config.yaml").read_text())
     assert sorted(config["resolved"]) == ["data.bad_files", "data.modality", "model.likelihood", "model.net",
-                                          "train.free_bits"]
+                                          "model.prior", "train.free_bits"]
     lines = tmp_path / "names.txt"
     lines.write_text("".join(f"{n}\n" for n in ["anna", "bob", "carla", "dieter", "eva", "fritz"] * 10))
     rc, _, err = cli("train", "--config", digits_run / "config.yaml", "--data", lines, "--epochs", "1",

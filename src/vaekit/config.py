@@ -69,7 +69,8 @@ class DataConfig:
     image_size: list[int] | None = opt(None, "resize images in a folder to H or HxW; the size dsprites is drawn at "
                                              "(default 64)", parse="ints")
     subset: int | None = opt(None, "a random subset of this many images (of the training split when the source has "
-                                   "its own; dsprites: default 50,000 of 737,280)", parse="int+")
+                                   "its own; dsprites: default 50,000 of 737,280); chorales: the first this many "
+                                   "pieces", parse="int+")
     valid_fraction: float = opt(0.1, "share held out for validation when the source has no such split",
                                 parse="float", cli=False)
     test_fraction: float = opt(0.1, "share held out for testing when the source has no such split",
@@ -78,6 +79,8 @@ class DataConfig:
     modality: str = opt("auto", "what the data are (default auto: from the source)",
                         choices=lambda: ("auto", *KINDS))
     tokens: str = opt("char", "character or word tokens", group="text", choices=("char", "word"))
+    steps_per_quarter: int = opt(1, "piano rolls (chorales, note lists): time steps per quarter note",
+                                 group="sequence", parse="int+")
     max_length: int = opt(128, "skip lines with more tokens", group="text", parse="int+")
     min_count: int | None = opt(None, "rarer tokens become <unk> (default 1 for characters, 2 for words)",
                                 group="text", parse="int+")
@@ -115,7 +118,8 @@ class ModelConfig:
                           choices=_auto(LIKELIHOODS.names))
     gaussian_std: float | None = opt(None, "fixed std of the Gaussian likelihood (default: learned)",
                                      parse="float+")
-    prior: str = opt("normal", lambda: "p(z): " + PRIORS.help(), choices=PRIORS.names)
+    prior: str = opt("auto", lambda: "p(z) (auto: normal; markov for sequences): " + PRIORS.help(),
+                     choices=_auto(PRIORS.names))
     prior_components: int | None = opt(None, "mixture components / pseudo-inputs (default 10 for mog, 500 for vamp)",
                                        parse="int+")
     conditional: bool = opt(False, "conditional VAE: the class label is an extra input to encoder and decoder",
@@ -143,7 +147,11 @@ class ModelConfig:
                                         "and twice the latent)", parse="int+", metavar="UNITS")
     decoder_dropout: float = opt(0.0, "dropout on the MLP decoder's hidden layers in training",
                                  parse="float0+", metavar="P")
-    cell: str = opt("gru", "recurrent cell for text", group="text", choices=("gru", "lstm"))
+    cell: str = opt("gru", "recurrent cell for text and the dmm's inference network", group="text",
+                    choices=("gru", "lstm"))
+    dmm_inference: str = opt("backward", "dmm: q(z_t | z_t-1, x_t:T) reads a backward RNN over the frames, or "
+                                         "q(z_t | z_t-1, x_1:T) a bidirectional one", group="sequence",
+                             choices=("backward", "bidirectional"))
     embedding: int = opt(64, "token embedding size", group="text", parse="int+")
     rnn_hidden: int = opt(256, "recurrent state size", group="text", parse="int+")
     word_dropout: float = opt(0.0, "probability of replacing a decoder input token by <unk> in training",
@@ -433,6 +441,7 @@ def resolve(config: Config, info: dict) -> list[str]:
               "data.bad_files": (config.data.bad_files == "auto", k.default_bad_files),
               "model.net": (m.net == "auto", k.default_net),
               "model.likelihood": (m.likelihood == "auto", default_likelihood(info["value"])),
+              "model.prior": (m.prior == "auto", k.default_prior),
               "train.free_bits": (t.free_bits is None, k.default_free_bits),
               "train.batch_size": (t.batch_size is None and "sizes" in info,
                                    auto_batch_size(int(info.get("sizes", {}).get("train", 0)))),

@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--nrow", type=positive_int, default=8)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--random", action="store_true", help="draw x ~ p(x|z) instead of showing its mean")
+    s.add_argument("--steps", type=positive_int, help="sequences: time steps of each sample (default: the median "
+                                                      "length of the training sequences)")
     s.add_argument("--label", help="for a conditional model: the class to generate, by index or name (`vaekit info` "
                                    "lists them; default: each class)")
     s.add_argument("--out", type=Path, help="picture file, PNG unless its suffix names another format (default "

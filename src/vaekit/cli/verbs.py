@@ -124,7 +124,7 @@ def _gen(args) -> dict:
 def cmd_sample(args) -> int:
     run = _run(args)
     return _show(run.media.sample(run, args.out, args.n, args.seed, _label(run, args.label), nrow=args.nrow,
-                                  mean=not args.random, **_gen(args)))
+                                  mean=not args.random, **_gen(args), **({"steps": args.steps} if args.steps else {})))
 
 
 def cmd_reconstruct(args) -> int:

@@ -55,10 +55,17 @@ def elbo_sums(model, x: torch.Tensor, batch_size: int = 2000, y=None, moments: b
         kl = t["kl_dim"].sum(-1) if t["kl_dim"] is not None else (t["log_qz"] - t["log_pz"])[0]
         total[:2] += torch.stack([-t["log_px"].sum(), kl.sum()])
         if moments:
-            mu = t["q"].loc.reshape(-1, model.latent).double()
+            mu = unit_means(t["q"]).double()
             total[2:] += torch.cat([mu.sum(0), mu.square().sum(0)]).to(total.dtype)
     model.train(was)
     return total
+
+
+def unit_means(q) -> torch.Tensor:
+    """(rows, latent) the posterior means the latent units take: a row per example, or for a
+    sequence's posterior (:class:`~vaekit.model.nets.markov.MarkovPosterior`) a row per step."""
+    step_means = getattr(q, "step_means", None)
+    return step_means() if step_means is not None else q.loc
 
 
 def active_units_of(moments: torch.Tensor, n: int, threshold: float = 0.01) -> int:
@@ -146,7 +153,7 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
         nll[i:i + xb.shape[0]] = -log_mean_exp(log_w)
         elbo_sum += log_w.mean(0).sum()
         q = t["q"]
-        means.append(q.loc)
+        means.append(unit_means(q))
         if layers:
             for name, kl in model.prior.layer_kl(q, t["z"][:16]).items():
                 layer_kl_sum[name] += kl.mean(0).sum()

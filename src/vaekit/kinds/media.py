@@ -120,6 +120,8 @@ class Media:
     name: ClassVar[str] = ""
     #: the network ``--net auto`` means for this kind
     default_net: ClassVar[str] = "mlp"
+    #: the prior ``--prior auto`` means for this kind
+    default_prior: ClassVar[str] = "normal"
     #: the free bits (nats per latent dimension) ``--free-bits`` defaults to
     default_free_bits: ClassVar[float] = 0.0
     #: default counts of the verbs: examples sampled, reconstructed

@@ -230,6 +230,40 @@ def _logistic_fits(m, info):
     return None
 
 
+class FrameLikelihood(Likelihood):
+    """A frame likelihood applied at every step of a sequence: parameters (B, n_params, T, D)
+    against x (B, T_x, D) with T <= T_x. Values that are NaN (frames after a sequence's end,
+    missing values) are not scored, and x is read only as far as the parameters go (the rest of
+    a padded batch is NaN)."""
+
+    def __init__(self, frame: Likelihood):
+        super().__init__(frame.event_shape)
+        self.frame = frame
+        self.n_params = frame.n_params
+
+    def dist(self, params):
+        return Independent(self.frame.dist(params).base_dist, 2)
+
+    def mean(self, params):
+        return self.dist(params).mean
+
+    def log_prob(self, params, x):
+        x = x[:, :params.shape[2]]
+        seen = ~torch.isnan(x)
+        values = self.frame.dist(params.float()).base_dist.log_prob(torch.where(seen, x, 0.0))
+        return torch.where(seen, values, 0.0).flatten(1).sum(-1)
+
+    def dims(self, x):
+        return (~torch.isnan(x)).flatten(1).sum(-1).to(torch.float32)
+
+    @property
+    def about(self):
+        return self.frame.about + ", at every step"
+
+    def parameters_of(self, params):
+        return self.frame.parameters_of(params)
+
+
 @LIKELIHOODS.register("bernoulli", "binary pixels", _bernoulli_fits)
 def _bernoulli(m, info):
     return BernoulliLikelihood(info["shape"])

@@ -29,7 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import VaekitError
-from .likelihoods import Likelihood
+from .likelihoods import FrameLikelihood, Likelihood
 from .nets import PathsDecoder, TopDownEncoder
 from .nets.flow import FlowPosterior, InverseAutoregressiveFlow
 from .priors import Prior, normal_from_params
@@ -51,6 +51,8 @@ class VAE(nn.Module):
         self.encoder, self.decoder, self.prior, self.likelihood = encoder, decoder, prior, likelihood
         self.flow = flow  # part of q(z | x): steps of inverse autoregressive flow after the encoder
         self.classes = classes
+        if hasattr(encoder, "attach"):  # inference networks that read the prior (the Markov one's transition)
+            encoder.attach(prior)
         if hasattr(prior, "attach"):  # priors built from the encoder (VampPrior)
             if refine_encoder:        # the prior keeps a fixed copy; ``encoder`` is q(z | x) alone
                 self.prior_encoder = copy.deepcopy(encoder)
@@ -183,7 +185,8 @@ class VAE(nn.Module):
         if self.classes and y is None:
             y = torch.randint(self.classes, (n,), device=self.device)
         c = self.onehot(y, n)
-        z = self.prior.sample(n, c).to(self.device)
+        steps = {"steps": generate.pop("steps")} if generate.get("steps") else {}   # a Markov prior's length
+        z = self.prior.sample(n, c, **steps).to(self.device)
         return self.decode_to_data(z, mean, c, **generate)
 
     @torch.no_grad()
@@ -264,13 +267,16 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     the network, likelihood and prior each from its registry. A config with ``auto`` in it (made
     in Python rather than read from a run) is resolved on a copy first."""
     m = model_cfg
-    if "auto" in (m.net, m.likelihood):
+    if "auto" in (m.net, m.likelihood, m.prior):
         m = _resolved_copy(m, data_info)
     why = misfit(m, data_info)
     if why:
         raise ValueError(why)
     classes = int(data_info.get("classes") or 0) if m.conditional else 0
-    lik = LIKELIHOODS.build(m.likelihood, m, data_info)
+    if "frame" in data_info:   # sequences: a frame likelihood at every step
+        lik = FrameLikelihood(LIKELIHOODS.build(m.likelihood, m, {**data_info, "shape": [int(data_info["frame"])]}))
+    else:
+        lik = LIKELIHOODS.build(m.likelihood, m, data_info)
     # a top-down hierarchical VAE: the latent is [z1, ..., zL], the encoder is built for zL and
     # wrapped once per layer below to infer z_l from x and z_l+1, and the decoder reads all layers
     top_down = m.prior == "hierarchical" and m.inference == "top-down"

@@ -9,17 +9,20 @@ autoregressive decoder (``autoregressive = True``) also takes x (teacher forcing
 """
 
 from .conv import ConvDecoder, ConvEncoder
+from .markov import EmissionDecoder, MarkovEncoder, MarkovPosterior, MarkovPrior
 from .mlp import GaussianHead, MLPDecoder, MLPEncoder
 from .recurrent import RecurrentDecoder, RecurrentEncoder
 from .topdown import PathsDecoder, TopDownEncoder, TopDownPosterior
 
-from ..registry import NETS
+from ..registry import NETS, PRIORS
 
 
 def _tokens_need_rnn(net):
     def fits(m, info):
         if info["value"] == "tokens":
             return f"text needs the rnn network, not {net}"
+        if info.get("modality") == "sequence":
+            return f"sequences need the dmm network, not {net}"
         if m.decoder_dropout and net != "mlp":
             return f"decoder dropout is for the mlp network's decoder, not {net}"
         if net == "conv" and len(info["shape"]) != 3:
@@ -29,6 +32,8 @@ def _tokens_need_rnn(net):
 
 
 def _rnn_fits(m, info):
+    if info.get("modality") == "sequence":
+        return "sequences need the dmm network, not rnn"
     if info["value"] != "tokens":
         return f"the rnn network reads text (token ids), not {info['value']} data"
     if m.latent_paths:
@@ -59,5 +64,34 @@ def _rnn(m, info, z_enc, z_in, classes, lik):
                              m.inputless))
 
 
-__all__ = ["GaussianHead", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder",
+def _dmm_fits(m, info):
+    if info.get("modality") != "sequence":
+        return f"the dmm network models sequences of frames, not {info.get('modality', 'image')} data"
+    if m.prior != "markov":
+        return f"the dmm network's latents form a Markov chain: it needs the markov prior, not {m.prior}"
+    if m.flow:
+        return "--flow is not available for the dmm network"
+    if m.conditional:
+        return "a conditional dmm is not available"
+    if m.latent_paths or m.decoder_dropout:
+        return "latent paths and decoder dropout are options of the mlp and conv networks, not dmm"
+    return None
+
+
+@NETS.register("dmm", "sequences: the deep Markov model's backward-RNN inference network and per-step emission "
+                      "(--rnn-hidden, --hidden, --dmm-inference)", _dmm_fits)
+def _dmm(m, info, z_enc, z_in, classes, lik):
+    frame = int(info["frame"])
+    return (MarkovEncoder(frame, m.latent, m.rnn_hidden, m.cell, m.dmm_inference),
+            EmissionDecoder(m.latent, m.hidden[-1], frame, lik.n_params))
+
+
+@PRIORS.register("markov", "sequences: p(z_t | z_t-1), the deep Markov model's gated transition (--hidden)",
+                  lambda m, info: None if m.net in ("dmm", "auto") else
+                  f"the markov prior is a transition between the steps of the dmm network, not of {m.net}")
+def _markov(m, info, classes):
+    return MarkovPrior(m.latent, m.hidden[-1], int(info.get("steps") or 16))
+
+
+__all__ = ["MarkovEncoder", "EmissionDecoder", "MarkovPosterior", "MarkovPrior", "GaussianHead", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder",
            "RecurrentDecoder", "PathsDecoder", "TopDownEncoder", "TopDownPosterior"]

@@ -1,0 +1,267 @@
+"""Sequences of frames: piano rolls (Bach chorales, note lists) and real-valued series.
+
+Each example is a sequence of T_i frames of D values. In memory a split is one float tensor
+(N, T_max, D), each sequence followed by NaN frames up to T_max; NaN inside a sequence is a
+missing value. Sources:
+
+- ``chorales``: the Bach chorales that ship with music21 (371 pieces), as piano rolls over the
+  88 piano keys, one frame per quarter note (``--steps-per-quarter``), split by piece (about
+  70/15/15 with the data seed); parsed once and cached under the user's cache directory;
+- a ``.json`` file of note lists: ``{"train": [...], "valid": [...], "test": [...]}`` (or one
+  list, split here), each sequence a list of time steps, each step a list of the MIDI note
+  numbers sounding (the form of JSB Chorales, Nottingham, MuseData, Piano-midi.de);
+- ``.npy`` / ``.npz`` arrays (N, T, D), or an ``.npz`` of one (T_i, D) array per sequence, with
+  ``--modality sequence``: 0/1 values are binary frames, others real values, standardised per
+  dimension with the training split's mean and standard deviation (kept in the run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...errors import VaekitError
+from ..bundle import Bundle, split_indices
+
+#: the piano's keys: MIDI notes 21 (A0) to 108 (C8)
+LOWEST, KEYS = 21, 88
+#: the built-in data sets of this kind
+BUILTIN = ("chorales",)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaekit"
+
+
+def is_sequence_source(path: Path) -> bool:
+    """A .json file of note lists."""
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.read(4096).lstrip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return head.startswith("{") and any(f'"{s}"' in head for s in ("train", "valid", "test")) or head.startswith("[[[")
+
+
+# ---------------------------------------------------------------------- piano rolls
+def roll_from_notes(steps: list, where: str) -> np.ndarray:
+    """(T, 88) 0/1 from a list of time steps, each a list of MIDI note numbers."""
+    roll = np.zeros((len(steps), KEYS), dtype=np.float32)
+    for t, notes in enumerate(steps):
+        if not isinstance(notes, list):
+            raise VaekitError(f"{where}: step {t} is not a list of MIDI note numbers.")
+        for n in notes:
+            if not isinstance(n, (int, float)) or not LOWEST <= n < LOWEST + KEYS:
+                raise VaekitError(f"{where}: step {t} has {n!r}, not a MIDI note number of the piano (21-108).")
+            roll[t, int(n) - LOWEST] = 1.0
+    return roll
+
+
+def chorale_rolls(steps_per_quarter: int = 1, limit: int | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """The Bach chorales of music21's corpus as piano rolls, (T_i, 88) each, and their names;
+    parsed once per ``steps_per_quarter`` and cached (a ``limit`` reads only the first pieces)."""
+    cache = cache_dir() / f"chorales-{steps_per_quarter}.npz"
+    if cache.exists():
+        try:
+            with np.load(cache) as z:
+                names = [str(n) for n in z["names"]]
+                rolls = [z[f"roll_{i}"] for i in range(len(names))]
+            return (rolls[:limit], names[:limit]) if limit else (rolls, names)
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            pass   # a damaged cache is made again
+    try:
+        from music21 import corpus
+    except ImportError:
+        raise VaekitError("--data chorales reads the Bach chorales that ship with music21, which is not installed: "
+                          "pip install 'vaekit[music]'.") from None
+    from ...progress import progress
+
+    names = list(corpus.chorales.Iterator(returnType="filename"))
+    rolls, kept = [], []
+    bar = progress(len(names) if not limit else limit, False, desc="parsing the chorales (once)", unit="piece")
+    for name in names:
+        if limit and len(kept) >= limit:
+            break
+        roll = _score_roll(corpus.parse(name), steps_per_quarter)
+        bar.update(1)
+        if roll is not None:
+            rolls.append(roll)
+            kept.append(name)
+    bar.close()
+    if not limit:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, names=np.array(kept), **{f"roll_{i}": r for i, r in enumerate(rolls)})
+        os.replace(tmp, cache)
+    return rolls, kept
+
+
+def _score_roll(score, steps_per_quarter: int) -> np.ndarray | None:
+    """A music21 score as a (T, 88) piano roll: a note sounds in each step its duration covers."""
+    length = int(np.ceil(float(score.highestTime) * steps_per_quarter))
+    if length <= 0:
+        return None
+    roll = np.zeros((length, KEYS), dtype=np.float32)
+    for n in score.flatten().notes:
+        start = int(round(float(n.offset) * steps_per_quarter))
+        end = max(start + 1, int(round(float(n.offset + n.quarterLength) * steps_per_quarter)))
+        for p in n.pitches:
+            if LOWEST <= p.midi < LOWEST + KEYS:
+                roll[start:end, p.midi - LOWEST] = 1.0
+    return roll if roll.any() else None
+
+
+def roll_to_midi(roll: np.ndarray, path: Path, steps_per_quarter: int = 1, tempo: int = 100) -> Path:
+    """Write a (T, 88) piano roll (values >= 0.5 sound) as a MIDI file: a note held over steps
+    in a row is one note."""
+    try:
+        from music21 import meter, note, stream, tempo as m21tempo
+    except ImportError:
+        raise VaekitError("writing MIDI needs music21, which is not installed: pip install 'vaekit[music]'.") from None
+    on = np.asarray(roll) >= 0.5
+    part = stream.Part()
+    part.insert(0, m21tempo.MetronomeMark(number=tempo))
+    part.insert(0, meter.TimeSignature("4/4"))
+    step = 1.0 / steps_per_quarter
+    for key in range(on.shape[1]):
+        t = 0
+        while t < on.shape[0]:
+            if on[t, key]:
+                start = t
+                while t < on.shape[0] and on[t, key]:
+                    t += 1
+                n = note.Note(LOWEST + key, quarterLength=(t - start) * step)
+                part.insert(start * step, n)
+            else:
+                t += 1
+    if not on.any():   # a silent sample is still a file: one bar of rest
+        part.insert(0, note.Rest(quarterLength=4))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream.Score([part]).write("midi", fp=str(path))
+    return path
+
+
+# ---------------------------------------------------------------------- loading
+def pad(seqs: list[np.ndarray], length: int | None = None) -> torch.Tensor:
+    """Sequences (T_i, D) as one tensor (N, T_max, D), NaN after each one's end."""
+    frame = seqs[0].shape[1] if seqs else 1
+    t_max = length or max((len(s) for s in seqs), default=1)
+    out = np.full((len(seqs), t_max, frame), np.nan, dtype=np.float32)
+    for i, s in enumerate(seqs):
+        out[i, :len(s)] = s[:t_max]
+    return torch.from_numpy(out)
+
+
+def load_sequences(cfg, saved: dict) -> Bundle:
+    source = str(cfg.source)
+    spq = int(cfg.steps_per_quarter)
+    meta: dict = {"steps_per_quarter": spq}
+    if source == "chorales":
+        rolls, names = chorale_rolls(spq, cfg.subset)
+        splits = _split(rolls, cfg, with_test=True, fractions=(0.15, 0.15))
+        name, value, meta["frames"] = "chorales", "binary", "piano-roll"
+    else:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise VaekitError(f"{path}: no such file or directory.")
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            splits = _note_lists(path, cfg)
+            value, meta["frames"] = "binary", "piano-roll"
+        elif suffix in (".npy", ".npz"):
+            seqs = _arrays(path)
+            binary = all(np.isin(s[~np.isnan(s)], (0.0, 1.0)).all() for s in seqs)
+            splits = _split(seqs, cfg, with_test=True)
+            value, meta["frames"] = ("binary" if binary else "real"), "series"
+        else:
+            raise VaekitError(f"{path}: vaekit reads sequences from .json note lists and .npy/.npz arrays, "
+                              f"not {suffix or 'a file without a suffix'}.")
+        name = path.name
+    if cfg.subset and source != "chorales":
+        splits = {k: v[:cfg.subset] if k == "train" else v for k, v in splits.items()}
+    for split, seqs in splits.items():
+        if not seqs:
+            raise VaekitError(f"{source}: the {split} split has no sequences.")
+    frame = splits["train"][0].shape[1]
+    if any(s.shape[1] != frame for v in splits.values() for s in v):
+        raise VaekitError(f"{source}: the sequences do not all have frames of {frame} values.")
+    if value == "real":
+        train = np.concatenate(splits["train"])
+        mean = saved.get("mean") or np.nan_to_num(np.nanmean(train, 0)).tolist()
+        std = saved.get("std") or np.where(np.nan_to_num(np.nanstd(train, 0)) > 0,
+                                            np.nan_to_num(np.nanstd(train, 0)), 1.0).tolist()
+        splits = {k: [(s - np.float32(mean)) / np.float32(std) for s in v] for k, v in splits.items()}
+        meta.update(mean=[float(m) for m in mean], std=[float(s) for s in std])
+    lengths = [len(s) for s in splits["train"]]
+    t_max = max(len(s) for v in splits.values() for s in v)
+    meta.update(frame=frame, steps=int(np.median(lengths)),
+                lengths={k: [len(s) for s in v] for k, v in splits.items()})
+    return Bundle(name=name, shape=(t_max, frame), value=value, train=pad(splits["train"], t_max),
+                  valid=pad(splits["valid"], t_max), test=pad(splits["test"], t_max), modality="sequence",
+                  meta=meta)
+
+
+def _split(seqs: list[np.ndarray], cfg, with_test: bool, fractions=None) -> dict[str, list[np.ndarray]]:
+    valid, test = fractions or (cfg.valid_fraction, cfg.test_fraction)
+    tr, va, te = split_indices(len(seqs), valid, test, cfg.split_seed, with_test)
+    return {"train": [seqs[i] for i in tr], "valid": [seqs[i] for i in va], "test": [seqs[i] for i in te]}
+
+
+def _note_lists(path: Path, cfg) -> dict[str, list[np.ndarray]]:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise VaekitError(f"{path}: not a readable JSON file of note lists ({e}).") from None
+    if isinstance(raw, list):
+        seqs = [roll_from_notes(s, f"{path}, sequence {i}") for i, s in enumerate(raw) if isinstance(s, list)]
+        if len(seqs) != len(raw):
+            raise VaekitError(f"{path}: expected a list of sequences, each a list of time steps.")
+        return _split(seqs, cfg, with_test=True)
+    if not isinstance(raw, dict) or not {"train", "valid"} <= set(raw):
+        raise VaekitError(f"{path}: expected {{\"train\": [...], \"valid\": [...], \"test\": [...]}} or a list of "
+                          f"sequences of note lists.")
+    out = {}
+    for split in ("train", "valid", "test"):
+        part = raw.get(split, raw["valid"])
+        if not isinstance(part, list):
+            raise VaekitError(f"{path}: '{split}' is not a list of sequences.")
+        out[split] = [roll_from_notes(s, f"{path}, {split} sequence {i}") for i, s in enumerate(part)]
+        out[split] = [s for s in out[split] if len(s)]
+    return out
+
+
+def _arrays(path: Path) -> list[np.ndarray]:
+    try:
+        if path.suffix.lower() == ".npy":
+            arrays = [np.load(path, allow_pickle=False)]
+        else:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = [z[k] for k in ("x" if "x" in z.files else z.files)] if z.files else []
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise VaekitError(f"{path}: not a readable NumPy file ({e}).") from None
+    if len(arrays) == 1 and arrays[0].ndim == 3:
+        seqs = list(arrays[0])
+    elif arrays and all(a.ndim == 2 for a in arrays):
+        seqs = arrays
+    else:
+        raise VaekitError(f"{path}: expected an array (N, T, D) of N sequences, or one (T, D) array per sequence.")
+    if not all(np.issubdtype(s.dtype, np.number) for s in seqs):
+        raise VaekitError(f"{path}: the arrays are not numbers.")
+    seqs = [np.asarray(s, dtype=np.float32) for s in seqs]
+    # trailing frames with no value are padding
+    out = []
+    for s in seqs:
+        seen = ~np.isnan(s).all(1)
+        out.append(s[:int(np.nonzero(seen)[0].max()) + 1] if seen.any() else s[:0])
+    out = [s for s in out if len(s)]
+    if np.isinf(np.concatenate(out)).any() if out else False:
+        raise VaekitError(f"{path}: the arrays hold infinite values.")
+    return out

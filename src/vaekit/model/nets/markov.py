@@ -1,0 +1,278 @@
+"""The deep Markov model (Krishnan, Shalit & Sontag 2017): a sequence of latents z_1..z_T that
+form a Markov chain, each frame x_t emitted from its z_t.
+
+    p(z_t | z_t-1) = N(mu(z_t-1), diag sigma^2(z_t-1))         the gated transition (the prior)
+    p(x_t | z_t)                                               the emission, a frame likelihood
+    q(z_t | z_t-1, x_t:T) = N(combiner(z_t-1, h_t))            h_t: a backward RNN over x_t:T
+
+so that the ELBO of a sequence is sum_t E_q[log p(x_t | z_t)] - E_q[KL(q(z_t | .) || p(z_t | z_t-1))],
+each step's KL in closed form given the sampled z_t-1.
+
+In the VAE these are ordinary parts: the ``dmm`` network (the inference RNN, whose posterior is
+a :class:`MarkovPosterior`, and the emission), the ``markov`` prior (the transition), and a
+frame likelihood wrapped in :class:`~vaekit.model.likelihoods.FrameLikelihood`. A latent path is
+flat, (B, T * latent), step after step; ``model.latent`` is the size of one step's latent.
+
+Sequences of several lengths share a batch padded with NaN frames after their end (and values
+may be missing, NaN, inside one). The inference network reads x with its NaN as 0 and the
+observed mask beside it; after a sequence's end its posterior *is* the transition, so the
+padded steps add nothing to any bound: their log q and log p cancel, and their KL is 0.
+A batch is cut to the length of its longest sequence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.distributions import Normal
+
+
+def lengths_of(x: torch.Tensor) -> torch.Tensor:
+    """(B,) the length of each sequence of a NaN-padded batch (B, T, D): one past its last frame
+    with an observed value."""
+    seen = ~torch.isnan(x).all(-1)                                    # (B, T)
+    steps = torch.arange(1, x.shape[1] + 1, device=x.device)
+    return (seen * steps).amax(1)
+
+
+def cut(x: torch.Tensor) -> torch.Tensor:
+    """A padded batch cut to its longest sequence (at least one step)."""
+    return x[:, :max(1, int(lengths_of(x).max()))]
+
+
+def reversed_within(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B, steps) indices that reverse each sequence within its length and leave the steps after
+    it in place (the permutation is its own inverse)."""
+    t = torch.arange(steps, device=lengths.device).expand(len(lengths), steps)
+    return torch.where(t < lengths.unsqueeze(1), lengths.unsqueeze(1) - 1 - t, t)
+
+
+class GatedTransition(nn.Module):
+    """p(z_t | z_t-1): a gate g mixes a linear map of z_t-1 (initially the identity) with a
+    non-linear proposal; the scale is learned from the proposal (Krishnan et al. 2017, section 5)."""
+
+    def __init__(self, latent: int, hidden: int):
+        super().__init__()
+        self.gate = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
+        self.proposal = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, latent))
+        self.linear = nn.Linear(latent, latent)
+        self.scale = nn.Linear(latent, latent)
+        with torch.no_grad():
+            self.linear.weight.copy_(torch.eye(latent))
+            self.linear.bias.zero_()
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.sigmoid(self.gate(z))
+        h = self.proposal(z)
+        loc = (1 - g) * self.linear(z) + g * h
+        return loc, F.softplus(self.scale(F.relu(h))) + 1e-4
+
+
+class Combiner(nn.Module):
+    """q(z_t | z_t-1, h_t): h = (tanh(W z_t-1) + h_t) / 2, then a Gaussian head."""
+
+    def __init__(self, latent: int, rnn: int):
+        super().__init__()
+        self.from_z = nn.Linear(latent, rnn)
+        self.loc = nn.Linear(rnn, latent)
+        self.scale = nn.Linear(rnn, latent)
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        c = 0.5 * (torch.tanh(self.from_z(z)) + h)
+        return self.loc(c), F.softplus(self.scale(c)) + 1e-4
+
+
+def _normal_log_prob(z, loc, scale):
+    return -0.5 * ((z - loc) / scale).square() - scale.log() - 0.5 * math.log(2 * math.pi)
+
+
+def _normal_kl(q_loc, q_scale, p_loc, p_scale):
+    return (p_scale.log() - q_scale.log() + (q_scale.square() + (q_loc - p_loc).square()) / (2 * p_scale.square())
+            - 0.5)
+
+
+class MarkovPosterior:
+    """q(z_1:T | x) of one batch: ``rsample`` draws latent paths step by step; ``log_prob`` of a
+    path is per dimension, (..., B, T * latent), computed for all steps at once; ``loc``, the
+    path of posterior means (each step's mean given the previous mean)."""
+
+    def __init__(self, h: torch.Tensor, observed: torch.Tensor, combiner: Combiner, prior: "MarkovPrior",
+                 z_q0: torch.Tensor):
+        self.h, self.observed = h, observed                # (B, T, R), (B, T) bool: a step before the end
+        self.combiner, self.prior, self.z_q0 = combiner, prior, z_q0
+        self.steps, self.latent = h.shape[1], z_q0.shape[-1]
+        self.last = None                                   # the path of the last rsample, for its KL
+
+    @property
+    def batch_shape(self):
+        return torch.Size([self.h.shape[0], self.steps * self.latent])
+
+    def _draw(self, k: int | None, mean: bool) -> torch.Tensor:
+        b, t_n, lat = self.h.shape[0], self.steps, self.latent
+        shape = (b,) if k is None else (k, b)
+        z_q = self.z_q0.expand(*shape, lat)
+        z_p = self.prior.z0.expand(*shape, lat)
+        out = []
+        for t in range(t_n):
+            loc, scale = self.combiner(z_q, self.h[:, t])
+            inside = self.observed[:, t]
+            if not bool(inside.all()):                     # past a sequence's end: the transition
+                p_loc, p_scale = self.prior.transition(z_p)
+                keep = inside.unsqueeze(-1)
+                loc, scale = torch.where(keep, loc, p_loc), torch.where(keep, scale, p_scale)
+            z = loc if mean else loc + scale * torch.randn_like(loc)
+            out.append(z)
+            z_q = z_p = z
+        return torch.stack(out, -2).flatten(-2)
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        k = math.prod(sample_shape) if len(sample_shape) else None
+        z = self._draw(k, mean=False)
+        self.last = z
+        return z if k is None else z.view(*sample_shape, *z.shape[1:])
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    @property
+    def loc(self) -> torch.Tensor:
+        return self._draw(None, mean=True)
+
+    def _steps(self, z: torch.Tensor):
+        """z (..., B, T * latent) -> its steps (..., B, T, latent) and each step's predecessor."""
+        zs = z.unflatten(-1, (self.steps, self.latent))
+        return zs, zs[..., :-1, :]
+
+    def params(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each step's q(z_t | z_t-1, h_t) along the path z: loc and scale (..., B, T, latent)."""
+        zs, before = self._steps(z)
+        first = self.z_q0.expand(*zs.shape[:-2], 1, self.latent)
+        prev = torch.cat([first, before], -2)
+        loc, scale = self.combiner(prev, self.h.expand(*zs.shape[:-3], *self.h.shape))
+        p_loc, p_scale = self.prior.step_params(z, self.steps)
+        keep = self.observed.unsqueeze(-1)
+        return torch.where(keep, loc, p_loc), torch.where(keep, scale, p_scale)
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        loc, scale = self.params(z)
+        return _normal_log_prob(z.unflatten(-1, (self.steps, self.latent)), loc, scale).flatten(-2)
+
+    def step_kl(self, z: torch.Tensor | None = None) -> torch.Tensor:
+        """KL(q(z_t | z_t-1, .) || p(z_t | z_t-1)) in closed form along the path z (default: the
+        last one drawn), per step and latent dimension, (..., B, T, latent); 0 past the end."""
+        z = self.rsample() if z is None and self.last is None else (self.last if z is None else z)
+        loc, scale = self.params(z)
+        p_loc, p_scale = self.prior.step_params(z, self.steps)
+        return _normal_kl(loc, scale, p_loc, p_scale)
+
+    def step_means(self) -> torch.Tensor:
+        """The posterior means of the steps inside the sequences, (steps, latent): what the
+        active units are counted over."""
+        return self.loc.unflatten(-1, (self.steps, self.latent))[self.observed]
+
+
+class MarkovPrior(nn.Module):
+    """p(z_1:T) = prod_t p(z_t | z_t-1), from a learned z_0 (the ``markov`` prior)."""
+
+    conditional = False
+    layers = None
+    mixture = False
+
+    def __init__(self, latent: int, hidden: int, steps: int):
+        super().__init__()
+        self.dim, self.steps = latent, steps   # steps: how long a sample is unless told
+        self.transition = GatedTransition(latent, hidden)
+        self.z0 = nn.Parameter(torch.zeros(latent))
+
+    def step_params(self, z: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """p(z_t | z_t-1) along the path z (..., B, steps * latent), for all steps at once."""
+        zs = z.unflatten(-1, (steps, self.dim))
+        prev = torch.cat([self.z0.expand(*zs.shape[:-2], 1, self.dim), zs[..., :-1, :]], -2)
+        return self.transition(prev)
+
+    def log_prob(self, z: torch.Tensor, c=None) -> torch.Tensor:
+        steps = z.shape[-1] // self.dim
+        loc, scale = self.step_params(z, steps)
+        return _normal_log_prob(z.unflatten(-1, (steps, self.dim)), loc, scale).sum((-2, -1))
+
+    def analytic_kl(self, q, c=None):
+        """Per latent dimension, summed over the steps: (B, latent)."""
+        if not isinstance(q, MarkovPosterior):
+            return None
+        kl = q.step_kl().sum(-2)
+        return kl.mean(0) if kl.dim() == 3 else kl   # over the k paths last drawn
+
+    @torch.no_grad()
+    def sample(self, n: int, c=None, temperature: float = 1.0, steps: int | None = None) -> torch.Tensor:
+        z = self.z0.expand(n, self.dim)
+        out = []
+        for _ in range(steps or self.steps):
+            loc, scale = self.transition(z)
+            z = loc + temperature * scale * torch.randn_like(loc)
+            out.append(z)
+        return torch.stack(out, 1).flatten(1)
+
+    def layer_means(self, loc):
+        return None
+
+    def layer_kl(self, q, z):
+        return None
+
+
+class MarkovEncoder(nn.Module):
+    """The inference network: a recurrent pass over the frames (backward, x_T to x_1, or both
+    ways), whose state h_t feeds the combiner with z_t-1."""
+
+    def __init__(self, frame: int, latent: int, rnn: int, cell: str = "gru", direction: str = "backward"):
+        super().__init__()
+        rnn_class = nn.GRU if cell == "gru" else nn.LSTM
+        both = direction == "bidirectional"
+        self.direction = direction
+        self.rnn = rnn_class(2 * frame, rnn if not both else rnn // 2, batch_first=True, bidirectional=both)
+        self.combiner = Combiner(latent, rnn)
+        self.z_q0 = nn.Parameter(torch.zeros(latent))
+        self._prior = []   # the model's MarkovPrior (attach), not a module of the encoder
+
+    def attach(self, prior: MarkovPrior) -> None:
+        self._prior = [prior]
+
+    def hidden(self, x: torch.Tensor, c=None):
+        x = cut(x)
+        observed = ~torch.isnan(x)
+        inputs = torch.cat([torch.where(observed, x, 0.0), observed.to(x.dtype)], -1)
+        lengths = lengths_of(x)
+        if self.direction == "backward":   # each sequence reversed within its length: its padding stays after it
+            order = reversed_within(lengths, x.shape[1])
+            h, _ = self.rnn(inputs.gather(1, order.unsqueeze(-1).expand_as(inputs)))
+            h = h.gather(1, order.unsqueeze(-1).expand_as(h))
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(inputs, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                       enforce_sorted=False)
+            h, _ = nn.utils.rnn.pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=x.shape[1])
+        inside = torch.arange(x.shape[1], device=x.device) < lengths.unsqueeze(1)
+        return h, inside
+
+    def posterior(self, features) -> MarkovPosterior:
+        h, inside = features
+        return MarkovPosterior(h, inside, self.combiner, self._prior[0], self.z_q0)
+
+
+class EmissionDecoder(nn.Module):
+    """p(x_t | z_t): the same network at every step, z (N, T * latent) -> likelihood parameters
+    (N, n_params, T, frame)."""
+
+    def __init__(self, latent: int, hidden: int, frame: int, n_params: int):
+        super().__init__()
+        self.latent, self.frame, self.n_params = latent, frame, n_params
+        self.net = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, n_params * frame))
+        self.activation_floats = 2 * hidden
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        zs = z.unflatten(-1, (-1, self.latent))                       # (N, T, latent)
+        out = self.net(zs).unflatten(-1, (self.n_params, self.frame))  # (N, T, n_params, frame)
+        return out.transpose(1, 2)

@@ -1,0 +1,167 @@
+"""Sequences and the deep Markov model: masking, the bounds, the verbs, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import vaekit
+from vaekit.model import build_model
+from vaekit.model.nets.markov import lengths_of
+
+
+def note_lists(path, n=40, seed=0):
+    """A small file of note lists: a few rising and falling chords, of 6 to 20 steps."""
+    rng = np.random.default_rng(seed)
+
+    def piece():
+        root, steps = int(rng.integers(48, 60)), []
+        for t in range(int(rng.integers(6, 21))):
+            r = root + (t % 4) * (1 if rng.random() < 0.5 else 2)
+            steps.append([r, r + 4, r + 7] if t % 5 else [])
+        return steps
+
+    path.write_text(json.dumps({s: [piece() for _ in range(n)] for s in ("train", "valid", "test")}))
+    return path
+
+
+def small_model(frame=88, value="binary", latent=3):
+    cfg = vaekit.Config()
+    m = cfg.model
+    m.net, m.prior, m.likelihood, m.latent, m.hidden, m.rnn_hidden = ("dmm", "markov", "bernoulli" if value == "binary"
+                                                                      else "gaussian", latent, [16], 12)
+    info = {"modality": "sequence", "shape": [20, frame], "value": value, "frame": frame, "steps": 10}
+    torch.manual_seed(0)
+    return build_model(m, info).eval()
+
+
+def parts(model, x, z):
+    """The pieces of a bound at the latent path z: log p(x|z), log p(z), log q(z|x), KL."""
+    q = model.encode(x)
+    lp_x = model.likelihood.log_prob(model.decoder(z), x)
+    return lp_x, model.prior.log_prob(z), q.log_prob(z).sum(-1), q.step_kl(z).sum((-2, -1))
+
+
+def test_padding_changes_nothing_a_short_sequence_scores_the_same_beside_a_longer_one():
+    model = small_model(frame=5)
+    torch.manual_seed(1)
+    a, b = (torch.bernoulli(torch.full((n, 5), 0.3)) for n in (4, 9))
+    batch = torch.full((2, 12, 5), float("nan"))
+    batch[0, :4], batch[1, :9] = a, b
+    assert lengths_of(batch).tolist() == [4, 9]
+    with torch.no_grad():
+        z_both = model.encode(batch).loc                 # (2, 9 * latent): cut to the longest
+        z_alone = model.encode(a.unsqueeze(0)).loc       # (1, 4 * latent)
+        assert z_both.shape[1] == 9 * 3 and z_alone.shape[1] == 4 * 3
+        assert torch.allclose(z_both[0, :12], z_alone[0], atol=1e-5)
+        together = parts(model, batch, z_both)
+        alone = parts(model, a.unsqueeze(0), z_alone)
+    # the padded steps' log q and log p cancel (q is the transition there) and their KL is 0
+    lp_x, lp_z, lq_z, kl = together
+    a_lp_x, a_lp_z, a_lq_z, a_kl = alone
+    assert lp_x[0].item() == pytest.approx(a_lp_x[0].item(), abs=1e-4)
+    assert (lp_z[0] - lq_z[0]).item() == pytest.approx((a_lp_z[0] - a_lq_z[0]).item(), abs=1e-4)
+    assert kl[0].item() == pytest.approx(a_kl[0].item(), abs=1e-4)
+
+
+def test_missing_values_are_not_scored_and_the_bounds_stay_finite():
+    model = small_model(frame=4, value="real")
+    x = torch.randn(3, 7, 4)
+    x[0, 2, 1] = float("nan")
+    x[1, 5:] = float("nan")
+    t = model.terms(x, 5)
+    assert all(torch.isfinite(t[k]).all() for k in ("log_px", "log_pz", "log_qz"))
+    assert model.likelihood.dims(x).tolist() == [27, 20, 28]
+
+
+def test_the_importance_sampled_nll_is_below_the_negative_elbo_on_note_lists(tmp_path, cli):
+    src = note_lists(tmp_path / "notes.json")
+    run = tmp_path / "r"
+    rc, out, err = cli("train", "--data", src, "--epochs", "3", "--latent", "4", "--hidden", "32", "--rnn-hidden", "32",
+                       "--quiet", "--out", run)
+    assert rc == 0, err
+    r = vaekit.Run.load(run)
+    assert r.info["modality"] == "sequence" and r.config.model.net == "dmm" and r.config.model.prior == "markov"
+    rc, out, err = cli("evaluate", run, "--k", "20", "--quiet")
+    assert rc == 0, err
+    ev = vaekit.Run.load(run).evaluation
+    assert ev["nll_nats"] <= -ev["elbo_nats"] + 1e-3
+    assert ev["steps"] == sum(r.info["lengths"]["test"])
+    assert "nats a step" in out
+    for name in ("prior_samples.png", "prior_samples-0.mid", "reconstructions.png", "interpolations.png"):
+        assert (run / "samples" / name).is_file(), name
+
+
+def test_sample_writes_midi_that_music21_reads_back(tmp_path, cli):
+    music21 = pytest.importorskip("music21")
+    src = note_lists(tmp_path / "notes.json")
+    run = tmp_path / "r"
+    assert cli("train", "--data", src, "--epochs", "2", "--latent", "4", "--hidden", "32", "--rnn-hidden", "32",
+               "--quiet", "--out", run)[0] == 0
+    rc, out, err = cli("sample", run, "-n", "3", "--steps", "24", "--out", tmp_path / "s.png")
+    assert rc == 0, err
+    assert (tmp_path / "s.png").is_file() and not (tmp_path / "s-3.mid").exists()
+    for i in range(3):
+        assert music21.converter.parse(tmp_path / f"s-{i}.mid").flatten().notes
+    # the writer: a note held over steps in a row is one note, at the step's offset
+    from vaekit.kinds.sequences import roll_to_midi
+
+    roll = np.zeros((24, 88))
+    roll[0:4, 39], roll[5:8, 43], roll[23, 50] = 1, 1, 1
+    notes = music21.converter.parse(roll_to_midi(roll, tmp_path / "known.mid")).flatten().notes
+    assert [(n.offset, n.quarterLength, n.pitch.midi) for n in notes] == [(0, 4, 60), (5, 3, 64), (23, 1, 71)]
+
+
+def test_the_bach_chorales_of_music21(tmp_path, monkeypatch, cli):
+    pytest.importorskip("music21")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    cfg = vaekit.Config()
+    cfg.data.source, cfg.data.subset = "chorales", 12
+    from vaekit.kinds import load_data
+
+    b = load_data(cfg.data)
+    assert b.modality == "sequence" and b.shape[1] == 88 and b.value == "binary"
+    n = sum(len(v) for v in b.meta["lengths"].values())
+    assert n == 12 and b.train.shape[0] >= 6
+    notes = torch.nan_to_num(b.train).sum(-1)
+    assert notes[~torch.isnan(b.train).all(-1)].median() == 4   # four voices (passing notes within a quarter add more)
+
+
+def test_real_valued_series_are_standardised_with_training_statistics(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    t = np.arange(30)
+    x = np.stack([np.stack([10 + 3 * np.sin(t / 3 + p), 100 + t * 0.5], 1) for p in rng.uniform(0, 6, 50)])
+    x[0, 4, 0] = np.nan
+    np.save(tmp_path / "series.npy", x.astype(np.float32))
+    run = tmp_path / "r"
+    rc, _, err = cli("train", "--data", tmp_path / "series.npy", "--modality", "sequence", "--epochs", "2", "--latent",
+                     "2", "--hidden", "16", "--rnn-hidden", "16", "--quiet", "--out", run)
+    assert rc == 0, err
+    r = vaekit.Run.load(run)
+    assert r.info["value"] == "real" and r.config.model.likelihood == "gaussian"
+    assert r.info["mean"][1] == pytest.approx(107.25, abs=1.0) and len(r.info["std"]) == 2
+    rc, _, err = cli("sample", run, "--n", "2", "--out", tmp_path / "s.png")
+    assert rc == 0, err
+    rows = (tmp_path / "s-0.csv").read_text().splitlines()
+    assert rows[0] == "step,x0,x1" and len(rows) == 1 + r.info["steps"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ({"train": [[[200]]], "valid": [[[60]]]}, "not a MIDI note number of the piano"),
+    ({"train": [[60, 61]], "valid": [[[60]]]}, "is not a list of MIDI note numbers"),
+    ({"songs": []}, "expected"),
+])
+def test_bad_note_lists_are_one_sentence(tmp_path, cli, content, message):
+    f = tmp_path / "bad.json"
+    f.write_text(json.dumps(content))
+    rc, _, err = cli("train", "--data", f, "--modality", "sequence", "--epochs", "1", "--quiet", "--out", tmp_path / "r")
+    assert rc == 2 and message in err and str(f) in err and "Traceback" not in err
+
+
+def test_a_sequence_model_refuses_parts_that_do_not_fit(tmp_path, cli):
+    src = note_lists(tmp_path / "notes.json", n=8)
+    rc, _, err = cli("train", "--data", src, "--prior", "vamp", "--epochs", "1", "--quiet", "--out", tmp_path / "a")
+    assert rc == 2 and "markov prior" in err
+    rc, _, err = cli("train", "--data", src, "--net", "mlp", "--epochs", "1", "--quiet", "--out", tmp_path / "b")
+    assert rc == 2 and "sequences need the dmm network" in err
