@@ -412,10 +412,16 @@ def without_effect(config: Config) -> list[str]:
         out.append("--flow-hidden sizes the flow's steps, and there are none (--flow 0)")
     if m.net != "conv" and m.channels != defaults.channels:
         out.append(f"--channels sizes the conv network; this model's is {m.net}")
-    if m.net != "rnn" and any(getattr(m, k) != getattr(defaults, k)
-                              for k in ("cell", "embedding", "rnn_hidden", "word_dropout", "inputless")):
+    if m.net == "dmm" and any(getattr(m, k) != getattr(defaults, k) for k in ("embedding", "word_dropout", "inputless")):
+        out.append("--embedding, --word-dropout and --inputless shape the text network; this model's is dmm")
+    if m.net != "dmm" and m.dmm_inference != defaults.dmm_inference:
+        out.append(f"--dmm-inference is the dmm network's; this model's is {m.net}")
+    if m.net not in ("rnn", "dmm") and any(getattr(m, k) != getattr(defaults, k)
+                                           for k in ("cell", "embedding", "rnn_hidden", "word_dropout", "inputless")):
         out.append(f"--cell, --embedding, --rnn-hidden, --word-dropout and --inputless shape the text network; this "
                    f"model's is {m.net}")
+    if d.steps_per_quarter != 1 and d.modality != "sequence":
+        out.append(f"--steps-per-quarter sets the time grid of piano rolls; this run's data are {d.modality}")
     if d.subset is not None and not kind(d.modality).takes_subset:
         out.append(f"--subset takes a random subset of images; this run's data are {d.modality}")
     if d.label_from and not m.conditional:
