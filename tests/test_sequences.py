@@ -1,6 +1,7 @@
 """Sequences and the deep Markov model: masking, the bounds, the verbs, bad input."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -165,3 +166,78 @@ def test_a_sequence_model_refuses_parts_that_do_not_fit(tmp_path, cli):
     assert rc == 2 and "markov prior" in err
     rc, _, err = cli("train", "--data", src, "--net", "mlp", "--epochs", "1", "--quiet", "--out", tmp_path / "b")
     assert rc == 2 and "sequences need the dmm network" in err
+
+
+def test_forecast_a_series_from_its_context(tmp_path, cli):
+    rng = np.random.default_rng(0)
+    t = np.arange(40)
+    x = np.stack([np.stack([5 + 2 * np.sin(t / 2 + p)], 1) for p in rng.uniform(0, 6, 60)]).astype(np.float32)
+    np.save(tmp_path / "waves.npy", x)
+    run = tmp_path / "r"
+    assert cli("train", "--data", tmp_path / "waves.npy", "--modality", "sequence", "--epochs", "3", "--latent", "2",
+               "--hidden", "16", "--rnn-hidden", "16", "--quiet", "--out", run)[0] == 0
+    rc, out, err = cli("forecast", run, "--input", tmp_path / "waves.npy", "--context", "30", "--horizon", "8",
+                       "--samples", "50", "--out", tmp_path / "fc")
+    assert rc == 0, err
+    assert (tmp_path / "fc" / "forecast.png").is_file()
+    rows = (tmp_path / "fc" / "forecast-waves.npy_0_.csv").read_text().splitlines()
+    assert rows[0] == "step,p5_x0,median_x0,p95_x0,truth_x0" and len(rows) == 9 and rows[1].startswith("30,")
+    lo, med, hi, truth = (float(v) for v in rows[1].split(",")[1:])
+    assert lo <= med <= hi and truth == pytest.approx(x[0, 30, 0], rel=1e-5)
+    assert "CRPS" in out
+    # the Python API: the tensors, in the model's units
+    r = vaekit.Run.load(run)
+    fc, names = r.forecast(torch.from_numpy(x[:3]), context=10, horizon=5, samples=20)
+    assert fc.samples.shape == (20, 3, 5, 1) and fc.truth.shape == (3, 5, 1) and names == ["[0]", "[1]", "[2]"]
+    # a context longer than a sequence, and a horizon of 0, are one sentence
+    rc, _, err = cli("forecast", run, "--context", "99")
+    assert rc == 2 and "fewer than --context 99" in err
+    rc, _, err = cli("forecast", run, "--horizon", "0")
+    assert rc == 2 and "horizon" in err
+
+
+def test_crps_and_coverage_against_their_closed_forms():
+    from vaekit.forecast import coverage, crps
+
+    torch.manual_seed(0)
+    samples = torch.randn(20000, 3, dtype=torch.float64)
+    y = torch.tensor([0.0, 1.0, float("nan")], dtype=torch.float64)
+    # the CRPS of N(0, 1) at y: y (2 Phi(y) - 1) + 2 phi(y) - 1 / sqrt(pi)
+    normal, known = torch.distributions.Normal(0.0, 1.0), y[:2]
+    exact = known * (2 * normal.cdf(known) - 1) + 2 * normal.log_prob(known).exp() - 1 / math.sqrt(math.pi)
+    got = crps(samples, y)
+    assert got[:2].tolist() == pytest.approx(exact.tolist(), abs=0.01) and torch.isnan(got[2])
+    cov = coverage(samples, torch.tensor([0.0, 3.0, float("nan")], dtype=torch.float64))
+    assert cov[:2].tolist() == [1.0, 0.0] and torch.isnan(cov[2])
+
+
+def test_the_linear_gaussian_model_the_elbo_stays_below_the_kalman_likelihood_and_is_reaches_it():
+    torch.manual_seed(0)
+    cfg = vaekit.Config()
+    m = cfg.model
+    m.net, m.prior, m.likelihood, m.latent, m.rnn_hidden = "dmm", "markov", "gaussian", 2, 32
+    m.transition, m.emission = "linear", "linear"
+    info = {"modality": "sequence", "shape": [12, 3], "value": "real", "frame": 3, "steps": 12}
+    model = build_model(m, info)
+    # data from the model itself, with a few missing values and one shorter sequence
+    with torch.no_grad():
+        x = model.sample(64, mean=False, steps=12)
+    x[0, 3, 1] = float("nan")
+    x[1, 8:] = float("nan")
+    from vaekit.model.nets.markov import kalman_log_likelihood
+
+    exact = kalman_log_likelihood(model, x)
+    opt = torch.optim.Adam(model.encoder.parameters(), 3e-3)      # fit q to this fixed p
+    for _ in range(300):
+        t = model.terms(x, 1, log_weights=False)
+        loss = -(t["log_px"][0] - t["kl_dim"].sum(-1)).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    from vaekit.eval import evaluate
+
+    model.eval()
+    r = evaluate(model, x, k=1000, quiet=True)
+    steps = int(lengths_of(x).sum())
+    assert r["elbo_nats"] <= exact.mean().item() + 1e-3
+    assert abs(-r["nll_nats"] - exact.mean().item()) * 64 / steps < 0.05

@@ -79,6 +79,8 @@ class DataConfig:
     modality: str = opt("auto", "what the data are (default auto: from the source)",
                         choices=lambda: ("auto", *KINDS))
     tokens: str = opt("char", "character or word tokens", group="text", choices=("char", "word"))
+    window: int | None = opt(None, "embedded series (elnino, co2): steps a window holds (default 48 months, 104 "
+                                   "weeks)", group="sequence", parse="int+")
     steps_per_quarter: int = opt(1, "piano rolls (chorales, note lists): time steps per quarter note",
                                  group="sequence", parse="int+")
     max_length: int = opt(128, "skip lines with more tokens", group="text", parse="int+")
@@ -149,6 +151,12 @@ class ModelConfig:
                                  parse="float0+", metavar="P")
     cell: str = opt("gru", "recurrent cell for text and the dmm's inference network", group="text",
                     choices=("gru", "lstm"))
+    transition: str = opt("gated", "dmm: p(z_t | z_t-1) a gated non-linear transition, or linear (A z + b, "
+                                   "with --emission linear and a Gaussian likelihood the linear-Gaussian state-space "
+                                   "model, whose exact likelihood evaluate gets from a Kalman filter)",
+                          group="sequence", choices=("gated", "linear"))
+    emission: str = opt("mlp", "dmm: p(x_t | z_t) from two hidden layers (--hidden), or linear", group="sequence",
+                        choices=("mlp", "linear"))
     dmm_inference: str = opt("backward", "dmm: q(z_t | z_t-1, x_t:T) reads a backward RNN over the frames, or "
                                          "q(z_t | z_t-1, x_1:T) a bidirectional one", group="sequence",
                              choices=("backward", "bidirectional"))
@@ -414,8 +422,9 @@ def without_effect(config: Config) -> list[str]:
         out.append(f"--channels sizes the conv network; this model's is {m.net}")
     if m.net == "dmm" and any(getattr(m, k) != getattr(defaults, k) for k in ("embedding", "word_dropout", "inputless")):
         out.append("--embedding, --word-dropout and --inputless shape the text network; this model's is dmm")
-    if m.net != "dmm" and m.dmm_inference != defaults.dmm_inference:
-        out.append(f"--dmm-inference is the dmm network's; this model's is {m.net}")
+    if m.net != "dmm" and (m.dmm_inference, m.transition, m.emission) != (defaults.dmm_inference, defaults.transition,
+                                                                          defaults.emission):
+        out.append(f"--dmm-inference, --transition and --emission are the dmm network's; this model's is {m.net}")
     if m.net not in ("rnn", "dmm") and any(getattr(m, k) != getattr(defaults, k)
                                            for k in ("cell", "embedding", "rnn_hidden", "word_dropout", "inputless")):
         out.append(f"--cell, --embedding, --rnn-hidden, --word-dropout and --inputless shape the text network; this "

@@ -221,6 +221,29 @@ class Run:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result
 
+    def forecast(self, data=None, context: int | None = None, horizon: int = 16, samples: int = 100,
+                 split: str = "test", mean: bool = False):
+        """Forecast with a sequence model (:func:`vaekit.forecast.forecast`): the ``horizon`` steps
+        after the first ``context`` steps (default: half the median training length) of each
+        sequence of ``data``: a batch (B, T, D) or one sequence (T, D) in the data's own units, a
+        file (.npy/.npz/.json), or None for the run's ``split``. Returns (Forecast, names); the
+        Forecast is in the model's units (``run.media.denormalise`` gives a series' own)."""
+        from .forecast import forecast
+
+        if isinstance(data, (str, Path)):
+            parts = list(self.media.stream(data, 1 << 30, self.config.data))
+            names, x, what = parts[0][0], parts[0][1], str(data)
+        elif data is None:
+            x, what = self.data.split(split), f"the {split} split"
+            names = [f"{split}[{i}]" for i in range(x.shape[0])]
+        else:
+            x = self.media.from_values(data)
+            x = x.unsqueeze(0) if x.dim() == 2 else x
+            names, what = [f"[{i}]" for i in range(x.shape[0])], "the sequences given"
+        x = x.to(self.model.device)
+        context = context or self.media.default_context()
+        return forecast(self.model, x, context, horizon, samples, mean, what), names
+
     def traversal(self, dims: list[int] | None = None, span=(-3.0, 3.0), steps: int = 9, index: int | None = None,
                   split: str = "test", max_examples: int = 2000):
         """A latent traversal (:mod:`vaekit.traversal`) around example ``index`` of ``split`` (its

@@ -92,6 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
                                             "<run>/samples/samples-seed<seed>.png); text: a text file; audio: a "
                                             "folder")
 
+    f = run_parser("forecast", "sequences: filter the first --context steps, roll the transition --horizon steps "
+                               "forward and decode --samples paths; a picture and a file per sequence",
+                   verbs.cmd_forecast)
+    f.add_argument("--input", type=Path, help="a file of sequences (.npy/.npz arrays, .json note lists) in the "
+                                              "data's own units (default: the run's --split)")
+    f.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    f.add_argument("--context", type=positive_int, help="steps given (default: half the median training length)")
+    f.add_argument("--horizon", type=positive_int, default=16, help="steps forecast (default 16)")
+    f.add_argument("--samples", type=positive_int, default=100, help="sample paths (default 100)")
+    f.add_argument("-n", type=positive_int, default=None, help="forecast the first n sequences (default all)")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", type=Path, help="folder (default <run>/forecast)")
+
     r = run_parser("reconstruct", "test examples next to their reconstructions", verbs.cmd_reconstruct)
     r.add_argument("-n", type=positive_int, default=None, help=f"examples (default: {counts('reconstruct')})")
     generation(r)

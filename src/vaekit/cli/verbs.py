@@ -127,6 +127,31 @@ def cmd_sample(args) -> int:
                                   mean=not args.random, **_gen(args), **({"steps": args.steps} if args.steps else {})))
 
 
+def cmd_forecast(args) -> int:
+    import torch
+
+    from ..forecast import scores
+
+    run = _run(args)
+    torch.manual_seed(args.seed)
+    data = args.input
+    if data is None and args.n is not None:   # the first n of the split, in the data's own units
+        data = run.media.denormalise(run.data.split(args.split)[:args.n].cpu())
+    fc, names = run.forecast(data, args.context, args.horizon, args.samples, split=args.split)
+    if args.input is None:
+        names = [f"{args.split}[{i}]" for i in range(len(names))]
+    elif args.n is not None:
+        fc.context, fc.samples, names = fc.context[:args.n], fc.samples[:, :args.n], names[:args.n]
+        fc.truth = None if fc.truth is None else fc.truth[:args.n]
+    _show(run.media.forecast_files(run, fc, args.out or run.path / "forecast", names))
+    if fc.truth is not None and not getattr(run.media, "piano", True):
+        scale = torch.tensor(run.info["std"]) if "std" in run.info else None
+        for h, s in scores(fc, [h for h in (1, 4, 16) if h <= args.horizon] or [args.horizon], scale).items():
+            print(f"horizon {h:3d}: CRPS {s['crps']:.4g}, 90% interval covers {100 * s['coverage_90']:.0f}% "
+                  f"({s['n']} values)")
+    return 0
+
+
 def cmd_reconstruct(args) -> int:
     from ..kinds.media import spread
 

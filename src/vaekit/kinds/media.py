@@ -247,6 +247,14 @@ class Media:
         """The explorer's interpolation: the two ends and the decoded path between them."""
         return self.render(torch.cat([x_a, path, x_b]))
 
+    def forecast_files(self, run, fc, out: Path, names: list[str]) -> Written:
+        """A forecast (:mod:`vaekit.forecast`) written as files: only sequences forecast."""
+        raise VaekitError(f"{run.path}: forecasting needs a model of sequences; this run's data are {self.name}.")
+
+    def from_values(self, x):
+        """Data in their own units as the model reads them (a sequence kind standardises series)."""
+        return torch.as_tensor(x)
+
     def metrics(self, run, split: str) -> dict:
         """Figures of this kind added to ``evaluate``'s (e.g. spectral distances for audio)."""
         return {}

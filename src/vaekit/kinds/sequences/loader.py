@@ -31,7 +31,7 @@ from ..bundle import Bundle, split_indices
 #: the piano's keys: MIDI notes 21 (A0) to 108 (C8)
 LOWEST, KEYS = 21, 88
 #: the built-in data sets of this kind
-BUILTIN = ("chorales",)
+BUILTIN = ("chorales", "elnino", "co2")
 
 
 def cache_dir() -> Path:
@@ -149,6 +149,49 @@ def roll_to_midi(roll: np.ndarray, path: Path, steps_per_quarter: int = 1, tempo
     return path
 
 
+# ---------------------------------------------------------------------- embedded series
+#: real series shipped with statsmodels: name -> (its monthly/weekly values, steps a window, what they are)
+SERIES = {
+    "elnino": ("monthly sea surface temperature of the El Niño region (°C), 1950-2010", 48),
+    "co2": ("weekly atmospheric CO2 at Mauna Loa (ppm), 1958-2001, with missing weeks", 104),
+}
+
+
+def series_values(name: str) -> np.ndarray:
+    """(T, 1) the embedded series ``name``, in time order; missing values NaN."""
+    try:
+        from statsmodels import datasets
+    except ImportError:
+        raise VaekitError(f"--data {name} reads a series that ships with statsmodels, which is not installed: "
+                          f"pip install 'vaekit[series]'.") from None
+    if name == "elnino":
+        table = datasets.elnino.load_pandas().data
+        values = table.drop(columns=["YEAR"]).to_numpy(dtype=np.float32).reshape(-1)
+    else:
+        values = datasets.co2.load_pandas().data["co2"].to_numpy(dtype=np.float32)
+    return values.reshape(-1, 1)
+
+
+def windows(values: np.ndarray, window: int, stride: int) -> list[np.ndarray]:
+    """Windows of ``window`` steps every ``stride`` steps (the last one ending at the end)."""
+    if len(values) < window:
+        return [values] if len(values) else []
+    starts = list(range(0, len(values) - window + 1, stride))
+    if starts[-1] != len(values) - window:
+        starts.append(len(values) - window)
+    return [values[s:s + window] for s in starts]
+
+
+def series_splits(values: np.ndarray, window: int) -> dict[str, list[np.ndarray]]:
+    """A long series cut in time: the first 70% for training, the next 15% for validation, the
+    last 15% held out for testing; each part in windows that start every window / 8 steps."""
+    n = len(values)
+    a, b = int(n * 0.7), int(n * 0.85)
+    stride = max(1, window // 8)
+    return {"train": windows(values[:a], window, stride), "valid": windows(values[a:b], window, stride),
+            "test": windows(values[b:], window, stride)}
+
+
 # ---------------------------------------------------------------------- loading
 def pad(seqs: list[np.ndarray], length: int | None = None) -> torch.Tensor:
     """Sequences (T_i, D) as one tensor (N, T_max, D), NaN after each one's end."""
@@ -168,6 +211,11 @@ def load_sequences(cfg, saved: dict) -> Bundle:
         rolls, names = chorale_rolls(spq, cfg.subset)
         splits = _split(rolls, cfg, with_test=True, fractions=(0.15, 0.15))
         name, value, meta["frames"] = "chorales", "binary", "piano-roll"
+    elif source in SERIES:
+        window = cfg.window or SERIES[source][1]
+        splits = series_splits(series_values(source), window)
+        name, value, meta["frames"] = source, "real", "series"
+        meta.update(window=window, about=SERIES[source][0])
     else:
         path = Path(source).expanduser()
         if not path.exists():
@@ -185,7 +233,7 @@ def load_sequences(cfg, saved: dict) -> Bundle:
             raise VaekitError(f"{path}: vaekit reads sequences from .json note lists and .npy/.npz arrays, "
                               f"not {suffix or 'a file without a suffix'}.")
         name = path.name
-    if cfg.subset and source != "chorales":
+    if cfg.subset and source != "chorales":   # (a series' windows overlap: the first ones)
         splits = {k: v[:cfg.subset] if k == "train" else v for k, v in splits.items()}
     for split, seqs in splits.items():
         if not seqs:
@@ -215,11 +263,25 @@ def _split(seqs: list[np.ndarray], cfg, with_test: bool, fractions=None) -> dict
     return {"train": [seqs[i] for i in tr], "valid": [seqs[i] for i in va], "test": [seqs[i] for i in te]}
 
 
-def _note_lists(path: Path, cfg) -> dict[str, list[np.ndarray]]:
+def _read_json(path: Path):
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise VaekitError(f"{path}: not a readable JSON file of note lists ({e}).") from None
+
+
+def _note_lists_all(path: Path) -> list[np.ndarray]:
+    """Every sequence of a note-list file, its splits one after another."""
+    raw = _read_json(path)
+    parts = raw if isinstance(raw, list) else [s for k in ("train", "valid", "test") for s in raw.get(k, [])] \
+        if isinstance(raw, dict) else None
+    if parts is None or not all(isinstance(s, list) for s in parts):
+        raise VaekitError(f"{path}: expected a list of sequences of note lists, or train/valid/test lists of them.")
+    return [roll_from_notes(s, f"{path}, sequence {i}") for i, s in enumerate(parts) if s]
+
+
+def _note_lists(path: Path, cfg) -> dict[str, list[np.ndarray]]:
+    raw = _read_json(path)
     if isinstance(raw, list):
         seqs = [roll_from_notes(s, f"{path}, sequence {i}") for i, s in enumerate(raw) if isinstance(s, list)]
         if len(seqs) != len(raw):

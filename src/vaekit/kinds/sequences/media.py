@@ -22,7 +22,7 @@ class Sequences(Media):
     counts = {"sample": 8, "reconstruct": 6}
     between_help = "two test-set indices"
     unit = "sequences"
-    builtin_sources = ("chorales",)
+    builtin_sources = ("chorales", "elnino", "co2")
     takes_subset = True
 
     @classmethod
@@ -41,7 +41,8 @@ class Sequences(Media):
     def describe(cls, bundle) -> str:
         m = bundle.meta
         what = (f"piano rolls over 88 keys, {m['steps_per_quarter']} step(s) a quarter note"
-                if m["frames"] == "piano-roll" else f"{m['frame']} {bundle.value} value(s) a step")
+                if m["frames"] == "piano-roll" else m.get("about") and f"windows of the {m['about']}"
+                or f"{m['frame']} {bundle.value} value(s) a step")
         sizes = ", ".join(f"{s} {len(m['lengths'][s]):,}" for s in ("train", "valid", "test"))
         steps = [n for v in m["lengths"].values() for n in v]
         return (f"{bundle.name}: sequences of {what}, {min(steps)}-{max(steps)} steps (median "
@@ -190,11 +191,132 @@ class Sequences(Media):
     def render(self, x: torch.Tensor) -> dict:
         return {"image": self.picture_uri(x)}
 
+    # ------------------------------------------------------------------ forecasting
+    def from_values(self, x: torch.Tensor) -> torch.Tensor:
+        """Sequences in the data's own units as the model reads them (a series standardised)."""
+        x = torch.as_tensor(x, dtype=torch.float32)
+        if "mean" not in self.info:
+            return x
+        return (x - torch.tensor(self.info["mean"])) / torch.tensor(self.info["std"])
+
+    def default_context(self) -> int:
+        return max(1, int(self.info["steps"]) // 2)
+
+    def forecast_files(self, run, fc, out: Path, names: list[str], shown: int = 8) -> Written:
+        """A forecast as files in the folder ``out``: a picture of the first ``shown`` sequences
+        (series: the context, the median and the 5-95% band of the sample paths, and what
+        followed where known; piano rolls: the context followed by each key's probability over the
+        samples) and, per sequence, a CSV of the quantiles (series) or a MIDI file of the context
+        and one sample path (piano rolls)."""
+        from .loader import roll_to_midi
+
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        files = []
+        n, horizon = fc.context.shape[0], fc.samples.shape[2]
+        if self.piano:
+            probability = fc.samples.float().mean(0)                            # (B, H, D)
+            rows = torch.cat([fc.context.cpu(), probability.cpu()], 1)[:shown]
+            files.append(self.save_picture(rows, out / "forecast.png"))
+            for i in range(n):
+                roll = torch.cat([fc.context[i].cpu(), fc.samples[0, i].cpu()]).numpy()
+                files.append(roll_to_midi(np.nan_to_num(roll), out / f"forecast-{_safe(names[i])}.mid",
+                                          self.info.get("steps_per_quarter", 1)))
+            return Written(files)
+        q = self.denormalise(fc.quantiles((0.05, 0.5, 0.95)).cpu())           # (3, B, H, D)
+        ctx = self.denormalise(fc.context.cpu())
+        truth = None if fc.truth is None else self.denormalise(fc.truth.cpu())
+        start = ctx.shape[1]
+        for i in range(n):
+            f = out / f"forecast-{_safe(names[i])}.csv"
+            with open(f, "w", newline="") as fh:
+                w = csv.writer(fh)
+                dims = range(q.shape[-1])
+                w.writerow(["step", *[f"{c}{d}" for d in dims for c in ("p5_x", "median_x", "p95_x", "truth_x")]])
+                for h in range(horizon):
+                    cells = []
+                    for d in dims:
+                        t = "" if truth is None or torch.isnan(truth[i, h, d]) else f"{truth[i, h, d].item():.6g}"
+                        cells += [f"{q[0, i, h, d].item():.6g}", f"{q[1, i, h, d].item():.6g}",
+                                  f"{q[2, i, h, d].item():.6g}", t]
+                    w.writerow([start + h, *cells])
+            files.append(f)
+        plt = pyplot()
+        k = min(shown, n)
+        fig, axes = plt.subplots(k, 1, figsize=(8, 1.6 * k + 0.5), squeeze=False)
+        for i, ax in enumerate(axes[:, 0]):
+            before = np.arange(start)
+            after = np.arange(start, start + horizon)
+            ax.plot(before, ctx[i, :, 0].numpy(), color="black", linewidth=1, label="context")
+            ax.fill_between(after, q[0, i, :, 0].numpy(), q[2, i, :, 0].numpy(), alpha=0.3, label="5-95%")
+            ax.plot(after, q[1, i, :, 0].numpy(), linewidth=1.2, label="median")
+            if truth is not None:
+                ax.plot(after, truth[i, :, 0].numpy(), "--", color="black", linewidth=1, label="truth")
+            ax.set_title(names[i], fontsize=8, loc="left")
+            ax.tick_params(labelsize=7)
+        axes[0, 0].legend(fontsize=7, ncol=4, loc="upper left")
+        fig.tight_layout()
+        picture = out / "forecast.png"
+        fig.savefig(picture, dpi=100)
+        plt.close(fig)
+        return Written([picture, *files])
+
+    def stream(self, source, chunk, cfg):
+        """Sequences from a file of the run's kind (.json note lists, .npy/.npz arrays), in the
+        model's units, padded with NaN to the longest of each chunk."""
+        from .loader import _arrays, _note_lists_all, pad
+
+        path = Path(str(source)).expanduser()
+        if not path.is_file():
+            raise VaekitError(f"{path}: no such file.")
+        if path.suffix.lower() == ".json":
+            seqs = _note_lists_all(path)
+        elif path.suffix.lower() in (".npy", ".npz"):
+            seqs = _arrays(path)
+        else:
+            raise VaekitError(f"{path}: vaekit reads sequences from .json note lists and .npy/.npz arrays.")
+        if any(s.shape[1] != self.info["frame"] for s in seqs):
+            raise VaekitError(f"{path}: frames of {seqs[0].shape[1]} values, but the run was trained on frames of "
+                              f"{self.info['frame']}.")
+        for i in range(0, len(seqs), chunk):
+            part = seqs[i:i + chunk]
+            yield [f"{path.name}[{j}]" for j in range(i, i + len(part))], self.from_values(pad(part))
+
     # ------------------------------------------------------------------ figures
     def metrics(self, run, split: str) -> dict:
-        from ...model.nets.markov import lengths_of
+        """The split's steps (for the per-step figures); for a linear-Gaussian model the exact NLL
+        (Kalman filter); for series, forecasts from the first half of each sequence's median
+        length scored at horizons 1, 4 and 16 (CRPS in the data's units, 90% coverage)."""
+        from ...forecast import forecast, scores
+        from ...model.nets.markov import kalman_log_likelihood, lengths_of
 
-        return {"steps": int(lengths_of(run.data.split(split)).sum())}
+        x = run.data.split(split)
+        out = {"steps": int(lengths_of(x).sum())}
+        exact = kalman_log_likelihood(run.model, x)
+        if exact is not None:
+            out["kalman_nll_nats"] = -exact.mean().item()
+        context = self.default_context()
+        if not self.piano:
+            long = x[lengths_of(x) > context]
+            horizons = [h for h in (1, 4, 16) if h <= x.shape[1] - context]
+            if len(long) and horizons:
+                torch.manual_seed(0)
+                fc = forecast(run.model, long, context, max(horizons), samples=100)
+                out["forecast"] = {"context": context, "horizons": {
+                    str(h): s for h, s in scores(fc, horizons, torch.tensor(self.info["std"])).items()}}
+        return out
+
+    def metric_lines(self, r: dict) -> list[str]:
+        lines = []
+        if "kalman_nll_nats" in r:
+            lines.append(f"  exact NLL (Kalman filter) {r['kalman_nll_nats']:.3f} nats a sequence, "
+                         f"{r['kalman_nll_nats'] * r['n'] / r['steps']:.4f} nats a step")
+        f = r.get("forecast")
+        if f:
+            lines.append(f"  forecasts from {f['context']} steps: " + ", ".join(
+                f"horizon {h}: CRPS {s['crps']:.4g}, 90% interval covers {100 * s['coverage_90']:.0f}%"
+                for h, s in f["horizons"].items()))
+        return lines
 
     def evaluation_lines(self, r: dict) -> list[str]:
         per_step = r["nll_nats"] * r["n"] / r["steps"] if r.get("steps") else float("nan")
@@ -217,3 +339,7 @@ class Sequences(Media):
 
     def export_info(self) -> dict:
         return {**super().export_info(), "layout": "(batch, steps, frame) float32, NaN after a sequence's end"}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)

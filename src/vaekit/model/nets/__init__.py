@@ -71,6 +71,8 @@ def _dmm_fits(m, info):
         return f"the dmm network's latents form a Markov chain: it needs the markov prior, not {m.prior}"
     if m.flow:
         return "--flow is not available for the dmm network"
+    if m.emission == "linear" and m.likelihood == "logistic":
+        return "a linear emission gives a Gaussian's or a Bernoulli's parameters, not a discretized logistic's"
     if m.conditional:
         return "a conditional dmm is not available"
     if m.latent_paths or m.decoder_dropout:
@@ -83,14 +85,14 @@ def _dmm_fits(m, info):
 def _dmm(m, info, z_enc, z_in, classes, lik):
     frame = int(info["frame"])
     return (MarkovEncoder(frame, m.latent, m.rnn_hidden, m.cell, m.dmm_inference),
-            EmissionDecoder(m.latent, m.hidden[-1], frame, lik.n_params))
+            EmissionDecoder(m.latent, m.hidden[-1], frame, lik.n_params, linear=m.emission == "linear"))
 
 
 @PRIORS.register("markov", "sequences: p(z_t | z_t-1), the deep Markov model's gated transition (--hidden)",
                   lambda m, info: None if m.net in ("dmm", "auto") else
                   f"the markov prior is a transition between the steps of the dmm network, not of {m.net}")
 def _markov(m, info, classes):
-    return MarkovPrior(m.latent, m.hidden[-1], int(info.get("steps") or 16))
+    return MarkovPrior(m.latent, m.hidden[-1], int(info.get("steps") or 16), linear=m.transition == "linear")
 
 
 __all__ = ["MarkovEncoder", "EmissionDecoder", "MarkovPosterior", "MarkovPrior", "GaussianHead", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder",

@@ -71,6 +71,23 @@ class GatedTransition(nn.Module):
         return loc, F.softplus(self.scale(F.relu(h))) + 1e-4
 
 
+class LinearTransition(nn.Module):
+    """p(z_t | z_t-1) = N(A z_t-1 + b, diag s^2): the linear-Gaussian state-space model's
+    transition (``--transition linear``), A initially 0.9 I."""
+
+    def __init__(self, latent: int):
+        super().__init__()
+        self.linear = nn.Linear(latent, latent)
+        self.raw_scale = nn.Parameter(torch.full((latent,), math.log(math.expm1(0.5))))
+        with torch.no_grad():
+            self.linear.weight.copy_(0.9 * torch.eye(latent))
+            self.linear.bias.zero_()
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc = self.linear(z)
+        return loc, (F.softplus(self.raw_scale) + 1e-4).expand_as(loc)
+
+
 class Combiner(nn.Module):
     """q(z_t | z_t-1, h_t): h = (tanh(W z_t-1) + h_t) / 2, then a Gaussian head."""
 
@@ -182,10 +199,10 @@ class MarkovPrior(nn.Module):
     layers = None
     mixture = False
 
-    def __init__(self, latent: int, hidden: int, steps: int):
+    def __init__(self, latent: int, hidden: int, steps: int, linear: bool = False):
         super().__init__()
         self.dim, self.steps = latent, steps   # steps: how long a sample is unless told
-        self.transition = GatedTransition(latent, hidden)
+        self.transition = LinearTransition(latent) if linear else GatedTransition(latent, hidden)
         self.z0 = nn.Parameter(torch.zeros(latent))
 
     def step_params(self, z: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -206,15 +223,18 @@ class MarkovPrior(nn.Module):
         kl = q.step_kl().sum(-2)
         return kl.mean(0) if kl.dim() == 3 else kl   # over the k paths last drawn
 
-    @torch.no_grad()
-    def sample(self, n: int, c=None, temperature: float = 1.0, steps: int | None = None) -> torch.Tensor:
-        z = self.z0.expand(n, self.dim)
+    def roll(self, z: torch.Tensor, steps: int, temperature: float = 1.0) -> torch.Tensor:
+        """``steps`` latents after z (..., latent), drawn from the transition: (..., steps * latent)."""
         out = []
-        for _ in range(steps or self.steps):
+        for _ in range(steps):
             loc, scale = self.transition(z)
             z = loc + temperature * scale * torch.randn_like(loc)
             out.append(z)
-        return torch.stack(out, 1).flatten(1)
+        return torch.stack(out, -2).flatten(-2)
+
+    @torch.no_grad()
+    def sample(self, n: int, c=None, temperature: float = 1.0, steps: int | None = None) -> torch.Tensor:
+        return self.roll(self.z0.expand(n, self.dim), steps or self.steps, temperature)
 
     def layer_means(self, loc):
         return None
@@ -263,16 +283,58 @@ class MarkovEncoder(nn.Module):
 
 class EmissionDecoder(nn.Module):
     """p(x_t | z_t): the same network at every step, z (N, T * latent) -> likelihood parameters
-    (N, n_params, T, frame)."""
+    (N, n_params, T, frame): two hidden layers, or with ``linear`` one linear map (the
+    linear-Gaussian state-space model's emission, ``--emission linear``)."""
 
-    def __init__(self, latent: int, hidden: int, frame: int, n_params: int):
+    def __init__(self, latent: int, hidden: int, frame: int, n_params: int, linear: bool = False):
         super().__init__()
-        self.latent, self.frame, self.n_params = latent, frame, n_params
-        self.net = nn.Sequential(nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, n_params * frame))
-        self.activation_floats = 2 * hidden
+        self.latent, self.frame, self.n_params, self.linear = latent, frame, n_params, linear
+        self.net = nn.Sequential(nn.Linear(latent, n_params * frame)) if linear else nn.Sequential(
+            nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_params * frame))
+        self.activation_floats = 0 if linear else 2 * hidden
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         zs = z.unflatten(-1, (-1, self.latent))                       # (N, T, latent)
         out = self.net(zs).unflatten(-1, (self.n_params, self.frame))  # (N, T, n_params, frame)
         return out.transpose(1, 2)
+
+
+@torch.no_grad()
+def kalman_log_likelihood(model, x: torch.Tensor) -> torch.Tensor | None:
+    """(B,) the exact log p(x_1:T) of each sequence under a linear-Gaussian state-space model
+    (``--transition linear --emission linear`` with the Gaussian likelihood), by the Kalman
+    filter in float64: missing values and the steps after a sequence's end are not observed.
+    None for any other model."""
+    prior, decoder, lik = model.prior, model.decoder, model.likelihood
+    frame = getattr(lik, "frame", None)
+    if not (isinstance(prior, MarkovPrior) and isinstance(prior.transition, LinearTransition)
+            and isinstance(decoder, EmissionDecoder) and decoder.linear and frame is not None
+            and type(frame).__name__ == "GaussianLikelihood" and not frame.bounded):
+        return None
+    x = cut(x).double()
+    b, steps, d = x.shape
+    A = prior.transition.linear.weight.double()
+    a0 = prior.transition.linear.bias.double()
+    q = (F.softplus(prior.transition.raw_scale) + 1e-4).double().square()
+    C = decoder.net[0].weight.double()                            # (D, L): n_params = 1
+    c0 = decoder.net[0].bias.double()
+    r = frame.log_std.clamp(min=math.log(1e-3)).exp().double().square()     # (D,)
+    m = (A @ prior.z0.double() + a0).expand(b, -1)                  # predicted mean of z_1
+    P = torch.diag(q).expand(b, -1, -1)
+    total = torch.zeros(b, dtype=torch.float64, device=x.device)
+    eye = torch.eye(d, dtype=torch.float64, device=x.device)
+    for t in range(steps):
+        seen = ~torch.isnan(x[:, t])                                # (B, D)
+        Cm = C * seen.unsqueeze(-1)                                  # rows of unseen values zero
+        y = torch.where(seen, x[:, t] - (m @ C.T + c0), 0.0)
+        S = Cm @ P @ Cm.transpose(-1, -2) + torch.diag_embed(torch.where(seen, r, 1.0))
+        L = torch.linalg.cholesky(S)
+        alpha = torch.cholesky_solve(y.unsqueeze(-1), L).squeeze(-1)
+        logdet = 2 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)   # unseen: log 1 = 0
+        total += -0.5 * ((y * alpha).sum(-1) + logdet + seen.sum(-1) * math.log(2 * math.pi))
+        K = P @ Cm.transpose(-1, -2) @ torch.cholesky_solve(eye.expand(b, -1, -1), L)
+        m = m + (K @ y.unsqueeze(-1)).squeeze(-1)
+        P = P - K @ Cm @ P
+        m = m @ A.T + a0                                             # the next step's prediction
+        P = A @ P @ A.T + torch.diag(q)
+    return total.float()
