@@ -241,3 +241,55 @@ def test_the_linear_gaussian_model_the_elbo_stays_below_the_kalman_likelihood_an
     steps = int(lengths_of(x).sum())
     assert r["elbo_nats"] <= exact.mean().item() + 1e-3
     assert abs(-r["nll_nats"] - exact.mean().item()) * 64 / steps < 0.05
+
+
+def test_a_folder_of_midi_files_and_its_bad_files(tmp_path, cli):
+    pytest.importorskip("music21")
+    from vaekit.kinds.sequences import roll_to_midi
+
+    folder = tmp_path / "midi"
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        roll = np.zeros((int(rng.integers(8, 16)), 88))
+        for t in range(len(roll)):
+            roll[t, [39 + t % 5, 43 + t % 3]] = 1
+        roll_to_midi(roll, folder / f"piece{i}.mid")
+    run = tmp_path / "r"
+    rc, _, err = cli("train", "--data", folder, "--epochs", "1", "--latent", "2", "--hidden", "16", "--rnn-hidden", "16",
+                     "--quiet", "--out", run)
+    assert rc == 0, err
+    r = vaekit.Run.load(run)
+    assert r.info["modality"] == "sequence" and sum(len(v) for v in r.info["lengths"].values()) == 6
+    (folder / "broken.mid").write_text("not MIDI at all")
+    rc, _, err = cli("train", "--data", folder, "--epochs", "1", "--quiet", "--out", tmp_path / "s")
+    assert rc == 2 and "broken.mid: not a readable MIDI file" in err and "Traceback" not in err
+    rc, _, err = cli("train", "--data", folder, "--bad-files", "skip", "--epochs", "1", "--latent", "2", "--hidden", "16",
+                     "--rnn-hidden", "16", "--quiet", "--out", tmp_path / "t")
+    assert rc == 0, err
+    assert "broken.mid" in (tmp_path / "t" / "skipped.txt").read_text()
+    (folder / "broken.mid").unlink()
+    roll_to_midi(np.zeros((4, 88)), folder / "silent.mid")
+    rc, _, err = cli("train", "--data", folder, "--epochs", "1", "--quiet", "--out", tmp_path / "u")
+    assert rc == 2 and "silent.mid: a MIDI file with no notes" in err
+
+
+def test_impute_fills_the_missing_values_from_the_posterior(tmp_path, cli):
+    t = np.arange(30)
+    rng = np.random.default_rng(1)
+    x = np.stack([np.stack([3 * np.sin(t / 2 + p), np.cos(t / 2 + p)], 1) for p in rng.uniform(0, 6, 60)])
+    np.save(tmp_path / "waves.npy", x.astype(np.float32))
+    run = tmp_path / "r"
+    assert cli("train", "--data", tmp_path / "waves.npy", "--modality", "sequence", "--epochs", "3", "--latent", "2",
+               "--hidden", "16", "--rnn-hidden", "16", "--quiet", "--out", run)[0] == 0
+    holes = x[:3].copy()
+    holes[0, 5, 0] = holes[1, 10:14, 1] = np.nan
+    holes[2, 25:] = np.nan                       # the end of a sequence: padding, not missing
+    np.save(tmp_path / "holes.npy", holes.astype(np.float32))
+    rc, out, err = cli("impute", run, "--input", tmp_path / "holes.npy", "--out", tmp_path / "imp")
+    assert rc == 0, err
+    assert "5 missing values filled in 3 sequences" in err
+    filled = np.load(tmp_path / "imp" / "imputed.npy")
+    assert filled.shape == holes.shape and not np.isnan(filled[:2]).any() and np.isnan(filled[2, 25:]).all()
+    seen = ~np.isnan(holes)
+    assert np.allclose(filled[seen], holes[seen], atol=1e-4)   # observed values kept as they were
+    assert (tmp_path / "imp" / "imputed.png").is_file()

@@ -1,4 +1,5 @@
-"""Forecasting with a sequence model: filter a context, roll the transition forward, decode.
+"""Forecasting and imputing with a sequence model: filter a context, roll the transition forward,
+decode; or fill the missing values of a sequence from its posterior.
 
 For a deep Markov model (:mod:`vaekit.model.nets.markov`) the forecast of a sequence from its
 first N steps is
@@ -110,4 +111,28 @@ def scores(fc: Forecast, horizons, scale: torch.Tensor | None = None) -> dict:
         if known.any():
             out[int(h)] = {"crps": c[:, h - 1][known].mean().item(), "coverage_90": cov[:, h - 1][known].mean().item(),
                            "n": int(known.sum())}
+    return out
+
+
+@torch.no_grad()
+def impute(model, x: torch.Tensor, samples: int = 100) -> torch.Tensor:
+    """x (B, T, D) with its missing values (NaN inside a sequence) filled in: the mean over
+    ``samples`` latent paths z ~ q(z | observed x) of the emission's mean at each missing value
+    (for binary frames, a key's probability, which the caller may round). Values after a
+    sequence's end are padding, not missing, and stay NaN (what follows a sequence is a forecast)."""
+    if not hasattr(model.prior, "roll"):
+        raise VaekitError("imputing needs a model of sequences with a Markov latent (--net dmm).")
+    from .model.nets.markov import cut, lengths_of
+
+    was = model.training
+    model.eval()
+    xc = cut(x)
+    z = model.encode(xc).rsample((samples,))                      # (S, B, T * latent)
+    s, b = z.shape[:2]
+    means = model.likelihood.mean(model.decoder(z.reshape(s * b, -1))).reshape(s, b, *xc.shape[1:]).mean(0)
+    model.train(was)
+    inside = torch.arange(xc.shape[1], device=x.device) < lengths_of(xc).unsqueeze(1)
+    filled = torch.where(torch.isnan(xc) & inside.unsqueeze(-1), means, xc)
+    out = x.clone()
+    out[:, :xc.shape[1]] = filled
     return out

@@ -230,19 +230,33 @@ class Run:
         Forecast is in the model's units (``run.media.denormalise`` gives a series' own)."""
         from .forecast import forecast
 
-        if isinstance(data, (str, Path)):
-            parts = list(self.media.stream(data, 1 << 30, self.config.data))
-            names, x, what = parts[0][0], parts[0][1], str(data)
-        elif data is None:
-            x, what = self.data.split(split), f"the {split} split"
-            names = [f"{split}[{i}]" for i in range(x.shape[0])]
-        else:
-            x = self.media.from_values(data)
-            x = x.unsqueeze(0) if x.dim() == 2 else x
-            names, what = [f"[{i}]" for i in range(x.shape[0])], "the sequences given"
+        x, names = self._sequences(data, split)
+        what = str(data) if isinstance(data, (str, Path)) else f"the {split} split" if data is None else \
+            "the sequences given"
         x = x.to(self.model.device)
         context = context or self.media.default_context()
         return forecast(self.model, x, context, horizon, samples, mean, what), names
+
+    def impute(self, data, samples: int = 100) -> tuple[torch.Tensor, list[str]]:
+        """The sequences of ``data`` (a batch (B, T, D) or one (T, D) in the data's own units, or a
+        file) with their missing values (NaN) filled in from the posterior
+        (:func:`vaekit.forecast.impute`); returned in the data's own units, with their names."""
+        from .forecast import impute
+
+        x, names = self._sequences(data)
+        return self.media.denormalise(impute(self.model, x.to(self.model.device), samples).cpu()), names
+
+    def _sequences(self, data, split: str = "test"):
+        """Sequences for forecast and impute, in the model's units: from a file, the split, or values."""
+        if isinstance(data, (str, Path)):
+            parts = list(self.media.stream(data, 1 << 30, self.config.data))
+            return parts[0][1], parts[0][0]
+        if data is None:
+            x = self.data.split(split)
+            return x, [f"{split}[{i}]" for i in range(x.shape[0])]
+        x = self.media.from_values(data)
+        x = x.unsqueeze(0) if x.dim() == 2 else x
+        return x, [f"[{i}]" for i in range(x.shape[0])]
 
     def traversal(self, dims: list[int] | None = None, span=(-3.0, 3.0), steps: int = 9, index: int | None = None,
                   split: str = "test", max_examples: int = 2000):

@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", type=Path, help="folder (default <run>/forecast)")
 
+    m_ = run_parser("impute", "sequences: fill the missing values (NaN) of each sequence of a file from the "
+                              "posterior given the values observed", verbs.cmd_impute)
+    m_.add_argument("--input", type=Path, required=True, help="a file of sequences (.npy/.npz arrays) with NaN where "
+                                                             "values are missing, in the data's own units")
+    m_.add_argument("--samples", type=positive_int, default=100, help="latent paths averaged (default 100)")
+    m_.add_argument("--seed", type=int, default=0)
+    m_.add_argument("--out", type=Path, help="folder (default <run>/imputed)")
+
     r = run_parser("reconstruct", "test examples next to their reconstructions", verbs.cmd_reconstruct)
     r.add_argument("-n", type=positive_int, default=None, help=f"examples (default: {counts('reconstruct')})")
     generation(r)

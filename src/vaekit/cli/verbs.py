@@ -152,6 +152,19 @@ def cmd_forecast(args) -> int:
     return 0
 
 
+def cmd_impute(args) -> int:
+    import torch
+
+    run = _run(args)
+    torch.manual_seed(args.seed)
+    filled, names = run.impute(args.input, args.samples)
+    given, _ = run._sequences(args.input)
+    given = run.media.denormalise(given)
+    print(f"{int((torch.isnan(given) & ~torch.isnan(filled)).sum())} missing values filled in "
+          f"{len(names)} sequences", file=sys.stderr)
+    return _show(run.media.impute_files(run, filled, given, args.out or run.path / "imputed", names))
+
+
 def cmd_reconstruct(args) -> int:
     from ..kinds.media import spread
 

@@ -251,6 +251,10 @@ class Media:
         """A forecast (:mod:`vaekit.forecast`) written as files: only sequences forecast."""
         raise VaekitError(f"{run.path}: forecasting needs a model of sequences; this run's data are {self.name}.")
 
+    def impute_files(self, run, filled, given, out: Path, names: list[str]) -> Written:
+        """Imputed data written as files: only sequences are imputed."""
+        raise VaekitError(f"{run.path}: imputing needs a model of sequences; this run's data are {self.name}.")
+
     def from_values(self, x):
         """Data in their own units as the model reads them (a sequence kind standardises series)."""
         return torch.as_tensor(x)

@@ -38,8 +38,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vaekit"
 
 
+MIDI_SUFFIXES = (".mid", ".midi")
+
+
+def midi_files(path: Path) -> list[Path]:
+    """A MIDI file, or the MIDI files anywhere below a folder, in name order."""
+    if path.is_file():
+        return [path] if path.suffix.lower() in MIDI_SUFFIXES else []
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in MIDI_SUFFIXES and p.is_file())
+
+
 def is_sequence_source(path: Path) -> bool:
-    """A .json file of note lists."""
+    """A .json file of note lists, a MIDI file, or a folder of MIDI files."""
+    if path.is_dir() or path.suffix.lower() in MIDI_SUFFIXES:
+        return bool(midi_files(path))
     if path.suffix.lower() != ".json" or not path.is_file():
         return False
     try:
@@ -116,6 +128,22 @@ def _score_roll(score, steps_per_quarter: int) -> np.ndarray | None:
             if LOWEST <= p.midi < LOWEST + KEYS:
                 roll[start:end, p.midi - LOWEST] = 1.0
     return roll if roll.any() else None
+
+
+def read_midi(path: Path, steps_per_quarter: int = 1) -> np.ndarray:
+    """A MIDI file as a (T, 88) piano roll (music21's reader; every track and channel together)."""
+    try:
+        from music21 import converter
+    except ImportError:
+        raise VaekitError("reading MIDI needs music21, which is not installed: pip install 'vaekit[music]'.") from None
+    try:
+        score = converter.parse(str(path), format="midi")
+    except Exception as e:   # music21 raises many kinds of error on a damaged file
+        raise VaekitError(f"{path}: not a readable MIDI file ({type(e).__name__}: {e}).") from None
+    roll = _score_roll(score, steps_per_quarter)
+    if roll is None:
+        raise VaekitError(f"{path}: a MIDI file with no notes on the piano's keys.")
+    return roll
 
 
 def roll_to_midi(roll: np.ndarray, path: Path, steps_per_quarter: int = 1, tempo: int = 100) -> Path:
@@ -224,14 +252,31 @@ def load_sequences(cfg, saved: dict) -> Bundle:
         if suffix == ".json":
             splits = _note_lists(path, cfg)
             value, meta["frames"] = "binary", "piano-roll"
+        elif path.is_dir() or suffix in MIDI_SUFFIXES:
+            from ..media import skip_or_stop
+
+            files, rolls, skipped = midi_files(path), [], []
+            if not files:
+                raise VaekitError(f"{path}: no MIDI files (.mid, .midi) found.")
+            for f in files:
+                try:
+                    rolls.append(read_midi(f, spq))
+                except VaekitError as e:
+                    skip_or_stop(cfg, "stop", e, skipped)
+            if len(rolls) < 3:
+                raise VaekitError(f"{path}: {len(rolls)} usable MIDI file(s); at least 3 are needed for train, "
+                                  f"valid and test.")
+            splits = _split(rolls, cfg, with_test=True)
+            value, meta["frames"] = "binary", "piano-roll"
+            meta["skipped"] = skipped
         elif suffix in (".npy", ".npz"):
             seqs = _arrays(path)
             binary = all(np.isin(s[~np.isnan(s)], (0.0, 1.0)).all() for s in seqs)
             splits = _split(seqs, cfg, with_test=True)
             value, meta["frames"] = ("binary" if binary else "real"), "series"
         else:
-            raise VaekitError(f"{path}: vaekit reads sequences from .json note lists and .npy/.npz arrays, "
-                              f"not {suffix or 'a file without a suffix'}.")
+            raise VaekitError(f"{path}: vaekit reads sequences from MIDI files, .json note lists and .npy/.npz "
+                              f"arrays, not {suffix or 'a file without a suffix'}.")
         name = path.name
     if cfg.subset and source != "chorales":   # (a series' windows overlap: the first ones)
         splits = {k: v[:cfg.subset] if k == "train" else v for k, v in splits.items()}

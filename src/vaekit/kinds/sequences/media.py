@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from ...errors import VaekitError
-from ..media import Media, Written, figure_uri, picture_uri, pick_pairs, pyplot, register_kind, save_png, spread
+from ..media import (Media, Written, figure_uri, picture_uri, pick_pairs, pyplot, register_kind, save_png,
+                     skipped_text, spread)
 
 
 @register_kind
@@ -46,7 +47,7 @@ class Sequences(Media):
         sizes = ", ".join(f"{s} {len(m['lengths'][s]):,}" for s in ("train", "valid", "test"))
         steps = [n for v in m["lengths"].values() for n in v]
         return (f"{bundle.name}: sequences of {what}, {min(steps)}-{max(steps)} steps (median "
-                f"{m['steps']}); {sizes}")
+                f"{m['steps']}); {sizes}" + skipped_text(bundle))
 
     def summary(self) -> str:
         i = self.info
@@ -261,20 +262,58 @@ class Sequences(Media):
         plt.close(fig)
         return Written([picture, *files])
 
+    def impute_files(self, run, filled: torch.Tensor, given: torch.Tensor, out: Path, names: list[str],
+                     shown: int = 8) -> Written:
+        """Imputed sequences (data units) as files in the folder ``out``: ``imputed.npy`` (N, T, D)
+        and a picture (series: each filled value marked; piano rolls: the rolls, a key sounding
+        where its probability is at least 0.5) or, for piano rolls, a MIDI file each."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        if self.piano:
+            filled = torch.where(torch.isnan(filled), filled, (filled >= 0.5).to(filled.dtype))
+            files = [self.save_picture(filled[:shown], out / "imputed.png")]
+            files += self.write(torch.nan_to_num(filled), out / "imputed")
+        else:
+            plt = pyplot()
+            k = min(shown, filled.shape[0])
+            fig, axes = plt.subplots(k, 1, figsize=(8, 1.5 * k + 0.4), squeeze=False)
+            for i, ax in enumerate(axes[:, 0]):
+                ax.plot(filled[i].numpy(), linewidth=1)
+                t, d = torch.nonzero(torch.isnan(given[i]) & ~torch.isnan(filled[i]), as_tuple=True)
+                ax.plot(t.numpy(), filled[i][t, d].numpy(), "o", color="red", markersize=3,
+                        label="imputed" if i == 0 else None)
+                ax.set_title(names[i], fontsize=8, loc="left")
+                ax.tick_params(labelsize=7)
+            if k:
+                axes[0, 0].legend(fontsize=7, loc="upper left")
+            fig.tight_layout()
+            picture = out / "imputed.png"
+            fig.savefig(picture, dpi=100)
+            plt.close(fig)
+            files = [picture]
+        np.save(out / "imputed.npy", filled.numpy())
+        return Written([*files, out / "imputed.npy"])
+
     def stream(self, source, chunk, cfg):
         """Sequences from a file of the run's kind (.json note lists, .npy/.npz arrays), in the
         model's units, padded with NaN to the longest of each chunk."""
-        from .loader import _arrays, _note_lists_all, pad
+        from .loader import MIDI_SUFFIXES, _arrays, _note_lists_all, midi_files, pad, read_midi
 
         path = Path(str(source)).expanduser()
-        if not path.is_file():
-            raise VaekitError(f"{path}: no such file.")
-        if path.suffix.lower() == ".json":
+        if not path.exists():
+            raise VaekitError(f"{path}: no such file or directory.")
+        if path.is_dir() or path.suffix.lower() in MIDI_SUFFIXES:
+            files = midi_files(path)
+            if not files:
+                raise VaekitError(f"{path}: no MIDI files (.mid, .midi) found.")
+            seqs = [read_midi(f, self.info.get("steps_per_quarter", 1)) for f in files]
+        elif path.suffix.lower() == ".json":
             seqs = _note_lists_all(path)
         elif path.suffix.lower() in (".npy", ".npz"):
             seqs = _arrays(path)
         else:
-            raise VaekitError(f"{path}: vaekit reads sequences from .json note lists and .npy/.npz arrays.")
+            raise VaekitError(f"{path}: vaekit reads sequences from MIDI files, .json note lists and .npy/.npz "
+                              f"arrays.")
         if any(s.shape[1] != self.info["frame"] for s in seqs):
             raise VaekitError(f"{path}: frames of {seqs[0].shape[1]} values, but the run was trained on frames of "
                               f"{self.info['frame']}.")
