@@ -293,3 +293,27 @@ def test_impute_fills_the_missing_values_from_the_posterior(tmp_path, cli):
     seen = ~np.isnan(holes)
     assert np.allclose(filled[seen], holes[seen], atol=1e-4)   # observed values kept as they were
     assert (tmp_path / "imp" / "imputed.png").is_file()
+
+
+def test_explorer_traversal_and_resume_work_on_a_sequence_run(tmp_path, cli):
+    from safetensors.torch import load_file
+
+    from vaekit.serve import create_app
+
+    src = note_lists(tmp_path / "notes.json", n=20)
+    common = ["--data", src, "--latent", "3", "--hidden", "16", "--rnn-hidden", "16", "--batch-size", "8", "--quiet"]
+    assert cli("train", *common, "--epochs", "2", "--out", tmp_path / "whole")[0] == 0
+    assert cli("train", *common, "--epochs", "1", "--out", tmp_path / "half")[0] == 0
+    assert cli("train", "--resume", tmp_path / "half", "--epochs", "2", "--quiet")[0] == 0
+    a, b = (load_file(tmp_path / r / "model.safetensors") for r in ("whole", "half"))
+    assert all(torch.equal(a[k], b[k]) for k in a)   # resumed to the same weights
+    run = vaekit.Run.load(tmp_path / "whole")
+    client = create_app(run).test_client()
+    info = client.get("/api/info").get_json()
+    assert info["latent"] == 3 and len(info["ranges"]) == 3   # a slider per dimension of where a sequence starts
+    for url, body in (("/api/decode", {"z": [0.5, 0, 0]}), ("/api/traverse", {"z": [0, 0, 0], "dim": 1, "steps": 4}),
+                      ("/api/interpolate", {"a": 0, "b": 3, "steps": 3})):
+        resp = client.post(url, json=body)
+        assert resp.status_code == 200 and resp.get_json()["image"].startswith("data:image/png"), url
+    rc, out, err = cli("traverse", tmp_path / "whole", "--out", tmp_path / "t.html")
+    assert rc == 0, err

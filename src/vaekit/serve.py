@@ -62,7 +62,7 @@ class Explorer:
         self.classes = self.model.classes
         self.y = bundle.test_labels[shown] if self.classes else None
         with torch.no_grad():
-            self.mu = self.model.encode(self.x, self.y).loc
+            self.mu = self.model.prior.coordinates(self.model.encode(self.x, self.y))
         self.xy, self.axes, self.pca = latent_points(self.model, self.x, max_points, self.y)
         activity, self.measure = kl_per_dimension(self.model, self.x, self.y)   # KL, or the means' variance
         self.order = [int(i) for i in np.argsort(-np.asarray(activity), kind="stable")]
@@ -86,7 +86,7 @@ class Explorer:
         with self.lock, torch.no_grad():
             t = torch.tensor([z], dtype=torch.float32, device=self.mu.device)
             y = None if not self.classes else torch.tensor([label or 0], device=self.mu.device)
-            return self.run.media.render(self.model.decode_to_data(t, True, y))
+            return self.run.media.render(self.model.decode_to_data(self.model.prior.path(t), True, y))
 
     def traverse(self, z: list[float], dim: int, steps: int, label: int | None = None) -> dict:
         """Dimension ``dim`` of the point z run over its slider's range in ``steps`` values, decoded."""
@@ -95,7 +95,8 @@ class Explorer:
             values = torch.linspace(lo, hi, steps, device=self.mu.device)
             row = vary(torch.tensor(z, dtype=torch.float32, device=self.mu.device), [dim], values)[0]
             y = None if not self.classes else torch.full((steps,), label or 0, device=self.mu.device)
-            return {"values": values.tolist(), **self.run.media.render(self.model.decode_to_data(row, True, y))}
+            return {"values": values.tolist(),
+                    **self.run.media.render(self.model.decode_to_data(self.model.prior.path(row), True, y))}
 
     def point_to_z(self, x: float, y: float) -> list[float]:
         if self.pca is None:

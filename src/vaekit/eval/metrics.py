@@ -240,7 +240,8 @@ def posterior_means(model, x: torch.Tensor, y=None, chunk: int = 2048) -> torch.
     computed in chunks of examples: the codes the disentanglement metrics and the latent map read."""
     was = model.training
     model.eval()
-    out = [model.encode(x[i:i + chunk], None if y is None else y[i:i + chunk]).loc for i in range(0, len(x), chunk)]
+    out = [model.prior.coordinates(model.encode(x[i:i + chunk], None if y is None else y[i:i + chunk]))
+           for i in range(0, len(x), chunk)]
     model.train(was)
     return torch.cat(out) if out else torch.zeros(0, model.latent, device=x.device)
 

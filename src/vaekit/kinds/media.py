@@ -220,7 +220,7 @@ class Media:
     def traversal_html(self, run, t) -> str:
         """The traversal as HTML: by default, each row's decoded data as the explorer shows them
         (:meth:`render`), under the row's label."""
-        x = run.model.decode_to_data(t.flat(), True, t.y)
+        x = run.model.decode_to_data(run.model.prior.path(t.flat()), True, t.y)
         steps, rows = len(t.values), []
         for r, label in enumerate(t.labels()):
             shown = self.render(x[r * steps:(r + 1) * steps])
@@ -496,7 +496,7 @@ def latent_points(model, x: torch.Tensor, max_points: int = 5000, y=None):
     """
     shown = spread(x.shape[0], max_points).to(x.device)
     x, y = x[shown], None if y is None else y[shown]
-    mu = torch.cat([model.encode(x[i:i + 2000], None if y is None else y[i:i + 2000]).loc
+    mu = torch.cat([model.prior.coordinates(model.encode(x[i:i + 2000], None if y is None else y[i:i + 2000]))
                     for i in range(0, x.shape[0], 2000)]).cpu().numpy()
     # a model trained to absurd weights still gets a map (of zeros where its means are not finite)
     mu = np.clip(np.nan_to_num(mu.astype(np.float64), nan=0.0, posinf=1e6, neginf=-1e6), -1e6, 1e6)

@@ -59,6 +59,16 @@ class Prior(nn.Module):
     #: the stochastic layers, as (name, size), when there are more than one (else None)
     layers: list[tuple[str, int]] | None = None
 
+    def coordinates(self, q) -> torch.Tensor:
+        """A posterior's point in the latent space the explorer, traversals and the latent map
+        show, (B, dim): its mean (a Markov prior's: the first step's)."""
+        return q.loc
+
+    def path(self, z: torch.Tensor) -> torch.Tensor:
+        """The whole latent such a point stands for, ready to decode: z itself (a Markov
+        prior's: the path that starts at z and follows the transition's mean)."""
+        return z
+
     def layer_means(self, loc: torch.Tensor) -> dict[str, torch.Tensor] | None:
         """The posterior mean of each stochastic layer, from the posterior mean ``loc`` of the
         model's latent (B, dim); None for a one-layer model."""

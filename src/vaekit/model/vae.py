@@ -209,16 +209,17 @@ class VAE(nn.Module):
     def interpolate(self, x_a: torch.Tensor, x_b: torch.Tensor, steps: int = 10, y_a=None, y_b=None,
                     **generate) -> torch.Tensor:
         """Decode points on the straight line between the posterior means of x_a and x_b
-        (and, for a conditional model, between their one-hot labels).
+        (``prior.coordinates``: for a sequence model, where each starts; and, for a conditional
+        model, between their one-hot labels).
 
         x_a, x_b: (B, *shape); returns (B, steps, *shape).
         """
         ca, cb = self.onehot(y_a, x_a.shape[0]), self.onehot(y_b, x_b.shape[0])
-        za, zb = self.encode(x_a, ca).loc, self.encode(x_b, cb).loc
+        za, zb = self.prior.coordinates(self.encode(x_a, ca)), self.prior.coordinates(self.encode(x_b, cb))
         t = torch.linspace(0, 1, steps, device=za.device).view(1, steps, 1)
         z = (1 - t) * za.unsqueeze(1) + t * zb.unsqueeze(1)
         c = None if ca is None else ((1 - t) * ca.unsqueeze(1) + t * cb.unsqueeze(1)).reshape(-1, self.classes)
-        out = self.decode_to_data(z.reshape(-1, za.shape[-1]), True, c, **generate)
+        out = self.decode_to_data(self.prior.path(z.reshape(-1, za.shape[-1])), True, c, **generate)
         return out.view(x_a.shape[0], steps, *out.shape[1:])
 
     def floats_per_row(self) -> int:

@@ -192,6 +192,15 @@ class Sequences(Media):
     def render(self, x: torch.Tensor) -> dict:
         return {"image": self.picture_uri(x)}
 
+    def render_path(self, x_a: torch.Tensor, path: torch.Tensor, x_b: torch.Tensor) -> dict:
+        """The two ends and the decoded path between them, each as long as it is."""
+        from ...model.nets.markov import cut
+
+        parts = [cut(x_a), path, cut(x_b)]
+        steps = max(p.shape[1] for p in parts)
+        return self.render(torch.cat([torch.nn.functional.pad(p, (0, 0, 0, steps - p.shape[1]), value=float("nan"))
+                                      for p in parts]))
+
     # ------------------------------------------------------------------ forecasting
     def from_values(self, x: torch.Tensor) -> torch.Tensor:
         """Sequences in the data's own units as the model reads them (a series standardised)."""

@@ -224,13 +224,23 @@ class MarkovPrior(nn.Module):
         return kl.mean(0) if kl.dim() == 3 else kl   # over the k paths last drawn
 
     def roll(self, z: torch.Tensor, steps: int, temperature: float = 1.0) -> torch.Tensor:
-        """``steps`` latents after z (..., latent), drawn from the transition: (..., steps * latent)."""
+        """``steps`` latents after z (..., latent), drawn from the transition (temperature 0: its
+        mean): (..., steps * latent)."""
         out = []
         for _ in range(steps):
             loc, scale = self.transition(z)
-            z = loc + temperature * scale * torch.randn_like(loc)
+            z = loc + temperature * scale * torch.randn_like(loc) if temperature else loc
             out.append(z)
-        return torch.stack(out, -2).flatten(-2)
+        return torch.stack(out, -2).flatten(-2) if out else z[..., :0]
+
+    def coordinates(self, q) -> torch.Tensor:
+        """The first step's posterior mean: where a sequence starts in the latent space."""
+        return q.loc[..., :self.dim]
+
+    def path(self, z: torch.Tensor) -> torch.Tensor:
+        """The path of the default length that starts at z (..., latent) and follows the
+        transition's mean."""
+        return torch.cat([z, self.roll(z, self.steps - 1, temperature=0.0)], -1)
 
     @torch.no_grad()
     def sample(self, n: int, c=None, temperature: float = 1.0, steps: int | None = None) -> torch.Tensor:
