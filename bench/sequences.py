@@ -1,10 +1,14 @@
 """The deep Markov model on JSB Chorales (quarter notes, the literature's split): test negative
 ELBO and importance-sampled NLL per time step in nats, and training seconds per epoch, beside the
 exact NLL of the frame-wise baseline that ignores time (each key an independent Bernoulli with
-its training frequency).
+its training frequency) and, with ``--baselines``, two models trained here on the same tensors:
+an LSTM over the frames (p(x_t | x_<t), each key a Bernoulli given the state: an exact NLL) of
+the DMM's recurrent size, and a frame-wise VAE (vaekit's MLP VAE on single frames, no time:
+its IS-NLL a frame is a step's).
 
     python bench/sequences.py --data ../shared/data/jsb-chorales/jsb-chorales-quarter.json \
-        [--epochs 300] [--k 500] [--latent 32] [--hidden 200] [--rnn-hidden 400] [--warmup 50]
+        [--epochs 300] [--k 500] [--latent 32] [--hidden 200] [--rnn-hidden 400] [--warmup 10]
+        [--batch-size 8] [--lr 3e-3] [--lr-schedule cosine]
 
 The per-step figures are totals over the test set divided by its number of time steps (4,725 at
 quarter-note resolution), over the 88 piano keys, as the papers report them.
@@ -36,6 +40,55 @@ def frame_wise_nll(bundle) -> float:
     return -(ll * inside).sum().item() / inside.sum().item()
 
 
+def observed_frames(x: torch.Tensor) -> torch.Tensor:
+    """The frames (n, 88) of a padded split that lie inside their sequences."""
+    return x[~torch.isnan(x).all(-1)]
+
+
+def lstm_nll(bundle, hidden: int, epochs: int, batch: int, lr: float) -> tuple[float, float]:
+    """(test NLL a step, seconds an epoch) of an LSTM of the frames trained here."""
+    torch.manual_seed(0)
+    rnn, head = torch.nn.LSTM(88, hidden, batch_first=True), torch.nn.Linear(hidden, 88)
+    params = [*rnn.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr)
+
+    def nll(x):   # summed over the steps inside the sequences
+        seen = ~torch.isnan(x)
+        x0 = torch.nan_to_num(x)
+        inputs = torch.cat([torch.zeros_like(x0[:, :1]), x0[:, :-1]], 1)
+        logits = head(rnn(inputs)[0])
+        bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, x0, reduction="none")
+        return (bce * seen).sum()
+
+    train, t0 = bundle.train, time.perf_counter()
+    for _ in range(epochs):
+        for i in torch.randperm(len(train)).split(batch):
+            loss = nll(train[i]) / len(i)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            opt.step()
+    seconds = (time.perf_counter() - t0) / epochs
+    with torch.no_grad():
+        return nll(bundle.test).item() / int(lengths_of(bundle.test).sum()), seconds
+
+
+def frame_vae_nll(bundle, epochs: int, k: int, latent: int, hidden: int) -> tuple[float, float, float]:
+    """(test -ELBO, IS-NLL a step, seconds an epoch) of vaekit's MLP VAE on single frames."""
+    from vaekit.kinds import Bundle
+
+    frames = {s: observed_frames(bundle.split(s)).view(-1, 1, 8, 11) for s in ("train", "valid", "test")}
+    b = Bundle(name="jsb-frames", shape=(1, 8, 11), value="binary", modality="image", **frames)
+    cfg = vaekit.Config()
+    cfg.model.latent, cfg.model.hidden, cfg.model.likelihood = latent, [hidden, hidden], "bernoulli"
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.threads, cfg.train.warmup_epochs = epochs, 100, 2, 10
+    with tempfile.TemporaryDirectory() as tmp:
+        run = vaekit.train(cfg, Path(tmp) / "frames", quiet=True, data=b, pictures=False)
+        ev = run.evaluate(k=k, quiet=True)
+        seconds = sum(r["seconds"] for r in run.metrics) / len(run.metrics)
+    return -ev["elbo_nats"], ev["nll_nats"], seconds
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -44,20 +97,36 @@ def main():
     ap.add_argument("--latent", type=int, default=32)
     ap.add_argument("--hidden", type=int, default=200)
     ap.add_argument("--rnn-hidden", type=int, default=400)
-    ap.add_argument("--warmup", type=int, default=50)
-    ap.add_argument("--batch-size", type=int, default=20)
-    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--lr-schedule", default="cosine", choices=("none", "cosine", "plateau"))
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--baselines", action="store_true", help="also train the LSTM and the frame-wise VAE")
+    ap.add_argument("--baseline-epochs", type=int, default=200)
+    ap.add_argument("--skip-dmm", action="store_true", help="the baselines alone")
     args = ap.parse_args()
     cfg = vaekit.Config()
     cfg.data.source = args.data
     m, t = cfg.model, cfg.train
     m.latent, m.hidden, m.rnn_hidden = args.latent, [args.hidden], args.rnn_hidden
     t.epochs, t.warmup_epochs, t.batch_size, t.lr, t.threads = args.epochs, args.warmup, args.batch_size, args.lr, 2
+    t.lr_schedule = args.lr_schedule
     bundle = load_data(cfg.data)
     steps = int(lengths_of(bundle.test).sum())
     print(bundle.describe())
     print(f"test steps: {steps}; frame-wise baseline (exact): {frame_wise_nll(bundle):.3f} nats a step\n")
+    print("| model | epochs | s / epoch | test -ELBO / step | test NLL / step | active units |")
+    print("|---|---|---|---|---|---|")
+    if args.baselines:
+        nll, sec = lstm_nll(bundle, args.rnn_hidden, args.baseline_epochs, args.batch_size, 1e-3)
+        print(f"| LSTM of the frames, {args.rnn_hidden} units (exact) | {args.baseline_epochs} | {sec:.2f} | - | "
+              f"{nll:.3f} | - |")
+        neg_elbo, nll, sec = frame_vae_nll(bundle, args.baseline_epochs, args.k, args.latent, args.hidden)
+        print(f"| frame-wise VAE, MLP {args.hidden}-{args.hidden}, latent {args.latent} (IS, k={args.k}) | "
+              f"{args.baseline_epochs} | {sec:.2f} | {neg_elbo:.3f} | {nll:.3f} | - |")
+    if args.skip_dmm:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp) / "dmm"
         t0 = time.perf_counter()
@@ -66,14 +135,12 @@ def main():
         per_epoch = sum(r["seconds"] for r in run.metrics) / len(run.metrics)
         ev = run.evaluate(k=args.k, quiet=True)
     n = ev["n"]
-    print(f"| model | epochs | s / epoch | test -ELBO / step | test IS-NLL / step (k={args.k}) | active units |")
-    print("|---|---|---|---|---|---|")
-    print(f"| vaekit DMM, latent {args.latent}, transition/emission {args.hidden}, GRU {args.rnn_hidden} | "
+    print(f"| vaekit DMM, latent {args.latent}, transition/emission {args.hidden}, GRU {args.rnn_hidden}, batch "
+          f"{args.batch_size}, lr {args.lr:g} {args.lr_schedule} (IS, k={args.k}) | "
           f"{len(run.metrics)} | {per_epoch:.2f} | {-ev['elbo_nats'] * n / steps:.3f} | "
           f"{ev['nll_nats'] * n / steps:.3f} | {ev['active_units']} of {ev['latent']} |")
     print(f"\ntraining took {seconds:.0f} s; bits a frame value {ev['bits_per_dim']:.4f} "
           f"({math.log(2) * ev['bits_per_dim'] * 88:.3f} nats a step over 88 keys)")
-
 
 if __name__ == "__main__":
     main()

@@ -317,3 +317,32 @@ def test_explorer_traversal_and_resume_work_on_a_sequence_run(tmp_path, cli):
         assert resp.status_code == 200 and resp.get_json()["image"].startswith("data:image/png"), url
     rc, out, err = cli("traverse", tmp_path / "whole", "--out", tmp_path / "t.html")
     assert rc == 0, err
+
+
+def test_a_csv_table_in_long_form(tmp_path, cli):
+    rows = ["station,day,temp,rain"]
+    rng = np.random.default_rng(0)
+    for s in range(12):
+        n = int(rng.integers(8, 14))
+        for d in reversed(range(n)):   # out of order: --time sorts them
+            rain = "" if (s, d) == (0, 3) else f"{rng.random():.3f}"
+            rows.append(f"st{s},{d},{10 + np.sin(d / 2) + s * 0.1:.3f},{rain}")
+    f = tmp_path / "weather.csv"
+    f.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "r"
+    rc, _, err = cli("train", "--data", f, "--sequence-id", "station", "--time", "day", "--epochs", "1", "--latent", "2",
+                     "--hidden", "16", "--rnn-hidden", "16", "--quiet", "--out", run)
+    assert rc == 0, err
+    r = vaekit.Run.load(run)
+    assert r.info["modality"] == "sequence" and r.info["frame"] == 2 and r.info["value"] == "real"
+    x = r.data.train
+    assert torch.isnan(x).any() and x.shape[2] == 2
+    # the rows of a sequence come in the order of --time
+    first = r.data.split("train")[0, :3, 0] * r.info["std"][0] + r.info["mean"][0]
+    assert first[1] > first[0]   # sin rises over the first days
+    rc, out, err = cli("forecast", run, "--input", f, "--context", "6", "--horizon", "2", "--samples", "10",
+                       "--out", tmp_path / "fc")
+    assert rc == 0, err
+    assert len(list((tmp_path / "fc").glob("forecast-*.csv"))) == 12
+    rc, _, err = cli("train", "--data", f, "--sequence-id", "site", "--epochs", "1", "--quiet", "--out", tmp_path / "s")
+    assert rc == 2 and "no column 'site' (--sequence-id)" in err and "station, day, temp, rain" in err

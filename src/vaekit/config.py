@@ -79,6 +79,11 @@ class DataConfig:
     modality: str = opt("auto", "what the data are (default auto: from the source)",
                         choices=lambda: ("auto", *KINDS))
     tokens: str = opt("char", "character or word tokens", group="text", choices=("char", "word"))
+    sequence_id: str | None = opt(None, "a CSV or Parquet table in long form (one row a time step): the column "
+                                        "naming each row's sequence; the other columns but --time are its values",
+                                  group="sequence", metavar="COLUMN")
+    time: str | None = opt(None, "with --sequence-id: the column that orders each sequence's rows (numbers, or "
+                                 "dates in ISO form)", group="sequence", metavar="COLUMN")
     window: int | None = opt(None, "embedded series (elnino, co2): steps a window holds (default 48 months, 104 "
                                    "weeks)", group="sequence", parse="int+")
     steps_per_quarter: int = opt(1, "piano rolls (chorales, note lists): time steps per quarter note",

@@ -59,11 +59,12 @@ def kind(name: str) -> type["Media"]:
 
 def detect_modality(cfg) -> str:
     """``cfg.modality``, or when it is ``auto``: the kind whose built-in data set the source names
-    (``digits``), else the first kind whose ``detect`` recognises the source (text files are text,
-    folders of WAV files audio), else the default kind (images)."""
+    (``digits``) or whose options the config sets (``claims``: ``--sequence-id`` for sequences),
+    else the first kind whose ``detect`` recognises the source (text files are text, folders of
+    WAV files audio), else the default kind (images)."""
     if cfg.modality != "auto":
         return cfg.modality
-    named = [name for name, k in KINDS.items() if str(cfg.source) in k.builtin_sources]
+    named = [name for name, k in KINDS.items() if str(cfg.source) in k.builtin_sources or k.claims(cfg)]
     if named:  # a built-in name wins over a folder of that name in the working directory
         return named[0]
     path = Path(str(cfg.source)).expanduser()
@@ -160,6 +161,12 @@ class Media:
     @classmethod
     def detect(cls, path: Path) -> bool:
         """Whether ``path`` (an existing file or folder) holds this kind of data."""
+        return False
+
+    @classmethod
+    def claims(cls, cfg) -> bool:
+        """Whether the DataConfig ``cfg`` sets an option only this kind reads, so that the data are
+        this kind whatever the file (a CSV read as sequences rather than lines of text)."""
         return False
 
     @classmethod

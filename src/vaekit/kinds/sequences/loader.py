@@ -269,6 +269,11 @@ def load_sequences(cfg, saved: dict) -> Bundle:
             splits = _split(rolls, cfg, with_test=True)
             value, meta["frames"] = "binary", "piano-roll"
             meta["skipped"] = skipped
+        elif cfg.sequence_id is not None:
+            seqs = long_table(path, cfg.sequence_id, cfg.time)
+            binary = all(np.isin(s[~np.isnan(s)], (0.0, 1.0)).all() for s in seqs)
+            splits = _split(seqs, cfg, with_test=True)
+            value, meta["frames"] = ("binary" if binary else "real"), "series"
         elif suffix in (".npy", ".npz"):
             seqs = _arrays(path)
             binary = all(np.isin(s[~np.isnan(s)], (0.0, 1.0)).all() for s in seqs)
@@ -300,6 +305,66 @@ def load_sequences(cfg, saved: dict) -> Bundle:
     return Bundle(name=name, shape=(t_max, frame), value=value, train=pad(splits["train"], t_max),
                   valid=pad(splits["valid"], t_max), test=pad(splits["test"], t_max), modality="sequence",
                   meta=meta)
+
+
+def long_table(path: Path, sequence_id: str, time: str | None) -> list[np.ndarray]:
+    """Sequences from a table in long form, a row per time step (CSV, or Parquet with pandas and
+    pyarrow): grouped by ``sequence_id``, ordered by ``time`` (else kept in file order), the other
+    columns the values (empty cells, NA and NaN are missing values)."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            import pandas as pd
+            table = pd.read_parquet(path)
+        except ImportError:
+            raise VaekitError(f"{path}: reading Parquet needs pandas and pyarrow: pip install pandas pyarrow.") from None
+        except Exception as e:   # pyarrow's errors on a damaged file
+            raise VaekitError(f"{path}: not a readable Parquet file ({e}).") from None
+        header = [str(c) for c in table.columns]
+        rows = [[None if v is None or v != v else str(v) for v in r] for r in table.itertuples(index=False)]
+    else:
+        import csv
+
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                reader = csv.reader(f)
+                header = next(reader, [])
+                rows = [r for r in reader if r]
+        except (OSError, UnicodeDecodeError, csv.Error) as e:
+            raise VaekitError(f"{path}: not a readable CSV file ({e}).") from None
+    for option, column in (("--sequence-id", sequence_id), ("--time", time)):
+        if column is not None and column not in header:
+            raise VaekitError(f"{path}: no column '{column}' ({option}); the columns are {', '.join(header)}.")
+    values = [c for c in header if c not in (sequence_id, time)]
+    if not values:
+        raise VaekitError(f"{path}: no value columns besides --sequence-id and --time.")
+    at = {c: header.index(c) for c in header}
+    groups: dict[str, list] = {}
+    for line, r in enumerate(rows, 2):
+        if len(r) != len(header):
+            raise VaekitError(f"{path}: line {line} has {len(r)} fields, not {len(header)}.")
+        groups.setdefault(r[at[sequence_id]], []).append(r)
+
+    def number(cell, line_of):
+        if cell is None or cell.strip() in ("", "NA", "NaN", "nan", "null"):
+            return np.nan
+        try:
+            return float(cell)
+        except ValueError:
+            raise VaekitError(f"{path}: '{cell}' in {line_of} is not a number.") from None
+
+    def order(cell):
+        try:
+            return (0, float(cell), "")
+        except (TypeError, ValueError):
+            return (1, 0.0, str(cell))   # dates in ISO form sort as text
+
+    out = []
+    for key, group in groups.items():
+        if time is not None:
+            group = sorted(group, key=lambda r: order(r[at[time]]))
+        out.append(np.array([[number(r[at[c]], f"sequence {key}, column {c}") for c in values] for r in group],
+                            dtype=np.float32))
+    return out
 
 
 def _split(seqs: list[np.ndarray], cfg, with_test: bool, fractions=None) -> dict[str, list[np.ndarray]]:

@@ -33,6 +33,10 @@ class Sequences(Media):
         return is_sequence_source(path)
 
     @classmethod
+    def claims(cls, cfg) -> bool:
+        return getattr(cfg, "sequence_id", None) is not None
+
+    @classmethod
     def load(cls, cfg, saved: dict):
         from .loader import load_sequences
 
@@ -306,7 +310,7 @@ class Sequences(Media):
     def stream(self, source, chunk, cfg):
         """Sequences from a file of the run's kind (.json note lists, .npy/.npz arrays), in the
         model's units, padded with NaN to the longest of each chunk."""
-        from .loader import MIDI_SUFFIXES, _arrays, _note_lists_all, midi_files, pad, read_midi
+        from .loader import MIDI_SUFFIXES, _arrays, _note_lists_all, long_table, midi_files, pad, read_midi
 
         path = Path(str(source)).expanduser()
         if not path.exists():
@@ -316,6 +320,8 @@ class Sequences(Media):
             if not files:
                 raise VaekitError(f"{path}: no MIDI files (.mid, .midi) found.")
             seqs = [read_midi(f, self.info.get("steps_per_quarter", 1)) for f in files]
+        elif getattr(cfg, "sequence_id", None) is not None:
+            seqs = long_table(path, cfg.sequence_id, cfg.time)
         elif path.suffix.lower() == ".json":
             seqs = _note_lists_all(path)
         elif path.suffix.lower() in (".npy", ".npz"):
