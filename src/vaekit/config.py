@@ -457,14 +457,16 @@ def resolve(config: Config, info: dict) -> list[str]:
 
     m, t = config.model, config.train
     k = kind(info.get("modality", "image"))
+    sizes = info.get("sizes")
+    n_train = sizes.get("train") if isinstance(sizes, dict) else None   # (a damaged description may lack it)
     values = {"data.modality": (config.data.modality == "auto", k.name),
               "data.bad_files": (config.data.bad_files == "auto", k.default_bad_files),
               "model.net": (m.net == "auto", k.default_net),
               "model.likelihood": (m.likelihood == "auto", default_likelihood(info["value"])),
               "model.prior": (m.prior == "auto", k.default_prior),
               "train.free_bits": (t.free_bits is None, k.default_free_bits),
-              "train.batch_size": (t.batch_size is None and "sizes" in info,
-                                   auto_batch_size(int(info.get("sizes", {}).get("train", 0)))),
+              "train.batch_size": (t.batch_size is None and isinstance(n_train, int),
+                                   auto_batch_size(n_train if isinstance(n_train, int) else 0)),
               }
     done = []
     for key, (unset, value) in values.items():
