@@ -30,8 +30,6 @@ from ..bundle import Bundle, split_indices
 
 #: the piano's keys: MIDI notes 21 (A0) to 108 (C8)
 LOWEST, KEYS = 21, 88
-#: the built-in data sets of this kind
-BUILTIN = ("chorales", "elnino", "co2")
 
 
 def cache_dir() -> Path:

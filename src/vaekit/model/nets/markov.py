@@ -133,10 +133,11 @@ class MarkovPosterior:
         z_q = self.z_q0.expand(*shape, lat)
         z_p = self.prior.z0.expand(*shape, lat)
         out = []
+        ended = (~self.observed.all(0)).tolist()           # one host sync a batch, not one a step
         for t in range(t_n):
             loc, scale = self.combiner(z_q, self.h[:, t])
             inside = self.observed[:, t]
-            if not bool(inside.all()):                     # past a sequence's end: the transition
+            if ended[t]:                                   # past some sequence's end: the transition there
                 p_loc, p_scale = self.prior.transition(z_p)
                 keep = inside.unsqueeze(-1)
                 loc, scale = torch.where(keep, loc, p_loc), torch.where(keep, scale, p_scale)
