@@ -8,7 +8,7 @@ its IS-NLL a frame is a step's).
 
     python bench/sequences.py --data ../shared/data/jsb-chorales/jsb-chorales-quarter.json \
         [--epochs 300] [--k 500] [--latent 32] [--hidden 200] [--rnn-hidden 400] [--warmup 10]
-        [--batch-size 8] [--lr 3e-3] [--lr-schedule cosine]
+        [--batch-size 8] [--lr 3e-3] [--lr-schedule cosine] [--flow 0] [--dropout 0]
 
 The per-step figures are totals over the test set divided by its number of time steps (4,725 at
 quarter-note resolution), over the 88 piano keys, as the papers report them.
@@ -98,6 +98,8 @@ def main():
     ap.add_argument("--hidden", type=int, default=200)
     ap.add_argument("--rnn-hidden", type=int, default=400)
     ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--flow", type=int, default=0, help="IAF steps on each step's q(z_t | .)")
+    ap.add_argument("--dropout", type=float, default=0.0, help="dropout on the emission's hidden layers")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--lr-schedule", default="cosine", choices=("none", "cosine", "plateau"))
@@ -110,6 +112,7 @@ def main():
     cfg.data.source = args.data
     m, t = cfg.model, cfg.train
     m.latent, m.hidden, m.rnn_hidden = args.latent, [args.hidden], args.rnn_hidden
+    m.flow, m.decoder_dropout = args.flow, args.dropout
     t.epochs, t.warmup_epochs, t.batch_size, t.lr, t.threads = args.epochs, args.warmup, args.batch_size, args.lr, 2
     t.lr_schedule = args.lr_schedule
     bundle = load_data(cfg.data)
@@ -135,7 +138,8 @@ def main():
         per_epoch = sum(r["seconds"] for r in run.metrics) / len(run.metrics)
         ev = run.evaluate(k=args.k, quiet=True)
     n = ev["n"]
-    print(f"| vaekit DMM, latent {args.latent}, transition/emission {args.hidden}, GRU {args.rnn_hidden}, batch "
+    extras = (f", IAF {args.flow}" if args.flow else "") + (f", dropout {args.dropout:g}" if args.dropout else "")
+    print(f"| vaekit DMM, latent {args.latent}, transition/emission {args.hidden}, GRU {args.rnn_hidden}{extras}, batch "
           f"{args.batch_size}, lr {args.lr:g} {args.lr_schedule} (IS, k={args.k}) | "
           f"{len(run.metrics)} | {per_epoch:.2f} | {-ev['elbo_nats'] * n / steps:.3f} | "
           f"{ev['nll_nats'] * n / steps:.3f} | {ev['active_units']} of {ev['latent']} |")

@@ -66,6 +66,46 @@ def test_padding_changes_nothing_a_short_sequence_scores_the_same_beside_a_longe
     assert kl[0].item() == pytest.approx(a_kl[0].item(), abs=1e-4)
 
 
+def test_a_flow_at_each_step_log_q_is_the_base_density_less_the_log_scales_and_padding_changes_nothing():
+    cfg = vaekit.Config()
+    m = cfg.model
+    m.net, m.prior, m.likelihood, m.latent, m.hidden, m.rnn_hidden, m.flow = "dmm", "markov", "bernoulli", 3, [16], 12, 2
+    info = {"modality": "sequence", "shape": [20, 5], "value": "binary", "frame": 5, "steps": 10}
+    torch.manual_seed(0)
+    model = build_model(m, info).eval()
+    assert model.flow is None and model.encoder.flow is not None      # the flow is q(z_t | .)'s own
+    with torch.no_grad():                                               # a flow that is not the identity
+        for step in model.encoder.flow.steps:
+            step.out.weight.normal_(0, 0.3)
+            step.out.bias.normal_(0, 0.3)
+    torch.manual_seed(1)
+    a, b = (torch.bernoulli(torch.full((n, 5), 0.3)) for n in (4, 9))
+    batch = torch.full((2, 12, 5), float("nan"))
+    batch[0, :4], batch[1, :9] = a, b
+    with torch.no_grad():
+        q = model.encode(batch)
+        z = q.rsample((3,))                                             # (3, 2, 9 * latent)
+        cached, inverted = q.log_prob(z), q.log_prob(z.clone())        # the draw's own z0, or the inverse
+        assert torch.allclose(cached, inverted, atol=1e-4)
+        # by hand, step by step: z_t = f(z0_t; h_t), log q = log N(z0_t; combiner(z_t-1, h_t)) - log-scales
+        zs = z.unflatten(-1, (9, 3))
+        prev = torch.cat([q.z_q0.expand(3, 2, 1, 3), zs[..., :-1, :]], -2)
+        loc, scale = q.combiner(prev, q.h)
+        z0, s = model.encoder.flow.inverse(zs, q.ctx)
+        by_hand = torch.distributions.Normal(loc, scale).log_prob(z0) - s
+        p_loc, p_scale = model.prior.step_params(z, 9)
+        past_end = torch.distributions.Normal(p_loc, p_scale).log_prob(zs)
+        by_hand = torch.where(q.observed.unsqueeze(-1), by_hand, past_end)
+        assert torch.allclose(cached.unflatten(-1, (9, 3)), by_hand, atol=1e-4)
+        assert model.prior.analytic_kl(q) is None                        # no closed form: estimated from the path
+        # padding: the short sequence's log q and log p beside the long one equal its own
+        z_alone = z[:, 0, :12].contiguous()
+        q_alone = model.encode(a.unsqueeze(0))
+        alone = q_alone.log_prob(z_alone.unsqueeze(1)).sum(-1)[:, 0] - model.prior.log_prob(z_alone)
+        together = cached[:, 0].sum(-1) - model.prior.log_prob(z[:, 0])
+        assert torch.allclose(alone, together, atol=1e-4)
+
+
 def test_missing_values_are_not_scored_and_the_bounds_stay_finite():
     model = small_model(frame=4, value="real")
     x = torch.randn(3, 7, 4)
@@ -346,3 +386,50 @@ def test_a_csv_table_in_long_form(tmp_path, cli):
     assert len(list((tmp_path / "fc").glob("forecast-*.csv"))) == 12
     rc, _, err = cli("train", "--data", f, "--sequence-id", "site", "--epochs", "1", "--quiet", "--out", tmp_path / "s")
     assert rc == 2 and "no column 'site' (--sequence-id)" in err and "station, day, temp, rain" in err
+
+
+def test_speech_frames_a_wav_folder_as_log_mel_sequences_at_their_own_lengths(tmp_path, cli):
+    import soundfile as sf
+
+    rate, folder = 8000, tmp_path / "speech"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    lengths = []
+    for i in range(12):
+        seconds = 0.25 + 0.05 * i
+        t = np.arange(int(seconds * rate)) / rate
+        hz = 300 + 40 * i
+        sf.write(folder / f"{i}_tone.wav", (0.3 * np.sin(2 * np.pi * hz * t) + 0.01 * rng.standard_normal(len(t)))
+                 .astype(np.float32), rate)
+        lengths.append(1 + len(t) // 128)                                  # frames of the STFT (hop 128, centred)
+    (folder / "broken.wav").write_bytes(b"RIFF....not a wave")
+    run = tmp_path / "r"
+    rc, out, err = cli("train", "--data", folder, "--modality", "sequence", "--epochs", "2", "--latent", "4",
+                       "--hidden", "32", "--rnn-hidden", "32", "--out", run)
+    assert rc == 0, err
+    assert "log-mel frames (64 bins" in out and "broken.wav" in out             # skipped, and said so
+    r = vaekit.Run.load(run)
+    assert r.info["frames"] == "speech" and r.info["frame"] == 64 and r.config.model.likelihood == "gaussian"
+    assert sorted(n for v in r.info["lengths"].values() for n in v) == sorted(lengths)
+    rc, out, err = cli("sample", run, "-n", "2", "--steps", "20", "--out", tmp_path / "s.png")
+    assert rc == 0, err
+    for i in range(2):
+        wave, sr = sf.read(tmp_path / f"s-{i}.wav")
+        assert sr == rate and len(wave) == 19 * 128 and np.abs(wave).max() > 0
+    report = (run / "report.html").read_text()
+    assert report.count("<audio controls") >= 2                                # samples and reconstructions
+    rc, out, err = cli("score", run, "--data", folder / "3_tone.wav", "--k", "5", "--quiet", "--out", tmp_path / "sc")
+    assert rc == 0, err                                                        # a WAV file is this run's data
+
+
+def test_a_piano_roll_sounds_at_its_keys_pitch():
+    from vaekit.kinds.sequences.loader import roll_to_wave
+
+    roll = np.zeros((8, 88))
+    roll[:4, 48] = 1                                                           # A4, 440 Hz, for 4 quarter notes
+    wave = roll_to_wave(roll, steps_per_quarter=1, tempo=120, rate=16000)
+    first = wave[:2 * 16000]                                                   # 4 quarters at 120 bpm: 2 s
+    spectrum = np.abs(np.fft.rfft(first))
+    assert abs(np.argmax(spectrum) * 16000 / len(first) - 440) < 2
+    assert np.abs(wave[int(2.6 * 16000):]).max() < 1e-3                        # silence after the release
+    assert np.abs(roll_to_wave(np.zeros((4, 88)))).max() == 0

@@ -147,12 +147,13 @@ class ModelConfig:
                                                  "default: unbounded)", parse="range", metavar="LO,HI")
     refine_encoder: bool = opt(False, "with --init RUN: train only q(z|x) against RUN's fixed model, for a "
                                       "tighter NLL estimate", parse="flag")
-    flow: int = opt(0, "inverse autoregressive flow steps after the encoder's Gaussian; with --init RUN "
-                       "--refine-encoder they are added to RUN's encoder",
+    flow: int = opt(0, "inverse autoregressive flow steps after the encoder's Gaussian (dmm: after each "
+                       "step's q(z_t | .)); with --init RUN --refine-encoder they are added to RUN's encoder",
                     parse="int0+", metavar="STEPS")
     flow_hidden: int | None = opt(None, "hidden units of each flow step (default: the larger of the last --hidden "
-                                        "and twice the latent)", parse="int+", metavar="UNITS")
-    decoder_dropout: float = opt(0.0, "dropout on the MLP decoder's hidden layers in training",
+                                        "and twice the latent; dmm: twice the latent)", parse="int+", metavar="UNITS")
+    decoder_dropout: float = opt(0.0, "dropout on the MLP decoder's (and the dmm emission's) hidden layers in "
+                                           "training",
                                  parse="float0+", metavar="P")
     cell: str = opt("gru", "recurrent cell for text and the dmm's inference network", group="text",
                     choices=("gru", "lstm"))
@@ -185,7 +186,8 @@ class TrainConfig:
     """Optimisation and objective (each field's help: its metadata)."""
 
     epochs: int = opt(60, "epochs to train", parse="int+")
-    batch_size: int | None = opt(None, "examples per step (default: 32 under 20,000 training examples, else 128)",
+    batch_size: int | None = opt(None, "examples per step (default: 32 under 20,000 training examples, else 128; "
+                                              "sequences: a thirtieth of the training set, 8 to 32)",
                                  parse="int+")
     lr: float = opt(1e-3, "Adam's learning rate", parse="float+")
     lr_schedule: str = opt("none", "cosine decay, or halve on a plateau of the valid bound",
@@ -466,7 +468,8 @@ def resolve(config: Config, info: dict) -> list[str]:
               "model.prior": (m.prior == "auto", k.default_prior),
               "train.free_bits": (t.free_bits is None, k.default_free_bits),
               "train.batch_size": (t.batch_size is None and isinstance(n_train, int),
-                                   auto_batch_size(n_train if isinstance(n_train, int) else 0)),
+                                   isinstance(n_train, int) and k.default_batch_size(n_train)
+                                   or auto_batch_size(n_train if isinstance(n_train, int) else 0)),
               }
     done = []
     for key, (unset, value) in values.items():

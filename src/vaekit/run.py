@@ -317,7 +317,8 @@ class Run:
             from .kinds import KINDS
 
             path = Path(str(data)).expanduser()
-            other = [name for name, k in KINDS.items() if name != self.modality and path.exists() and k.detect(path)]
+            other = [] if not path.exists() or self.media.reads(path) else \
+                [name for name, k in KINDS.items() if name != self.modality and k.detect(path)]
             if other:
                 raise VaekitError(f"{data}: looks like {other[0]} data, but the run was trained on {self.modality} "
                                   f"data of shape {self.info['shape']}.")

@@ -140,6 +140,12 @@ class Media:
     #: the prior samples a finished run keeps, in its samples/ folder: a picture (.png) or lines (.txt)
     samples_file: ClassVar[str] = "prior_samples.png"
 
+    @classmethod
+    def default_batch_size(cls, n_train: int) -> int | None:
+        """The batch size ``--batch-size`` defaults to for ``n_train`` training examples of this
+        kind, or None for the general rule (32 under 20,000 examples, else 128)."""
+        return None
+
     def __init__(self, info: dict, saved: dict | None = None):
         self.info, self.saved = info, saved or {}
 
@@ -162,6 +168,11 @@ class Media:
     def detect(cls, path: Path) -> bool:
         """Whether ``path`` (an existing file or folder) holds this kind of data."""
         return False
+
+    def reads(self, path: Path) -> bool:
+        """Whether this run's data (``self.info``) can come from ``path``: by default, whether it
+        is this kind of data (a sequence run of speech frames also reads WAV files)."""
+        return type(self).detect(path)
 
     @classmethod
     def claims(cls, cfg) -> bool:

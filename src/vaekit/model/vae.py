@@ -291,7 +291,9 @@ def build_model(model_cfg, data_info: dict) -> VAE:
         dec = PathsDecoder(dec, sizes, width, m.activation)
     prior = PRIORS.build(m.prior, m, data_info, classes)
     flow = None
-    if m.flow:  # over the whole latent the encoder gives ([z1, ..., zL] top-down), read h(x) as context
+    # over the whole latent the encoder gives ([z1, ..., zL] top-down), read h(x) as context; an
+    # encoder that flows its own posterior (the dmm's, a flow at each step) needs none after it
+    if m.flow and getattr(enc, "flow", None) is None:
         features = enc.features if isinstance(enc, TopDownEncoder) else enc.head.in_features
         flow = InverseAutoregressiveFlow(sum(sizes), features, m.flow, m.flow_hidden or max(width, 2 * sum(sizes)))
     model = VAE(enc, dec, prior, lik, classes, m.refine_encoder, flow)

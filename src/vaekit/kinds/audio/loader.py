@@ -162,8 +162,9 @@ def spectral_metrics(power: torch.Tensor, power_hat: torch.Tensor) -> dict:
 
 # ----------------------------------------------------------------------------- reading
 
-def read_wave(path: Path, sample_rate: int, samples: int) -> np.ndarray:
-    """One file -> mono float32 at ``sample_rate``, trimmed or zero-padded to ``samples``.
+def read_wave(path: Path, sample_rate: int, samples: int | None) -> np.ndarray:
+    """One file -> mono float32 at ``sample_rate``, trimmed or zero-padded to ``samples`` (None:
+    at its own length).
 
     Raises VaekitError naming the file when it cannot be read, is empty or is silent."""
     import soundfile as sf
@@ -188,6 +189,8 @@ def read_wave(path: Path, sample_rate: int, samples: int) -> np.ndarray:
         wave = resample_poly(wave, sample_rate // g, rate // g).astype(np.float32)
     if np.abs(wave).max() < SILENCE:
         raise VaekitError(f"{path}: the clip is silent.")
+    if samples is None:
+        return np.ascontiguousarray(wave, dtype=np.float32)
     out = np.zeros(samples, dtype=np.float32)
     out[:min(samples, len(wave))] = wave[:samples]
     return out

@@ -12,7 +12,10 @@ missing value. Sources:
   numbers sounding (the form of JSB Chorales, Nottingham, MuseData, Piano-midi.de);
 - ``.npy`` / ``.npz`` arrays (N, T, D), or an ``.npz`` of one (T_i, D) array per sequence, with
   ``--modality sequence``: 0/1 values are binary frames, others real values, standardised per
-  dimension with the training split's mean and standard deviation (kept in the run).
+  dimension with the training split's mean and standard deviation (kept in the run);
+- speech frames: a WAV file or folder with ``--modality sequence``, each file a sequence of
+  log-mel frames at its own length (the audio kind's features: ``--sample-rate``, ``--n-fft``,
+  ``--hop``, ``--n-mels``), standardised per mel bin like any real-valued frames.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from ...errors import VaekitError
+from ..audio.loader import LogMel, is_audio_source, read_wave
 from ..bundle import Bundle, split_indices
 
 #: the piano's keys: MIDI notes 21 (A0) to 108 (C8)
@@ -175,6 +179,75 @@ def roll_to_midi(roll: np.ndarray, path: Path, steps_per_quarter: int = 1, tempo
     return path
 
 
+def roll_to_wave(roll: np.ndarray, steps_per_quarter: int = 1, tempo: int = 100, rate: int = 16000) -> np.ndarray:
+    """A (T, 88) piano roll (values >= 0.5 sound) as a waveform to listen to: each sounding key a
+    sine at its pitch with a few harmonics, a note held over steps in a row one tone that decays
+    like a plucked string, at ``tempo`` quarter notes a minute (the tempo of the MIDI files)."""
+    on = np.nan_to_num(np.asarray(roll, dtype=np.float32)) >= 0.5
+    step = int(round(rate * 60 / tempo / steps_per_quarter))
+    wave = np.zeros(max(1, on.shape[0]) * step + rate // 4, dtype=np.float32)
+    for key in np.nonzero(on.any(0))[0]:
+        hz = 440.0 * 2 ** ((LOWEST + key - 69) / 12)
+        t = 0
+        while t < on.shape[0]:
+            if not on[t, key]:
+                t += 1
+                continue
+            start = t
+            while t < on.shape[0] and on[t, key]:
+                t += 1
+            n = (t - start) * step + rate // 4                     # a short release after the note
+            s = np.arange(n, dtype=np.float32) / rate
+            tone = sum(np.sin(2 * np.pi * hz * h * s) / h ** 2 for h in (1, 2, 3) if hz * h < rate / 2)
+            envelope = np.exp(-2.5 * s) * np.minimum(1.0, s / 0.01)
+            envelope[(t - start) * step:] *= np.exp(-np.arange(n - (t - start) * step) / (0.05 * rate))
+            wave[start * step:start * step + n] += (tone * envelope).astype(np.float32)
+    peak = np.abs(wave).max()
+    return wave * (0.8 / peak) if peak > 0 else wave
+
+
+# ---------------------------------------------------------------------- speech frames
+def speech_features(cfg, meta: dict | None = None) -> LogMel:
+    """The log-mel features of a speech-frame run (its settings from ``meta`` when it has them)."""
+    meta = meta or {}
+    return LogMel(int(meta.get("sample_rate", cfg.sample_rate)), int(meta.get("n_fft", cfg.n_fft)),
+                  int(meta.get("hop", cfg.hop)), int(meta.get("n_mels", cfg.n_mels)))
+
+
+def wave_frames(files: list[Path], fx: LogMel, cfg, skipped: list[str] | None = None) -> list[np.ndarray]:
+    """Each audio file as its log-mel frames (T_i, n_mels), T_i from its own length. A file that
+    cannot be used is skipped (noted in ``skipped``) or stops the load, as ``--bad-files`` says."""
+    from ..media import skip_or_stop
+
+    out = []
+    for f in files:
+        try:
+            wave = read_wave(f, fx.sample_rate, None)
+            if len(wave) < fx.n_fft:
+                raise VaekitError(f"{f}: the clip is shorter than one STFT window ({fx.n_fft} samples at "
+                                  f"{fx.sample_rate} Hz).")
+        except VaekitError as e:
+            if skipped is None:
+                raise
+            skip_or_stop(cfg, "skip", e, skipped)
+            continue
+        out.append(fx.log_mel(torch.from_numpy(wave).unsqueeze(0))[0].T.numpy().astype(np.float32))
+    return out
+
+
+def speech_frames(path: Path, cfg, meta: dict) -> list[np.ndarray]:
+    """A WAV file or folder as sequences of log-mel frames; the settings go into ``meta``."""
+    from ..audio.loader import _audio_files
+
+    fx, skipped = speech_features(cfg), []
+    seqs = wave_frames(_audio_files(path), fx, cfg, skipped)
+    if len(seqs) < 3:
+        raise VaekitError(f"{path}: {len(seqs)} usable audio file(s); at least 3 are needed for train, valid and "
+                          f"test" + (f"; the first problem: {skipped[0]}" if skipped else "") + ".")
+    meta.update(sample_rate=fx.sample_rate, n_fft=fx.n_fft, hop=fx.hop, n_mels=fx.n_mels, skipped=skipped)
+    return seqs
+
+
 # ---------------------------------------------------------------------- embedded series
 #: real series shipped with statsmodels: name -> (its monthly/weekly values, steps a window, what they are)
 SERIES = {
@@ -250,6 +323,9 @@ def load_sequences(cfg, saved: dict) -> Bundle:
         if suffix == ".json":
             splits = _note_lists(path, cfg)
             value, meta["frames"] = "binary", "piano-roll"
+        elif not midi_files(path) and is_audio_source(path):
+            splits = _split(speech_frames(path, cfg, meta), cfg, with_test=True)
+            value, meta["frames"] = "real", "speech"
         elif path.is_dir() or suffix in MIDI_SUFFIXES:
             from ..media import skip_or_stop
 
@@ -278,8 +354,8 @@ def load_sequences(cfg, saved: dict) -> Bundle:
             splits = _split(seqs, cfg, with_test=True)
             value, meta["frames"] = ("binary" if binary else "real"), "series"
         else:
-            raise VaekitError(f"{path}: vaekit reads sequences from MIDI files, .json note lists and .npy/.npz "
-                              f"arrays, not {suffix or 'a file without a suffix'}.")
+            raise VaekitError(f"{path}: vaekit reads sequences from MIDI files, .json note lists, .npy/.npz "
+                              f"arrays and WAV files, not {suffix or 'a file without a suffix'}.")
         name = path.name
     if cfg.subset and source != "chorales":   # (a series' windows overlap: the first ones)
         splits = {k: v[:cfg.subset] if k == "train" else v for k, v in splits.items()}

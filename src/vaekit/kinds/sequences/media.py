@@ -1,4 +1,5 @@
-"""Sequences: piano rolls (pictures and MIDI files) and real-valued series (line plots and CSV)."""
+"""Sequences: piano rolls (pictures, MIDI files and a synthesised sound), real-valued series (line
+plots and CSV) and speech frames (spectrograms and WAV files)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,23 @@ class Sequences(Media):
     takes_subset = True
 
     @classmethod
+    def default_batch_size(cls, n_train: int) -> int:
+        """A sequence is many frames, and sequence sets are small (229 JSB chorales): a batch of
+        about a thirtieth of the training set, from 8 to 32, so that an epoch is some 30 steps."""
+        return min(32, max(8, n_train // 30))
+
+    @classmethod
     def detect(cls, path: Path) -> bool:
         from .loader import is_sequence_source
 
         return is_sequence_source(path)
+
+    def reads(self, path: Path) -> bool:
+        if self.speech:
+            from ..audio.loader import is_audio_source
+
+            return is_audio_source(path)
+        return super().reads(path)
 
     @classmethod
     def claims(cls, cfg) -> bool:
@@ -46,7 +60,9 @@ class Sequences(Media):
     def describe(cls, bundle) -> str:
         m = bundle.meta
         what = (f"piano rolls over 88 keys, {m['steps_per_quarter']} step(s) a quarter note"
-                if m["frames"] == "piano-roll" else m.get("about") and f"windows of the {m['about']}"
+                if m["frames"] == "piano-roll" else
+                f"log-mel frames ({m['n_mels']} bins, a frame every {m['hop']} samples at {m['sample_rate']} Hz)"
+                if m["frames"] == "speech" else m.get("about") and f"windows of the {m['about']}"
                 or f"{m['frame']} {bundle.value} value(s) a step")
         sizes = ", ".join(f"{s} {len(m['lengths'][s]):,}" for s in ("train", "valid", "test"))
         steps = [n for v in m["lengths"].values() for n in v]
@@ -55,11 +71,62 @@ class Sequences(Media):
 
     def summary(self) -> str:
         i = self.info
-        return ("piano rolls" if self.piano else f"series of {i['frame']} values") + f", median {i['steps']} steps"
+        what = "piano rolls" if self.piano else "log-mel frames" if self.speech else f"series of {i['frame']} values"
+        return what + f", median {i['steps']} steps"
 
     @property
     def piano(self) -> bool:
         return self.info.get("frames") == "piano-roll"
+
+    @property
+    def speech(self) -> bool:
+        return self.info.get("frames") == "speech"
+
+    @property
+    def as_image(self) -> bool:
+        """Shown as one picture of rows (piano rolls, spectrograms), not as line plots."""
+        return self.piano or self.speech
+
+    # ------------------------------------------------------------------ hearing sequences
+    def features(self):
+        """The log-mel features of speech frames, with the run's per-bin standardisation."""
+        from ..audio.loader import LogMel
+
+        i = self.info
+        return LogMel(i["sample_rate"], i["n_fft"], i["hop"], i["n_mels"], i["mean"], i["std"])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.info["sample_rate"]) if self.speech else 16000
+
+    def waves(self, x: torch.Tensor) -> list[np.ndarray]:
+        """Each sequence as sound, as long as it is: piano rolls synthesised key by key, speech
+        frames by Griffin-Lim from their log-mel spectrogram. None for other series."""
+        from ...model.nets.markov import lengths_of
+        from .loader import roll_to_wave
+
+        x = x.detach().float().cpu()
+        lengths = lengths_of(x).clamp(min=1).tolist()
+        if self.piano:
+            return [roll_to_wave(s[:n].numpy(), self.info.get("steps_per_quarter", 1)) for s, n in zip(x, lengths)]
+        fx = self.features()                              # all at once (Griffin-Lim in one batch), then each cut
+        frames = torch.nan_to_num(x, nan=-3.0).transpose(1, 2)                 # (N, n_mels, T)
+        waves = fx.to_wave(frames, (x.shape[1] - 1) * fx.hop)
+        return [w[:max(1, n - 1) * fx.hop].numpy() for w, n in zip(waves, lengths)]
+
+    def sound_uri(self, x: torch.Tensor) -> str | None:
+        """The sequences as one WAV (a data URI), one after another with a short pause; None when
+        they are not sound (series)."""
+        if not self.as_image:
+            return None
+        from ..audio.media import wav_uri
+
+        gap = np.zeros(int(0.3 * self.sample_rate), dtype=np.float32)
+        return wav_uri(np.concatenate([c for w in self.waves(x) for c in (w, gap)][:-1]), self.sample_rate)
+
+    def audio_html(self, x: torch.Tensor) -> str:
+        uri = self.sound_uri(x)
+        return f'<p><audio controls src="{uri}"></audio></p>' if uri else ""
 
     def same_shape(self, shape) -> bool:
         return list(shape)[-1:] == [self.info["frame"]]
@@ -69,10 +136,16 @@ class Sequences(Media):
         """Sequences (N, T, D) as one picture, one below the other: piano rolls with the low keys
         at the bottom and time across (dark = sounding); real values as line plots."""
         x = x.detach().float().cpu()
-        if self.piano:
+        if self.as_image:
             from ..media import grid
 
-            rolls = 1 - torch.nan_to_num(x, nan=0.0).clamp(0, 1).transpose(1, 2).flip(1)   # (N, 88, T)
+            if self.piano:
+                rows = torch.nan_to_num(x, nan=0.0).clamp(0, 1)
+            else:   # log-mel in dB, the loudest 60 dB of the picture, silence (and padding) white
+                db = self.denormalise(x) * (10 / np.log(10))
+                top = float(torch.nan_to_num(db, nan=-np.inf).max())
+                rows = ((torch.nan_to_num(db, nan=top - 60) - (top - 60)) / 60).clamp(0, 1)
+            rolls = 1 - rows.transpose(1, 2).flip(1)   # (N, keys or bins, T): low at the bottom, dark = sounding
             return grid(rolls.unsqueeze(1), 1, pad=2, min_cell=300)
         plt = pyplot()
         n = x.shape[0]
@@ -87,11 +160,11 @@ class Sequences(Media):
 
     def picture_uri(self, x: torch.Tensor) -> str:
         pic = self.picture(x)
-        return picture_uri(pic) if self.piano else figure_uri(pic)
+        return picture_uri(pic) if self.as_image else figure_uri(pic)
 
     def save_picture(self, x: torch.Tensor, path: Path) -> Path:
         pic = self.picture(x)
-        if self.piano:
+        if self.as_image:
             return save_png(pic, path)
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,11 +179,15 @@ class Sequences(Media):
         return x * torch.tensor(i["std"]) + torch.tensor(i["mean"])
 
     def write(self, x: torch.Tensor, stem: Path) -> list[Path]:
-        """Each sequence as a file: MIDI for piano rolls (a value >= 0.5 sounds), CSV (one row a
-        step, in the data's own units) for series."""
+        """Each sequence as a file: MIDI for piano rolls (a value >= 0.5 sounds), WAV for speech
+        frames, CSV (one row a step, in the data's own units) for series."""
+        from ..audio.media import write_wav
         from .loader import roll_to_midi
 
         files = []
+        if self.speech:
+            return [write_wav(w, self.sample_rate, stem.with_name(f"{stem.name}-{i}.wav"))
+                    for i, w in enumerate(self.waves(x))]
         for i, s in enumerate(x.detach().float().cpu()):
             if self.piano:
                 files.append(roll_to_midi(s.numpy(), stem.with_name(f"{stem.name}-{i}.mid"),
@@ -185,16 +262,21 @@ class Sequences(Media):
         torch.manual_seed(0)
         test = bundle.test
         shown = spread(test.shape[0], 3).to(test.device)
-        what = "piano rolls (time across, low keys at the bottom)" if self.piano else "the series"
+        what = ("piano rolls (time across, low keys at the bottom; the player synthesises them)" if self.piano else
+                "log-mel spectrograms (time across, low frequencies at the bottom; the player inverts them "
+                "by Griffin-Lim)" if self.speech else "the series")
+        files = "MIDI files" if self.piano else "WAV files" if self.speech else "CSV files"
+        samples, pairs = self.draw(run, 4), self.pairs(run, test[shown])
         return [("Samples from the prior", f"<p>Four sequences of {self.info['steps']} steps drawn from p(z_1:T) "
-                 f"and decoded, as {what}; <code>vaekit sample</code> writes them as "
-                 f"{'MIDI files' if self.piano else 'CSV files'}.</p>"
-                 f'<img alt="prior samples" src="{self.picture_uri(self.draw(run, 4))}">'),
+                 f"and decoded, as {what}; <code>vaekit sample</code> writes them as {files}.</p>"
+                 f'<img alt="prior samples" src="{self.picture_uri(samples)}">{self.audio_html(samples)}'),
                 ("Reconstructions", "<p>Each test sequence above its reconstruction.</p>"
-                 f'<img alt="reconstructions" src="{self.picture_uri(self.pairs(run, test[shown]))}">')]
+                 f'<img alt="reconstructions" src="{self.picture_uri(pairs)}">{self.audio_html(pairs)}')]
 
     def render(self, x: torch.Tensor) -> dict:
-        return {"image": self.picture_uri(x)}
+        """A picture, and for piano rolls and speech a WAV that plays the sequences in turn."""
+        sound = self.sound_uri(x)
+        return {"image": self.picture_uri(x), **({"audio": sound} if sound else {})}
 
     def render_path(self, x_a: torch.Tensor, path: torch.Tensor, x_b: torch.Tensor) -> dict:
         """The two ends and the decoded path between them, each as long as it is."""
@@ -308,14 +390,24 @@ class Sequences(Media):
         return Written([*files, out / "imputed.npy"])
 
     def stream(self, source, chunk, cfg):
-        """Sequences from a file of the run's kind (.json note lists, .npy/.npz arrays), in the
-        model's units, padded with NaN to the longest of each chunk."""
+        """Sequences from a file of the run's kind (.json note lists, MIDI, .npy/.npz arrays, a
+        table in long form, WAV files for speech frames), in the model's units, padded with NaN
+        to the longest of each chunk."""
         from .loader import MIDI_SUFFIXES, _arrays, _note_lists_all, long_table, midi_files, pad, read_midi
 
         path = Path(str(source)).expanduser()
         if not path.exists():
             raise VaekitError(f"{path}: no such file or directory.")
-        if path.is_dir() or path.suffix.lower() in MIDI_SUFFIXES:
+        if self.speech:
+            from ..audio.loader import _audio_files
+            from .loader import wave_frames
+
+            files = _audio_files(path)
+            if not files:
+                raise VaekitError(f"{path}: no audio files (.wav, .flac, ...) found.")
+            fx = self.features()
+            seqs = [s for f in files for s in wave_frames([f], fx, cfg)]
+        elif path.is_dir() or path.suffix.lower() in MIDI_SUFFIXES:
             files = midi_files(path)
             if not files:
                 raise VaekitError(f"{path}: no MIDI files (.mid, .midi) found.")

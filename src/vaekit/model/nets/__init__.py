@@ -69,14 +69,14 @@ def _dmm_fits(m, info):
         return f"the dmm network models sequences of frames, not {info.get('modality', 'image')} data"
     if m.prior != "markov":
         return f"the dmm network's latents form a Markov chain: it needs the markov prior, not {m.prior}"
-    if m.flow:
-        return "--flow is not available for the dmm network"
     if m.emission == "linear" and m.likelihood == "logistic":
         return "a linear emission gives a Gaussian's or a Bernoulli's parameters, not a discretized logistic's"
     if m.conditional:
         return "a conditional dmm is not available"
-    if m.latent_paths or m.decoder_dropout:
-        return "latent paths and decoder dropout are options of the mlp and conv networks, not dmm"
+    if m.latent_paths:
+        return "latent paths are an option of the mlp and conv networks, not dmm"
+    if m.emission == "linear" and m.decoder_dropout:
+        return "--decoder-dropout acts on the emission's hidden layers, and a linear emission has none"
     return None
 
 
@@ -84,8 +84,9 @@ def _dmm_fits(m, info):
                       "(--rnn-hidden, --hidden, --dmm-inference)", _dmm_fits)
 def _dmm(m, info, z_enc, z_in, classes, lik):
     frame = int(info["frame"])
-    return (MarkovEncoder(frame, m.latent, m.rnn_hidden, m.cell, m.dmm_inference),
-            EmissionDecoder(m.latent, m.hidden[-1], frame, lik.n_params, linear=m.emission == "linear"))
+    return (MarkovEncoder(frame, m.latent, m.rnn_hidden, m.cell, m.dmm_inference, m.flow, m.flow_hidden),
+            EmissionDecoder(m.latent, m.hidden[-1], frame, lik.n_params, linear=m.emission == "linear",
+                            dropout=m.decoder_dropout))
 
 
 @PRIORS.register("markov", "sequences: p(z_t | z_t-1), the deep Markov model's gated transition (--hidden)",

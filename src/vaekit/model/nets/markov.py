@@ -29,6 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Normal
 
+from .flow import InverseAutoregressiveFlow
+
 
 def lengths_of(x: torch.Tensor) -> torch.Tensor:
     """(B,) the length of each sequence of a NaN-padded batch (B, T, D): one past its last frame
@@ -114,14 +116,22 @@ def _normal_kl(q_loc, q_scale, p_loc, p_scale):
 class MarkovPosterior:
     """q(z_1:T | x) of one batch: ``rsample`` draws latent paths step by step; ``log_prob`` of a
     path is per dimension, (..., B, T * latent), computed for all steps at once; ``loc``, the
-    path of posterior means (each step's mean given the previous mean)."""
+    path of posterior means (each step's mean given the previous mean).
+
+    With a ``flow`` (``--flow N`` on the dmm network), each step's Gaussian q_0(z_t | z_t-1, h_t)
+    is followed by N inverse autoregressive flow steps that read h_t as context, as in Pyro's DMM
+    example: z_t = f(z0_t; h_t) and log q(z_t | .) = log q_0(z0_t | .) - sum of the log-scales.
+    The KL of a step then has no closed form, and the bounds estimate it from the sampled path."""
 
     def __init__(self, h: torch.Tensor, observed: torch.Tensor, combiner: Combiner, prior: "MarkovPrior",
-                 z_q0: torch.Tensor):
+                 z_q0: torch.Tensor, flow: InverseAutoregressiveFlow | None = None):
         self.h, self.observed = h, observed                # (B, T, R), (B, T) bool: a step before the end
         self.combiner, self.prior, self.z_q0 = combiner, prior, z_q0
         self.steps, self.latent = h.shape[1], z_q0.shape[-1]
+        self.flow = flow
+        self.ctx = flow.contexts(h) if flow is not None else None   # each flow step's (B, T, hidden)
         self.last = None                                   # the path of the last rsample, for its KL
+        self._origin_of_last = None                        # its base path z0 and log-scales (flow)
 
     @property
     def batch_shape(self):
@@ -132,19 +142,29 @@ class MarkovPosterior:
         shape = (b,) if k is None else (k, b)
         z_q = self.z_q0.expand(*shape, lat)
         z_p = self.prior.z0.expand(*shape, lat)
-        out = []
+        out, bases, log_scales = [], [], []
         ended = (~self.observed.all(0)).tolist()           # one host sync a batch, not one a step
         for t in range(t_n):
             loc, scale = self.combiner(z_q, self.h[:, t])
             inside = self.observed[:, t]
+            keep = inside.unsqueeze(-1)
             if ended[t]:                                   # past some sequence's end: the transition there
                 p_loc, p_scale = self.prior.transition(z_p)
-                keep = inside.unsqueeze(-1)
                 loc, scale = torch.where(keep, loc, p_loc), torch.where(keep, scale, p_scale)
             z = loc if mean else loc + scale * torch.randn_like(loc)
+            if self.flow is not None:
+                z0 = z
+                z, s = self.flow(z0, [c[:, t] for c in self.ctx])
+                if ended[t]:                               # no flow after the end: q is the transition
+                    z, s = torch.where(keep, z, z0), torch.where(keep, s, 0.0)
+                bases.append(z0)
+                log_scales.append(s)
             out.append(z)
             z_q = z_p = z
-        return torch.stack(out, -2).flatten(-2)
+        path = torch.stack(out, -2).flatten(-2)
+        if self.flow is not None and not mean:
+            self._origin_of_last = (path, torch.stack(bases, -2), torch.stack(log_scales, -2))
+        return path
 
     def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
         k = math.prod(sample_shape) if len(sample_shape) else None
@@ -175,13 +195,31 @@ class MarkovPosterior:
         keep = self.observed.unsqueeze(-1)
         return torch.where(keep, loc, p_loc), torch.where(keep, scale, p_scale)
 
+    def _origin(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Through the flow: the base path z0 and the log-scales (..., B, T, latent) of the path
+        z, looked up when z is the latest sample or a leading part of it, else by inverting each
+        step's flow (all steps at once: given h_t they are independent)."""
+        last = self._origin_of_last
+        zs = z.unflatten(-1, (self.steps, self.latent))
+        if (last is not None and z.data_ptr() == last[0].data_ptr() and z.is_contiguous()
+                and z.numel() <= last[0].numel() and z.shape[-1] == last[0].shape[-1]):
+            return (last[1].reshape(-1)[:zs.numel()].view(zs.shape),
+                    last[2].reshape(-1)[:zs.numel()].view(zs.shape))
+        z0, s = self.flow.inverse(zs, self.ctx)
+        keep = self.observed.unsqueeze(-1)
+        return torch.where(keep, z0, zs), torch.where(keep, s, 0.0)
+
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
         loc, scale = self.params(z)
-        return _normal_log_prob(z.unflatten(-1, (self.steps, self.latent)), loc, scale).flatten(-2)
+        if self.flow is None:
+            return _normal_log_prob(z.unflatten(-1, (self.steps, self.latent)), loc, scale).flatten(-2)
+        z0, s = self._origin(z)
+        return (_normal_log_prob(z0, loc, scale) - s).flatten(-2)
 
     def step_kl(self, z: torch.Tensor | None = None) -> torch.Tensor:
         """KL(q(z_t | z_t-1, .) || p(z_t | z_t-1)) in closed form along the path z (default: the
-        last one drawn), per step and latent dimension, (..., B, T, latent); 0 past the end."""
+        last one drawn), per step and latent dimension, (..., B, T, latent); 0 past the end.
+        Only without a flow (a flowed step's KL has no closed form)."""
         z = self.rsample() if z is None and self.last is None else (self.last if z is None else z)
         loc, scale = self.params(z)
         p_loc, p_scale = self.prior.step_params(z, self.steps)
@@ -219,7 +257,7 @@ class MarkovPrior(nn.Module):
 
     def analytic_kl(self, q, c=None):
         """Per latent dimension, summed over the steps: (B, latent)."""
-        if not isinstance(q, MarkovPosterior):
+        if not isinstance(q, MarkovPosterior) or q.flow is not None:
             return None
         kl = q.step_kl().sum(-2)
         return kl.mean(0) if kl.dim() == 3 else kl   # over the k paths last drawn
@@ -258,7 +296,8 @@ class MarkovEncoder(nn.Module):
     """The inference network: a recurrent pass over the frames (backward, x_T to x_1, or both
     ways), whose state h_t feeds the combiner with z_t-1."""
 
-    def __init__(self, frame: int, latent: int, rnn: int, cell: str = "gru", direction: str = "backward"):
+    def __init__(self, frame: int, latent: int, rnn: int, cell: str = "gru", direction: str = "backward",
+                 flow: int = 0, flow_hidden: int | None = None):
         super().__init__()
         rnn_class = nn.GRU if cell == "gru" else nn.LSTM
         both = direction == "bidirectional"
@@ -266,6 +305,8 @@ class MarkovEncoder(nn.Module):
         self.rnn = rnn_class(2 * frame, rnn if not both else rnn // 2, batch_first=True, bidirectional=both)
         self.combiner = Combiner(latent, rnn)
         self.z_q0 = nn.Parameter(torch.zeros(latent))
+        # IAF steps on each step's q(z_t | .), with h_t as context (--flow, --flow-hidden)
+        self.flow = InverseAutoregressiveFlow(latent, rnn, flow, flow_hidden or 2 * latent) if flow else None
         self._prior = []   # the model's MarkovPrior (attach), not a module of the encoder
 
     def attach(self, prior: MarkovPrior) -> None:
@@ -289,19 +330,25 @@ class MarkovEncoder(nn.Module):
 
     def posterior(self, features) -> MarkovPosterior:
         h, inside = features
-        return MarkovPosterior(h, inside, self.combiner, self._prior[0], self.z_q0)
+        return MarkovPosterior(h, inside, self.combiner, self._prior[0], self.z_q0, self.flow)
 
 
 class EmissionDecoder(nn.Module):
     """p(x_t | z_t): the same network at every step, z (N, T * latent) -> likelihood parameters
-    (N, n_params, T, frame): two hidden layers, or with ``linear`` one linear map (the
-    linear-Gaussian state-space model's emission, ``--emission linear``)."""
+    (N, n_params, T, frame): two hidden layers (with ``dropout`` after each in training), or with
+    ``linear`` one linear map (the linear-Gaussian state-space model's emission, ``--emission linear``)."""
 
-    def __init__(self, latent: int, hidden: int, frame: int, n_params: int, linear: bool = False):
+    def __init__(self, latent: int, hidden: int, frame: int, n_params: int, linear: bool = False,
+                 dropout: float = 0.0):
         super().__init__()
         self.latent, self.frame, self.n_params, self.linear = latent, frame, n_params, linear
-        self.net = nn.Sequential(nn.Linear(latent, n_params * frame)) if linear else nn.Sequential(
-            nn.Linear(latent, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, n_params * frame))
+        if linear:
+            layers = [nn.Linear(latent, n_params * frame)]
+        else:   # dropout (--decoder-dropout) after each hidden layer in training; none: the same keys as before
+            drop = [nn.Dropout(dropout)] if dropout else []
+            layers = [nn.Linear(latent, hidden), nn.ReLU(), *drop, nn.Linear(hidden, hidden), nn.ReLU(), *drop,
+                      nn.Linear(hidden, n_params * frame)]
+        self.net = nn.Sequential(*layers)
         self.activation_floats = 0 if linear else 2 * hidden
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
