@@ -9,7 +9,8 @@ step and training seconds per epoch, both in this process with ``torch.set_flush
 Both sides: batch 20, Adam at ``--lr`` (Pyro's ClippedAdam: gradients clamped at 10, with the
 example's betas (0.96, 0.999) and no learning-rate decay or weight decay; vaekit: its Adam and
 ``--clip-grad 10``), the KL weight rising linearly from 0 to 1 over the first ``--warmup``
-epochs. Pyro's ELBO is its Trace_ELBO (each step's KL estimated from the sample, as its example
+epochs. The example's scales are softplus outputs with no floor, which under flushed denormals
+can reach 0 (Pyro then refuses the Normal): here they are floored at 1e-6. Pyro's ELBO is its Trace_ELBO (each step's KL estimated from the sample, as its example
 does); vaekit's uses the closed-form KL of each step. Pyro's test figure averages ``--eval-draws``
 single-sample estimates; vaekit's is its ``evaluate`` ELBO (and the IS-NLL at ``--k``).
 """
@@ -65,7 +66,8 @@ def pyro_dmm(bundle, epochs: int, batch: int, lr: float, warmup: int, draws: int
 
         def transition(self, z):
             g, proposed = self.gate(z), self.proposal(z)
-            return (1 - g) * self.z_to_loc(z) + g * proposed, nn.functional.softplus(self.sig(torch.relu(proposed)))
+            scale = nn.functional.softplus(self.sig(torch.relu(proposed)))
+            return (1 - g) * self.z_to_loc(z) + g * proposed, scale.clamp(min=1e-6)
 
         def model(self, x, x_rev, mask, lengths, anneal=1.0):
             pyro.module("dmm", self)
@@ -89,7 +91,7 @@ def pyro_dmm(bundle, epochs: int, batch: int, lr: float, warmup: int, draws: int
             with pyro.plate("batch", x.shape[0]):
                 for t in pyro.markov(range(x.shape[1])):
                     c = 0.5 * (torch.tanh(self.comb_z(z)) + h[:, t])
-                    loc, scale = self.comb_loc(c), nn.functional.softplus(self.comb_scale(c))
+                    loc, scale = self.comb_loc(c), nn.functional.softplus(self.comb_scale(c)).clamp(min=1e-6)
                     with poutine.scale(scale=anneal):
                         z = pyro.sample(f"z_{t}", dist.Normal(loc, scale).mask(mask[:, t:t + 1]).to_event(1))
 

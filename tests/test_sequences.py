@@ -333,6 +333,20 @@ def test_impute_fills_the_missing_values_from_the_posterior(tmp_path, cli):
     seen = ~np.isnan(holes)
     assert np.allclose(filled[seen], holes[seen], atol=1e-4)   # observed values kept as they were
     assert (tmp_path / "imp" / "imputed.png").is_file()
+    # --mask: given values marked to be filled are filled; (N, T) marks whole steps
+    mask = np.zeros(x[:3].shape[:2], dtype=bool)
+    mask[1, 3:5] = True
+    np.save(tmp_path / "mask.npy", mask)
+    np.save(tmp_path / "whole.npy", x[:3].astype(np.float32))
+    rc, out, err = cli("impute", run, "--input", tmp_path / "whole.npy", "--mask", tmp_path / "mask.npy",
+                       "--out", tmp_path / "imp2")
+    assert rc == 0, err
+    assert "4 missing values filled in 3 sequences" in err
+    refilled = np.load(tmp_path / "imp2" / "imputed.npy")
+    assert not np.allclose(refilled[1, 3:5], x[1, 3:5]) and np.allclose(refilled[0], x[0], atol=1e-4)
+    np.save(tmp_path / "bad.npy", np.zeros((2, 30), dtype=bool))
+    rc, out, err = cli("impute", run, "--input", tmp_path / "whole.npy", "--mask", tmp_path / "bad.npy")
+    assert rc == 2 and "bad.npy: a mask of shape (2, 30, 1) does not fit" in err
 
 
 def test_explorer_traversal_and_resume_work_on_a_sequence_run(tmp_path, cli):
@@ -433,3 +447,21 @@ def test_a_piano_roll_sounds_at_its_keys_pitch():
     assert abs(np.argmax(spectrum) * 16000 / len(first) - 440) < 2
     assert np.abs(wave[int(2.6 * 16000):]).max() < 1e-3                        # silence after the release
     assert np.abs(roll_to_wave(np.zeros((4, 88)))).max() == 0
+
+
+def test_sortish_batches_hold_sequences_of_similar_lengths_and_every_one_once_an_epoch():
+    from vaekit.train.loop import sortish
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(10, 200, (203,), generator=g)
+    perm = torch.randperm(203, generator=g)
+    order = sortish(perm, lengths, 8, torch.Generator().manual_seed(1), pool=5)
+    assert sorted(order.tolist()) == list(range(203))                      # each example once
+    batches = order.split(8)
+    assert len(batches[-1]) == 203 % 8                                         # the partial batch last
+    spread = torch.stack([lengths[b].max() - lengths[b].min() for b in batches[:-1]]).float().mean()
+    random_spread = torch.stack([lengths[b].max() - lengths[b].min() for b in perm.split(8)[:-1]]).float().mean()
+    assert spread < random_spread / 3                                        # similar lengths share a batch
+    again = sortish(perm, lengths, 8, torch.Generator().manual_seed(1), pool=5)
+    assert torch.equal(order, again)                                         # the same generator, the same order
+    assert not torch.equal(order, sortish(perm, lengths, 8, torch.Generator().manual_seed(2), pool=5))

@@ -230,24 +230,54 @@ class Run:
         Forecast is in the model's units (``run.media.denormalise`` gives a series' own)."""
         from .forecast import forecast
 
-        x, names = self._sequences(data, split)
+        x, names = self.sequences(data, split)
         what = str(data) if isinstance(data, (str, Path)) else f"the {split} split" if data is None else \
             "the sequences given"
         x = x.to(self.model.device)
         context = context or self.media.default_context()
         return forecast(self.model, x, context, horizon, samples, mean, what), names
 
-    def impute(self, data, samples: int = 100) -> tuple[torch.Tensor, list[str]]:
+    def impute(self, data, samples: int = 100, mask=None) -> tuple[torch.Tensor, list[str]]:
         """The sequences of ``data`` (a batch (B, T, D) or one (T, D) in the data's own units, or a
         file) with their missing values (NaN) filled in from the posterior
-        (:func:`vaekit.forecast.impute`); returned in the data's own units, with their names."""
+        (:func:`vaekit.forecast.impute`); returned in the data's own units, with their names.
+        ``mask``: True (1) where a value is to be filled though it is given (:meth:`masked`)."""
         from .forecast import impute
 
-        x, names = self._sequences(data)
+        x, names = self.sequences(data)
+        x = self.masked(x, mask)
         return self.media.denormalise(impute(self.model, x.to(self.model.device), samples).cpu()), names
 
-    def _sequences(self, data, split: str = "test"):
-        """Sequences for forecast and impute, in the model's units: from a file, the split, or values."""
+    @staticmethod
+    def masked(x: torch.Tensor, mask) -> torch.Tensor:
+        """x (B, T, D) with NaN where ``mask`` (an array, or a .npy file, of 0/1 or booleans, shaped
+        (B, T, D), or (B, T) for whole steps; T up to x's) is true; x itself for no mask."""
+        if mask is None:
+            return x
+        where = str(mask) if isinstance(mask, (str, Path)) else "the mask"
+        if isinstance(mask, (str, Path)):
+            try:
+                mask = np.load(Path(mask).expanduser(), allow_pickle=False)
+            except (OSError, ValueError) as e:
+                raise VaekitError(f"{where}: not a readable .npy array ({e}).") from None
+        m = torch.as_tensor(np.asarray(mask))
+        if m.dtype != torch.bool:
+            if not torch.isin(m.float(), torch.tensor([0.0, 1.0])).all():
+                raise VaekitError(f"{where}: a mask holds 0/1 or booleans.")
+            m = m.bool()
+        if m.dim() == 2:
+            m = m.unsqueeze(-1)
+        if m.dim() != 3 or m.shape[0] != x.shape[0] or m.shape[1] > x.shape[1] or m.shape[2] not in (1, x.shape[2]):
+            raise VaekitError(f"{where}: a mask of shape {tuple(m.shape)} does not fit sequences of shape "
+                              f"{tuple(x.shape)} ((N, T, D), or (N, T) for whole steps).")
+        full = torch.zeros(x.shape, dtype=torch.bool)
+        full[:, :m.shape[1]] = m.expand(-1, -1, x.shape[2])
+        return x.masked_fill(full.to(x.device), float("nan"))
+
+    def sequences(self, data, split: str = "test"):
+        """(x, names): the sequences that forecast and impute read, in the model's units (a series
+        standardised), NaN-padded (B, T, D): from a file of the run's kind, the run's ``split``
+        (``data`` None), or values in the data's own units ((B, T, D) or one (T, D))."""
         if isinstance(data, (str, Path)):
             parts = list(self.media.stream(data, 1 << 30, self.config.data))
             return parts[0][1], parts[0][0]

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                               "posterior given the values observed", verbs.cmd_impute)
     m_.add_argument("--input", type=Path, required=True, help="a file of sequences (.npy/.npz arrays) with NaN where "
                                                              "values are missing, in the data's own units")
+    m_.add_argument("--mask", type=Path, help="a .npy array of 0/1 (or booleans), 1 where a value is to be filled "
+                                             "(treated as missing): shaped like the input's sequences (N, T, D), or "
+                                             "(N, T) for whole steps")
     m_.add_argument("--samples", type=positive_int, default=100, help="latent paths averaged (default 100)")
     m_.add_argument("--seed", type=int, default=0)
     m_.add_argument("--out", type=Path, help="folder (default <run>/imputed)")

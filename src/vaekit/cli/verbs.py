@@ -157,9 +157,9 @@ def cmd_impute(args) -> int:
 
     run = _run(args)
     torch.manual_seed(args.seed)
-    filled, names = run.impute(args.input, args.samples)
-    given, _ = run._sequences(args.input)
-    given = run.media.denormalise(given)
+    filled, names = run.impute(args.input, args.samples, mask=args.mask)
+    given, _ = run.sequences(args.input)
+    given = run.media.denormalise(run.masked(given, args.mask))
     print(f"{int((torch.isnan(given) & ~torch.isnan(filled)).sum())} missing values filled in "
           f"{len(names)} sequences", file=sys.stderr)
     return _show(run.media.impute_files(run, filled, given, args.out or run.path / "imputed", names))

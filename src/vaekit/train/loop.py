@@ -66,6 +66,21 @@ def make_adam(params, cfg) -> tuple[torch.optim.Adam, bool]:
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay), False
 
 
+
+def sortish(perm: torch.Tensor, lengths: torch.Tensor, batch: int, gen: torch.Generator, pool: int = 50) -> torch.Tensor:
+    """A shuffled order ``perm`` rearranged into batches of sequences of similar lengths: cut into
+    pools of ``pool`` batches, each pool sorted by length (longest first) and cut into batches,
+    then the full batches shuffled with ``gen`` (a last partial batch stays last, where an epoch
+    with a partial batch expects it). Every example still comes once an epoch, and which ones
+    share a batch still changes from epoch to epoch."""
+    n = len(perm)
+    groups = [part[torch.argsort(lengths[part], descending=True, stable=True)] for part in perm.split(pool * batch)]
+    batches = list(torch.cat(groups).split(batch))
+    last = [batches.pop()] if n % batch else []
+    order = torch.randperm(len(batches), device=perm.device, generator=gen).tolist()
+    return torch.cat([batches[i] for i in order] + last)
+
+
 class Diverged(Exception):
     """Training has diverged (the message says how); the trainer recovers or stops."""
 
@@ -121,6 +136,10 @@ class Trainer:
         self.restart_average()
         self.sched = make_scheduler(self.opt, tc, tc.epochs)
         self.gen = torch.Generator(device=device).manual_seed(tc.seed)  # data order: the same on every rank
+        # sequences of many lengths: batches of similar lengths (sortish), so that a batch cut to its
+        # longest sequence computes few padded steps
+        lengths = (bundle.meta or {}).get("lengths", {}).get("train") if bundle.modality == "sequence" else None
+        self.train_lengths = None if lengths is None or len(lengths) != n else torch.tensor(lengths, device=device)
         self.precision = Precision(tc.amp, device)
         self.use_amp, self.scaler = self.precision.enabled, self.precision.scaler
         # counters kept on the device; the host reads them only to decide whether to stop
@@ -366,6 +385,8 @@ class Trainer:
         totals = torch.zeros(3, device=device)
         skipped_before = self.skipped.clone()
         perm = torch.randperm(n, device=device, generator=self.gen)
+        if self.train_lengths is not None:
+            perm = sortish(perm, self.train_lengths, self.global_batch, self.gen)
         for s in range(self.steps_per_epoch):
             idx = perm[s * self.global_batch:(s + 1) * self.global_batch]
             if d.active:

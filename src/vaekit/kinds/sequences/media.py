@@ -139,14 +139,27 @@ class Sequences(Media):
         if self.as_image:
             from ..media import grid
 
-            if self.piano:
+            if self.piano:   # the keys from two below the lowest likely one (p >= 0.2) to two above the highest
                 rows = torch.nan_to_num(x, nan=0.0).clamp(0, 1)
+                used = torch.nonzero((rows >= 0.2).any(0).any(0)).flatten()
+                lo, hi = (int(used.min()) - 2, int(used.max()) + 2) if len(used) else (15, 63)
+                lo, hi = max(0, lo), min(rows.shape[-1] - 1, hi)
+                rows = rows[..., lo:hi + 1]
             else:   # log-mel in dB, the loudest 60 dB of the picture, silence (and padding) white
                 db = self.denormalise(x) * (10 / np.log(10))
                 top = float(torch.nan_to_num(db, nan=-np.inf).max())
                 rows = ((torch.nan_to_num(db, nan=top - 60) - (top - 60)) / 60).clamp(0, 1)
-            rolls = 1 - rows.transpose(1, 2).flip(1)   # (N, keys or bins, T): low at the bottom, dark = sounding
-            return grid(rolls.unsqueeze(1), 1, pad=2, min_cell=300)
+            shade = 1 - rows.transpose(1, 2)              # (N, keys or bins, T), dark = sounding
+            if self.piano:                                # a faint line along every C, to read the pitch by
+                from .loader import LOWEST
+
+                c_keys = torch.tensor([(LOWEST + lo + i) % 12 == 0 for i in range(shade.shape[1])])
+                shade[:, c_keys] = shade[:, c_keys].clamp(max=0.9)
+            shade = shade.flip(1)                         # low at the bottom
+            wide = max(1, -(-600 // shade.shape[2]))       # each step widened to a picture ~600 px wide
+            tall = 3 if self.piano else 2
+            shade = shade.repeat_interleave(tall, 1).repeat_interleave(wide, 2)
+            return grid(shade.unsqueeze(1), 1, pad=2, min_cell=1)
         plt = pyplot()
         n = x.shape[0]
         fig, axes = plt.subplots(n, 1, figsize=(8, 1.3 * n + 0.4), squeeze=False, sharex=True)
