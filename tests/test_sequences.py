@@ -465,3 +465,9 @@ def test_sortish_batches_hold_sequences_of_similar_lengths_and_every_one_once_an
     again = sortish(perm, lengths, 8, torch.Generator().manual_seed(1), pool=5)
     assert torch.equal(order, again)                                         # the same generator, the same order
     assert not torch.equal(order, sortish(perm, lengths, 8, torch.Generator().manual_seed(2), pool=5))
+
+
+def test_batch_order_sortish_is_refused_for_data_that_are_not_sequences(tmp_path, cli):
+    rc, out, err = cli("train", "--data", "digits", "--batch-order", "sortish", "--epochs", "1", "--quiet",
+                       "--out", tmp_path / "r")
+    assert rc == 2 and "--batch-order sortish groups sequences by length" in err

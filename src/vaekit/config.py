@@ -189,6 +189,9 @@ class TrainConfig:
     batch_size: int | None = opt(None, "examples per step (default: 32 under 20,000 training examples, else 128; "
                                               "sequences: a thirtieth of the training set, 8 to 32)",
                                  parse="int+")
+    batch_order: str = opt("auto", "how an epoch's batches are drawn: random, or sortish (sequences of similar "
+                                   "lengths together, the batches in random order); auto: sortish for sequences",
+                           choices=("auto", "random", "sortish"))
     lr: float = opt(1e-3, "Adam's learning rate", parse="float+")
     lr_schedule: str = opt("none", "cosine decay, or halve on a plateau of the valid bound",
                            choices=("none", "cosine", "plateau"))

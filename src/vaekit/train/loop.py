@@ -136,10 +136,14 @@ class Trainer:
         self.restart_average()
         self.sched = make_scheduler(self.opt, tc, tc.epochs)
         self.gen = torch.Generator(device=device).manual_seed(tc.seed)  # data order: the same on every rank
-        # sequences of many lengths: batches of similar lengths (sortish), so that a batch cut to its
-        # longest sequence computes few padded steps
-        lengths = (bundle.meta or {}).get("lengths", {}).get("train") if bundle.modality == "sequence" else None
-        self.train_lengths = None if lengths is None or len(lengths) != n else torch.tensor(lengths, device=device)
+        # examples of many lengths (a bundle whose meta has each split's lengths: sequences): batches of
+        # similar lengths (sortish), so that a batch cut to its longest example computes few padded steps
+        lengths = (bundle.meta or {}).get("lengths", {}).get("train")
+        lengths = None if lengths is None or len(lengths) != n else torch.tensor(lengths, device=device)
+        if tc.batch_order == "sortish" and lengths is None:
+            raise VaekitError(f"{config.data.source}: --batch-order sortish groups sequences by length, and these "
+                              f"data are not sequences of several lengths; use random.")
+        self.train_lengths = None if tc.batch_order == "random" else lengths
         self.precision = Precision(tc.amp, device)
         self.use_amp, self.scaler = self.precision.enabled, self.precision.scaler
         # counters kept on the device; the host reads them only to decide whether to stop
