@@ -39,7 +39,7 @@ LOG_EPS = 1e-5  # floor of mel power: about the background noise of quiet record
 SILENCE = 1e-4  # peak amplitude below which a clip counts as silent
 
 
-def _audio_files(path: Path) -> list[Path]:
+def audio_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
@@ -49,7 +49,7 @@ def is_audio_source(path: Path) -> bool:
     path = Path(path)
     if path.is_file():
         return path.suffix.lower() in AUDIO_SUFFIXES
-    return path.is_dir() and bool(_audio_files(path))
+    return path.is_dir() and bool(audio_files(path))
 
 
 # ----------------------------------------------------------------------------- features
@@ -237,7 +237,7 @@ def load_audio(cfg, saved: dict | None = None) -> Bundle:
     root = Path(cfg.source).expanduser()
     if not root.exists():
         raise VaekitError(f"{root}: no such file or directory.")
-    files = _audio_files(root)
+    files = audio_files(root)
     if not files:
         raise VaekitError(f"{root}: the folder holds no WAV files.")
     rate = int(saved.get("sample_rate", cfg.sample_rate))
@@ -253,7 +253,7 @@ def load_audio(cfg, saved: dict | None = None) -> Bundle:
             continue
         p = Path(spec).expanduser()
         if p.exists():
-            groups[split] = _audio_files(p)
+            groups[split] = audio_files(p)
         else:
             picked = [f for f in groups["all"] if fnmatch.fnmatch(f.name, spec)]
             if not picked:

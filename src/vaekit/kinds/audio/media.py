@@ -50,12 +50,12 @@ class Audio(Media):
         return f"{i['clip_seconds']:g} s clips at {i['sample_rate']} Hz, {i['n_mels']} mel bins"
 
     def stream(self, source, chunk, cfg):
-        from .loader import _audio_files, load_clips
+        from .loader import audio_files, load_clips
 
         path = Path(str(source)).expanduser()
         if not path.exists():
             raise VaekitError(f"{path}: no such file or directory.")
-        files = _audio_files(path)
+        files = audio_files(path)
         if not files:
             raise VaekitError(f"{path}: no audio files (WAV, FLAC, OGG, AIFF) found.")
         for i in range(0, len(files), chunk):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ...errors import VaekitError
-from ..audio.loader import LogMel, is_audio_source, read_wave
+from ..audio.loader import LogMel, audio_files, is_audio_source, read_wave
 from ..bundle import Bundle, split_indices
 
 #: the piano's keys: MIDI notes 21 (A0) to 108 (C8)
@@ -207,13 +207,6 @@ def roll_to_wave(roll: np.ndarray, steps_per_quarter: int = 1, tempo: int = 100,
 
 
 # ---------------------------------------------------------------------- speech frames
-def speech_features(cfg, meta: dict | None = None) -> LogMel:
-    """The log-mel features of a speech-frame run (its settings from ``meta`` when it has them)."""
-    meta = meta or {}
-    return LogMel(int(meta.get("sample_rate", cfg.sample_rate)), int(meta.get("n_fft", cfg.n_fft)),
-                  int(meta.get("hop", cfg.hop)), int(meta.get("n_mels", cfg.n_mels)))
-
-
 def wave_frames(files: list[Path], fx: LogMel, cfg, skipped: list[str] | None = None) -> list[np.ndarray]:
     """Each audio file as its log-mel frames (T_i, n_mels), T_i from its own length. A file that
     cannot be used is skipped (noted in ``skipped``) or stops the load, as ``--bad-files`` says."""
@@ -237,10 +230,8 @@ def wave_frames(files: list[Path], fx: LogMel, cfg, skipped: list[str] | None = 
 
 def speech_frames(path: Path, cfg, meta: dict) -> list[np.ndarray]:
     """A WAV file or folder as sequences of log-mel frames; the settings go into ``meta``."""
-    from ..audio.loader import _audio_files
-
-    fx, skipped = speech_features(cfg), []
-    seqs = wave_frames(_audio_files(path), fx, cfg, skipped)
+    fx, skipped = LogMel(cfg.sample_rate, cfg.n_fft, cfg.hop, cfg.n_mels), []
+    seqs = wave_frames(audio_files(path), fx, cfg, skipped)
     if len(seqs) < 3:
         raise VaekitError(f"{path}: {len(seqs)} usable audio file(s); at least 3 are needed for train, valid and "
                           f"test" + (f"; the first problem: {skipped[0]}" if skipped else "") + ".")

@@ -101,7 +101,7 @@ class Sequences(Media):
 
     def waves(self, x: torch.Tensor) -> list[np.ndarray]:
         """Each sequence as sound, as long as it is: piano rolls synthesised key by key, speech
-        frames by Griffin-Lim from their log-mel spectrogram. None for other series."""
+        frames by Griffin-Lim from their log-mel spectrogram (only these: see ``sound_uri``)."""
         from ...model.nets.markov import lengths_of
         from .loader import roll_to_wave
 
@@ -412,10 +412,10 @@ class Sequences(Media):
         if not path.exists():
             raise VaekitError(f"{path}: no such file or directory.")
         if self.speech:
-            from ..audio.loader import _audio_files
+            from ..audio.loader import audio_files
             from .loader import wave_frames
 
-            files = _audio_files(path)
+            files = audio_files(path)
             if not files:
                 raise VaekitError(f"{path}: no audio files (.wav, .flac, ...) found.")
             fx = self.features()
