@@ -100,6 +100,47 @@ def test_decoder_is_causal_and_generation_methods_agree_on_shape():
             assert (out[r, ends[r] + 1:] == PAD).all()
 
 
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_many_latents_a_line_score_as_the_lines_repeated(cell):
+    """The k-sample pass (the line's input projection once, the latent's once a sample) gives
+    the logits of the lines repeated k times through the network itself."""
+    torch.manual_seed(0)
+    dec = RecurrentDecoder(vocab=30, latent=8, length=12, embedding=16, hidden=32, cell=cell).eval()
+    x = torch.randint(1, 30, (3, 12))
+    x[1, 7:] = PAD
+    z = torch.randn(5 * 3, 8)
+    with torch.no_grad():
+        fast = dec(z, x, 5)
+        plain = dec(z, x.repeat(5, 1))
+    assert fast.shape == (15, 30, 12)
+    assert torch.allclose(fast, plain, atol=1e-5)
+
+
+def test_nll_batches_of_lines_cut_to_their_longest_score_the_same(tmp_path):
+    """evaluate groups lines of similar lengths and cuts each batch after its longest line:
+    the same log-weights as the padded lines, and the same estimate within its noise."""
+    cfg = text_config(make_names(tmp_path / "names.txt"), epochs=1)
+    run = train(cfg, out=tmp_path / "run", quiet=True)
+    model = run.model.eval()
+    test = run.data.test
+    x = test[torch.argsort((test != PAD).sum(1))[:12]]    # short lines: padding after the longest
+    cut = model.likelihood.trim(x)
+    assert cut.shape[1] == int((x != PAD).sum(1).max()) < x.shape[1]
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = model.log_weights(x, 20)
+        torch.manual_seed(1)
+        b = model.log_weights(cut, 20)
+    assert torch.allclose(a, b, atol=1e-4)
+    from vaekit import evaluate
+
+    torch.manual_seed(2)
+    sorted_ = evaluate(model, x, k=200, quiet=True)
+    torch.manual_seed(2)
+    one_by_one = [evaluate(model, x[i:i + 1], k=200, quiet=True)["nll_nats"] for i in range(12)]
+    assert sorted_["nll_nats"] == pytest.approx(sum(one_by_one) / 12, abs=0.05)
+
+
 def test_beam_search_finds_a_line_at_least_as_likely_as_greedy():
     torch.manual_seed(1)
     dec = RecurrentDecoder(vocab=7, latent=2, length=5, embedding=6, hidden=10).eval()

@@ -40,3 +40,43 @@ def require(needed: int, what: str, device: torch.device, advice: str) -> None:
     if have is not None and needed > have:
         raise VaekitError(f"{what} needs about {size_text(needed)} of memory, and {device.type} has "
                           f"{size_text(have)} available; {advice}.")
+
+
+class PeakMemory:
+    """The most memory a block of work held: on a GPU the most PyTorch allocated there, on a CPU
+    the most resident memory of this process (VmHWM), counted from the start of the block where
+    Linux lets a process reset its high-water mark (/proc/self/clear_refs), else over the whole
+    process's life (``since_start`` False). ``bytes`` after the block; None where not told."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.bytes, self.since_start = device, None, True
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return self
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            self.since_start = False
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.bytes = int(torch.cuda.max_memory_allocated(self.device))
+            return
+        try:
+            with open("/proc/self/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        self.bytes = int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            self.bytes = None
+
+    def text(self) -> str:
+        if self.bytes is None:
+            return "not measured here"
+        where = "allocated on the GPU" if self.device.type == "cuda" else \
+            "resident, the whole process" + ("" if self.since_start else " since it started")
+        return f"{size_text(self.bytes)} ({where})"

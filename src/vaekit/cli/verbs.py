@@ -261,6 +261,7 @@ def cmd_evaluate(args) -> int:
 
     for name, value in disentanglement_rows(r.get("disentanglement")):
         print(f"  {name:<25} {value}")
+    print(f"  peak memory               {r['peak_memory']}")
     print(f"  took {r['seconds']:.1f} s; written to {run.path / 'evaluation.json'}")
     return 0
 

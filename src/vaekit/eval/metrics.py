@@ -15,6 +15,7 @@ import time
 
 import torch
 
+from ..memory import PeakMemory
 from ..model.objectives import log_mean_exp
 from ..progress import progress
 from .importance import Proposal, importance_terms, log_likelihood
@@ -119,7 +120,11 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     active_units: dimensions whose posterior mean varies over the data by more than
     ``active_threshold`` (Burda et al. 2016);
     layers: for a model with several stochastic layers, each layer's size, active units and
-    share of the KL (a Monte Carlo estimate from up to 16 of the k samples), else None.
+    share of the KL (a Monte Carlo estimate from up to 16 of the k samples), else None;
+    peak_memory_bytes: the most memory held while it ran (:class:`vaekit.memory.PeakMemory`),
+    bounded by one pass of ``rows_per_pass`` decoder rows whatever k is.
+    Examples of several lengths (lines of text) are scored in batches of similar lengths, each
+    cut after its longest example (:meth:`~vaekit.model.likelihoods.Likelihood.trim`).
     """
     was = model.training
     model.eval()
@@ -138,31 +143,36 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     means = []
     layers = model.prior.layers
     layer_kl_sum = {name: torch.zeros((), device=x.device) for name, _ in layers or []}
+    # examples of many lengths (lines of text) go in batches of similar lengths, each cut to its
+    # longest (Likelihood.trim): the padding after a short line costs nothing
+    order = torch.argsort(dims, descending=True, stable=True) if bool((dims != dims[0]).any()) else None
     start = time.perf_counter()
     bar = progress(n, quiet, desc=f"IS-NLL k={k}", unit="ex", leave=False)
-    for i in range(0, n, per_batch):
-        xb = x[i:i + per_batch]
-        yb = None if y is None else y[i:i + per_batch]
-        chunks = []
-        for t in importance_terms(model, xb, k, per_chunk, y=yb, proposal=proposal):
-            log_w = t["log_px"] + t["log_pz"] - t["log_qz"]
-            chunks.append(log_w)
-            rec_sum += -t["log_px"].sum() / k
-            kl_mc_sum += (t["log_qz"] - t["log_pz"]).sum() / k
-        log_w = torch.cat(chunks, 0)                                 # (k, b)
-        nll[i:i + xb.shape[0]] = -log_mean_exp(log_w)
-        elbo_sum += log_w.mean(0).sum()
-        q = t["q"]
-        means.append(unit_means(q))
-        if layers:
-            for name, kl in model.prior.layer_kl(q, t["z"][:16]).items():
-                layer_kl_sum[name] += kl.mean(0).sum()
-        if t["kl_dim"] is not None:
-            kl_dim_sum += t["kl_dim"].sum(0)
-        bar.update(xb.shape[0])
-        if x.device.type == "cpu" and (i // per_batch) % 32 == 31:
-            release_freed_memory()
-    bar.close()
+    with PeakMemory(x.device) as peak:   # bounded by one pass, whatever k is
+        for i in range(0, n, per_batch):
+            at = slice(i, i + per_batch) if order is None else order[i:i + per_batch]
+            xb = model.likelihood.trim(x[at])
+            yb = None if y is None else y[at]
+            chunks = []
+            for t in importance_terms(model, xb, k, per_chunk, y=yb, proposal=proposal):
+                log_w = t["log_px"] + t["log_pz"] - t["log_qz"]
+                chunks.append(log_w)
+                rec_sum += -t["log_px"].sum() / k
+                kl_mc_sum += (t["log_qz"] - t["log_pz"]).sum() / k
+            log_w = torch.cat(chunks, 0)                                 # (k, b)
+            nll[at] = -log_mean_exp(log_w)
+            elbo_sum += log_w.mean(0).sum()
+            q = t["q"]
+            means.append(unit_means(q))
+            if layers:
+                for name, kl in model.prior.layer_kl(q, t["z"][:16]).items():
+                    layer_kl_sum[name] += kl.mean(0).sum()
+            if t["kl_dim"] is not None:
+                kl_dim_sum += t["kl_dim"].sum(0)
+            bar.update(xb.shape[0])
+            if x.device.type == "cpu" and (i // per_batch) % 32 == 31:
+                release_freed_memory()
+        bar.close()
     model.train(was)
     seconds = time.perf_counter() - start
     mu = torch.cat(means)
@@ -198,6 +208,9 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
         "layers": by_layer,
         "latent": model.latent,
         "seconds": seconds,
+        "rows_per_pass": per_batch * per_chunk,
+        "peak_memory_bytes": peak.bytes,
+        "peak_memory": peak.text(),
     }
 
 

@@ -111,9 +111,13 @@ class VAE(nn.Module):
     def autoregressive(self) -> bool:
         return getattr(self.decoder, "autoregressive", False)
 
-    def _decoder(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor | None = None):
+    def _decoder(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor | None = None, repeats: int = 1):
+        """The decoder's output for latents z (and conditions c); an autoregressive decoder also
+        reads the x it scores: (B, ...) with ``repeats`` latents in z for each example."""
         zc = z if c is None else torch.cat([z, c], -1)
-        return self.decoder(zc, x) if self.autoregressive else self.decoder(zc)
+        if not self.autoregressive:
+            return self.decoder(zc)
+        return self.decoder(zc, x, repeats) if repeats > 1 else self.decoder(zc, x)
 
     def decode(self, z: torch.Tensor, y=None, x: torch.Tensor | None = None):
         """p(x | z [, y]) for a batch of latents (B, latent); ``log_prob(x)`` gives (B,).
@@ -144,7 +148,9 @@ class VAE(nn.Module):
             z = q.rsample((k,))                               # (k, B, latent)
             xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
             ck = None if c is None else c.repeat(k, 1)
-        log_px = self.likelihood.log_prob(self._decoder(z.view(k * b, -1), ck, xk), xk).view(k, b)
+        params = self._decoder(z.view(k * b, -1), ck, x, repeats=k) if self.autoregressive and k > 1 else \
+            self._decoder(z.view(k * b, -1), ck, xk)
+        log_px = self.likelihood.log_prob(params, xk).view(k, b)
         kl_dim = self.prior.analytic_kl(q, c)
         if log_weights or kl_dim is None:
             log_pz = self.prior.log_prob(z, c)

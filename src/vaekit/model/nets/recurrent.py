@@ -117,11 +117,49 @@ class RecurrentDecoder(nn.Module):
             inp = torch.where(drop, torch.full_like(inp, UNK), inp)
         return inp
 
-    def forward(self, z, x):
+    def forward(self, z, x, repeats: int = 1):
+        """Teacher-forced logits (R*B, vocab, L) of the lines x (B, L) under the latents z
+        (R*B, latent), R = ``repeats`` latents a line (row j*B + i: the j-th latent of line i)."""
+        if repeats > 1 and not self.training and not torch.is_grad_enabled():
+            return self._repeated(z, x, repeats)
+        if repeats > 1:
+            x = x.repeat(repeats, 1)
         inp = self.inputs(x)
         e = self.embed(inp)
         h, _ = self.rnn(torch.cat([e, z.unsqueeze(1).expand(-1, e.shape[1], -1)], -1), self.initial_state(z))
         return self.out(h).transpose(1, 2)  # (B, vocab, L): the likelihood's (B, n_params, *shape)
+
+    def _repeated(self, z, x, repeats):
+        """:meth:`forward` for many latents a line (the k samples of an importance-sampled
+        estimate) without repeating a line's own work. The input is [e_t; z], so its projection
+        W_ih [e_t; z] = W_e e_t + W_z z: the embedding's part is computed once a line, the
+        latent's once a sample, and only the recurrence runs over all R*B rows, step by step,
+        with the network's own weights (the same equations as ``nn.GRU`` / ``nn.LSTM``)."""
+        rnn, emb = self.rnn, self.embed.embedding_dim
+        b, steps = x.shape
+        w_ih, w_hh, b_ih, b_hh = rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0
+        gx = F.linear(self.embed(self.inputs(x)), w_ih[:, :emb], b_ih)        # (B, L, gates): once a line
+        gz = F.linear(z, w_ih[:, emb:]).view(repeats, b, -1)                  # (R, B, gates): once a sample
+        state = self.initial_state(z)
+        h = (state[0] if self.cell == "lstm" else state)[0]
+        c = state[1][0] if self.cell == "lstm" else None
+        size = h.shape[1]
+        out = torch.empty(h.shape[0], steps, size, dtype=h.dtype, device=h.device)
+        w_hh_t = w_hh.t()
+        for t in range(steps):
+            gi = (gz + gx[:, t]).view(-1, gx.shape[-1])
+            gh = torch.addmm(b_hh, h, w_hh_t)
+            if c is None:   # GRU: r, u = sigmoid(...), n = tanh(i_n + r * h_n), h = n + u (h - n)
+                ru = torch.sigmoid(gi[:, :2 * size] + gh[:, :2 * size])
+                n = torch.tanh(torch.addcmul(gi[:, 2 * size:], ru[:, :size], gh[:, 2 * size:]))
+                h = torch.addcmul(n, ru[:, size:], h - n)
+            else:           # LSTM: gates i, f, g, o
+                g = gi + gh
+                ifo = torch.sigmoid(g[:, :2 * size])
+                c = torch.addcmul(ifo[:, size:] * c, ifo[:, :size], torch.tanh(g[:, 2 * size:3 * size]))
+                h = torch.sigmoid(g[:, 3 * size:]) * torch.tanh(c)
+            out[:, t] = h
+        return self.out(out).transpose(1, 2)
 
     def _step(self, z, tok, state):
         e = self.embed(tok).unsqueeze(1)
