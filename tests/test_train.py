@@ -365,7 +365,7 @@ def test_a_cuda_run_says_whether_its_step_is_a_cuda_graph(amp, graphed, expected
                               model=SimpleNamespace(parameters=lambda: [torch.zeros(3)], classes=0),
                               bundle=SimpleNamespace(describe=lambda: "data"), info={"value": "binary"},
                               use_amp=amp != "off", out="runs/x", graphed=object() if graphed else None,
-                              threads=None)
+                              threads=None, compile_said="not compiled (--compile off)")
     lines = []
     _describe(trainer, lines.append)
     assert any(line.startswith("step   ") and expected in line for line in lines), lines

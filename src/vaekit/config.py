@@ -247,6 +247,9 @@ class TrainConfig:
     cuda_graph: str = opt("auto", "replay the training step as one CUDA graph (auto: on CUDA with --amp off, one "
                                     "process, no recurrent network)",
                           choices=("auto", "on", "off"))
+    compile: str = opt("auto", "compile the training step with torch.compile (auto: runs of at least 20,000 steps "
+                               "where a compiler works, not recurrent networks; on: always, or say why not)",
+                       choices=("auto", "on", "off"))
     init: str | None = opt(None, "a run whose weights this one starts from", cli=False)
     ema: float = opt(0.0, "validate and save a moving average of the weights with this decay (e.g. 0.999; 0: off)",
                      parse="float0+", metavar="DECAY")

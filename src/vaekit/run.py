@@ -195,10 +195,12 @@ class Run:
         return json.loads(f.read_text()) if f.exists() else None
 
     def evaluate(self, k: int = 5000, split: str = "test", batch_size: int | None = None,
-                 quiet: bool = False, write: bool = True, factors: bool | None = None, exact_dci: bool = False) -> dict:
+                 quiet: bool = False, write: bool = True, factors: bool | None = None, exact_dci: bool = False,
+                 compile: str = "auto") -> dict:
         """The test figures (:func:`vaekit.eval.evaluate`) and the kind's own; with ``factors``
         (by default when the data carry known factors) the disentanglement metrics too
-        (:meth:`disentanglement`, on the training split), written to evaluation.json."""
+        (:meth:`disentanglement`, on the training split), written to evaluation.json.
+        ``compile``: auto, on or off, the decoder passes compiled with torch.compile."""
         from .eval import evaluate
 
         if factors is None:
@@ -206,7 +208,7 @@ class Run:
         elif factors and self.data.factors("train") is None:
             raise self._no_factors()
         result = evaluate(self.model, self.data.split(split), k=k, quiet=quiet, batch_rows=batch_size,
-                          y=self.labels(split))
+                          y=self.labels(split), compile=compile)
         result = {"data": self.info["name"], "split": split, **result}
         result.update(self.media.metrics(self, split))
         if factors:

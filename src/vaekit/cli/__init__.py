@@ -139,6 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-rows", type=positive_int,
                    help="decoder rows (examples x samples) per pass (default: about 40 MB of activations on "
                         "a CPU, up to 32768 rows on a GPU)")
+    e.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="compile the decoder passes with torch.compile (auto: estimates of at least 10 million "
+                        "decoder rows where a compiler works; default auto)")
     e.add_argument("--factors", action=argparse.BooleanOptionalAction, default=None,
                    help="the disentanglement metrics against the data's known factors: MIG, DCI, SAP, the FactorVAE "
                         "score, modularity and explicitness (default: when the data carry factors)")

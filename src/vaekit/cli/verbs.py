@@ -25,12 +25,12 @@ def cmd_train(args) -> int:
     if args.init and args.config:
         raise VaekitError(f"--init takes its config from {args.init}; give flags to change it, not --config.")
     if args.resume:
-        given = given_flags(args, but=("epochs",))
+        given = given_flags(args, but=("epochs", "compile"))
         if args.config or args.out or given:
-            raise VaekitError(f"--resume continues {args.resume} with its own config; only --epochs and --quiet "
-                              f"can be given with it (got {' '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))}).")
+            raise VaekitError(f"--resume continues {args.resume} with its own config; only --epochs, --compile and "
+                              f"--quiet can be given with it (got {' '.join(given + (['--config'] if args.config else []) + (['--out'] if args.out else []))}).")
         with preemption_signals():
-            run = resume(args.resume, quiet=args.quiet, epochs=args.epochs)
+            run = resume(args.resume, quiet=args.quiet, epochs=args.epochs, compile=getattr(args, "compile", None))
     else:
         base, origin = {}, "config"
         if args.config:
@@ -238,7 +238,7 @@ def cmd_sweep(args) -> int:
 def cmd_evaluate(args) -> int:
     run = _run(args)
     r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet, factors=args.factors,
-                     exact_dci=args.dci_exact)
+                     exact_dci=args.dci_exact, compile=args.compile)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))
     print(f"{r['data']} {r['split']} set, {r['n']:,} examples, k = {r['k']}:")
@@ -262,6 +262,7 @@ def cmd_evaluate(args) -> int:
     for name, value in disentanglement_rows(r.get("disentanglement")):
         print(f"  {name:<25} {value}")
     print(f"  peak memory               {r['peak_memory']}")
+    print(f"  decoder passes            {r['compile']}")
     print(f"  took {r['seconds']:.1f} s; written to {run.path / 'evaluation.json'}")
     return 0
 

@@ -15,6 +15,8 @@ import time
 
 import torch
 
+from ..compiling import Compiled, compiler_missing, module_blocker
+from ..errors import VaekitError
 from ..memory import PeakMemory
 from ..model.objectives import log_mean_exp
 from ..progress import progress
@@ -104,15 +106,40 @@ def iwae_sum(model, x: torch.Tensor, k: int, rows: int | None = None, y=None) ->
     return total
 
 
+#: ``compile="auto"`` compiles the decoder passes of estimates of at least this many decoder rows
+#: (examples x k): compiling takes 10-25 s on a 2-core CPU and saves about a quarter of each pass
+#: (bench/RESULTS.md), which pays for itself after some 10 million rows.
+AUTO_COMPILE_ROWS = 10_000_000
+
+
+def compile_scoring(model, device: torch.device, mode: str, rows: int, quiet: bool) -> tuple[bool, str]:
+    """Set ``model.scorer`` to the compiled decoder pass where ``mode`` (auto/on/off) says so;
+    returns (compiled?, in words). ``on`` where it cannot be is refused in one sentence."""
+    if mode == "off":
+        return False, "not compiled (--compile off)"
+    blocker = compiler_missing(device) or module_blocker(model) or (
+        "its decoder is autoregressive" if model.autoregressive else None)
+    if blocker:
+        if mode == "on":
+            raise VaekitError(f"--compile on: this model's decoder passes cannot be compiled: {blocker}.")
+        return False, f"not compiled: {blocker}"
+    if mode == "auto" and rows < AUTO_COMPILE_ROWS:
+        return False, f"not compiled: {rows:,} decoder rows are too few to pay for compiling (--compile on)"
+    model.scorer = Compiled(model.score_rows, "the decoder passes", strict=mode == "on", quiet=quiet)
+    return True, "compiled with torch.compile"
+
+
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = None, quiet: bool = False,
-             active_threshold: float = 0.01, y=None, proposal: Proposal | None = None) -> dict:
+             active_threshold: float = 0.01, y=None, proposal: Proposal | None = None,
+             compile: str = "off") -> dict:
     """Evaluate a model on x (N, *shape) (with labels y for a conditional model).
 
     batch_rows: decoder rows per pass (examples x samples); default :func:`pass_rows`: up to
     32768 on a GPU, about 4,000 on a CPU for 28x28 images, fewer for large decoder outputs
     (text with a large vocabulary). proposal: another q for the importance samples
-    (:mod:`vaekit.eval.importance`); the encoder's by default.
+    (:mod:`vaekit.eval.importance`); the encoder's by default. compile: ``auto``, ``on`` or
+    ``off``: the decoder passes compiled with torch.compile (:func:`compile_scoring`).
     Returns nats per example: nll (IS estimate with k samples), elbo (average of the same
     log-weights), rec, kl; bits_per_dim (over the values the likelihood scores: pixels, or
     tokens for text, where ``perplexity`` = exp(NLL per token) is added); kl_per_dim
@@ -148,31 +175,35 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
     order = torch.argsort(dims, descending=True, stable=True) if bool((dims != dims[0]).any()) else None
     start = time.perf_counter()
     bar = progress(n, quiet, desc=f"IS-NLL k={k}", unit="ex", leave=False)
-    with PeakMemory(x.device) as peak:   # bounded by one pass, whatever k is
-        for i in range(0, n, per_batch):
-            at = slice(i, i + per_batch) if order is None else order[i:i + per_batch]
-            xb = model.likelihood.trim(x[at])
-            yb = None if y is None else y[at]
-            chunks = []
-            for t in importance_terms(model, xb, k, per_chunk, y=yb, proposal=proposal):
-                log_w = t["log_px"] + t["log_pz"] - t["log_qz"]
-                chunks.append(log_w)
-                rec_sum += -t["log_px"].sum() / k
-                kl_mc_sum += (t["log_qz"] - t["log_pz"]).sum() / k
-            log_w = torch.cat(chunks, 0)                                 # (k, b)
-            nll[at] = -log_mean_exp(log_w)
-            elbo_sum += log_w.mean(0).sum()
-            q = t["q"]
-            means.append(unit_means(q))
-            if layers:
-                for name, kl in model.prior.layer_kl(q, t["z"][:16]).items():
-                    layer_kl_sum[name] += kl.mean(0).sum()
-            if t["kl_dim"] is not None:
-                kl_dim_sum += t["kl_dim"].sum(0)
-            bar.update(xb.shape[0])
-            if x.device.type == "cpu" and (i // per_batch) % 32 == 31:
-                release_freed_memory()
-        bar.close()
+    compiled, compile_note = compile_scoring(model, x.device, compile, n * k, quiet)
+    try:
+        with PeakMemory(x.device) as peak:   # bounded by one pass, whatever k is
+            for i in range(0, n, per_batch):
+                at = slice(i, i + per_batch) if order is None else order[i:i + per_batch]
+                xb = model.likelihood.trim(x[at])
+                yb = None if y is None else y[at]
+                chunks = []
+                for t in importance_terms(model, xb, k, per_chunk, y=yb, proposal=proposal):
+                    log_w = t["log_px"] + t["log_pz"] - t["log_qz"]
+                    chunks.append(log_w)
+                    rec_sum += -t["log_px"].sum() / k
+                    kl_mc_sum += (t["log_qz"] - t["log_pz"]).sum() / k
+                log_w = torch.cat(chunks, 0)                                 # (k, b)
+                nll[at] = -log_mean_exp(log_w)
+                elbo_sum += log_w.mean(0).sum()
+                q = t["q"]
+                means.append(unit_means(q))
+                if layers:
+                    for name, kl in model.prior.layer_kl(q, t["z"][:16]).items():
+                        layer_kl_sum[name] += kl.mean(0).sum()
+                if t["kl_dim"] is not None:
+                    kl_dim_sum += t["kl_dim"].sum(0)
+                bar.update(xb.shape[0])
+                if x.device.type == "cpu" and (i // per_batch) % 32 == 31:
+                    release_freed_memory()
+            bar.close()
+    finally:
+        model.scorer = None
     model.train(was)
     seconds = time.perf_counter() - start
     mu = torch.cat(means)
@@ -209,6 +240,8 @@ def evaluate(model, x: torch.Tensor, k: int = 5000, batch_rows: int | None = Non
         "latent": model.latent,
         "seconds": seconds,
         "rows_per_pass": per_batch * per_chunk,
+        "compiled": compiled,
+        "compile": compile_note,
         "peak_memory_bytes": peak.bytes,
         "peak_memory": peak.text(),
     }

@@ -97,6 +97,9 @@ class Objective:
 
     #: whether the penalty reads log p(z) and log q(z|x) of the samples
     needs_log_weights = False
+    #: False where the objective reads its step on the host (a warm-up weight as a float, its own
+    #: optimiser): such a step is neither captured in a CUDA graph nor compiled
+    traceable = True
 
     def penalty(self, t: dict, beta) -> torch.Tensor | float:
         """What a disentangling objective adds to the ELBO's loss, from the model's terms ``t``."""
@@ -170,6 +173,7 @@ class TCVAE(Objective):
     gamma: float = 1.0
     examples: int = 1
     needs_log_weights = True
+    traceable = False
 
     def decomposition(self, t: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per example (B,): MI, TC and DW, one sample each, which add up to log q(z|x) - log p(z)."""
@@ -253,6 +257,7 @@ class FactorVAE(Objective):
     checkpoint, not in model.safetensors (sampling and evaluation never need it)."""
 
     gamma: float = 35.0
+    traceable = False
     disc: nn.Module | None = None
     opt: torch.optim.Optimizer | None = None
     fused: bool = False

@@ -148,9 +148,11 @@ class VAE(nn.Module):
             z = q.rsample((k,))                               # (k, B, latent)
             xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
             ck = None if c is None else c.repeat(k, 1)
-        params = self._decoder(z.view(k * b, -1), ck, x, repeats=k) if self.autoregressive and k > 1 else \
-            self._decoder(z.view(k * b, -1), ck, xk)
-        log_px = self.likelihood.log_prob(params, xk).view(k, b)
+        if self.autoregressive:
+            params = self._decoder(z.view(k * b, -1), ck, x, repeats=k) if k > 1 else self._decoder(z[0], ck, xk)
+            log_px = self.likelihood.log_prob(params, xk).view(k, b)
+        else:
+            log_px = (self.scorer or self.score_rows)(z.view(k * b, -1), ck, xk).view(k, b)
         kl_dim = self.prior.analytic_kl(q, c)
         if log_weights or kl_dim is None:
             log_pz = self.prior.log_prob(z, c)
@@ -158,6 +160,14 @@ class VAE(nn.Module):
         else:
             log_pz = log_qz = None
         return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q, "z": z}
+
+    #: where set (evaluate --compile), a compiled :meth:`score_rows`
+    scorer = None
+
+    def score_rows(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z [, c]) of each row (R,): the decoder and the likelihood, the bulk of the
+        k-sample estimates' work (a non-autoregressive decoder)."""
+        return self.likelihood.log_prob(self._decoder(z, c), x)
 
     def stopped_log_q(self, x: torch.Tensor, c: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         """log q(z | x), summed over the latent, with the encoder's parameters detached and z

@@ -42,7 +42,7 @@ from ..progress import progress
 from ..run import Run
 from . import averaging
 from . import distributed as dist
-from .accel import GraphedStep, Precision, cuda_graph_blocker, refuse_cuda_graph
+from .accel import CompiledLoss, GraphedStep, Precision, compile_plan, cuda_graph_blocker, refuse_cuda_graph
 from ..checkpoint import load_state, save_state, save_weights
 from .rundir import STATE_FILE, MetricsLog, preemption_signals
 
@@ -152,12 +152,18 @@ class Trainer:
         # the step's non-finite flag and the unit scale of its gradient check: made once, so that a
         # step captured in a CUDA graph and the ordinary step share them
         self.found, self.one = torch.zeros((), device=device), torch.ones((), device=device)
+        compiling, self.compile_said = compile_plan(config, self.model, self.objective, device, d.active,
+                                                   tc.epochs * self.steps_per_epoch)
         self.graph_blocker = cuda_graph_blocker(config, device, d.active) or (
             None if self.fused else "no fused Adam here") or (
-            f"--objective {tc.objective} reads the step on the host" if tc.objective in ("tcvae", "factor") else None)
+            None if self.objective.traceable else f"--objective {tc.objective} reads the step on the host") or (
+            "the step is compiled instead (--compile)" if compiling and tc.cuda_graph != "on" else None)
         if tc.cuda_graph == "on" and self.graph_blocker:
             raise refuse_cuda_graph(self.graph_blocker)
         self.graphed = None if tc.cuda_graph == "off" or self.graph_blocker else GraphedStep(self)
+        self.local_batch = self.global_batch // d.world
+        # the objective of a full batch compiled (--compile); None: the eager objective
+        self.compiled = CompiledLoss(self) if compiling and self.graphed is None else None
         self.epoch, self.step, self.best, self.best_epoch = 0, 0, -math.inf, 0
         self.recoveries = 0  # times training went back to its last checkpoint after diverging
         self.reference = -math.inf  # the validation bound of the initial weights: a run far below it diverged
@@ -241,7 +247,8 @@ class Trainer:
         (then ``beta``, the KL weight, is a device tensor filled before every replay)."""
         tc, found = self.config.train, self.found
         with self.precision.autocast():
-            loss, stats = self.objective(self.net, x, self.step, y, beta=beta)
+            out = self.compiled(x, y) if self.compiled is not None and x.shape[0] == self.local_batch else None
+            loss, stats = out if out is not None else self.objective(self.net, x, self.step, y, beta=beta)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -249,10 +256,10 @@ class Trainer:
         else:
             loss.backward()
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        # The non-finite check GradScaler uses: one fused pass over all gradients, on the device.
-        found.zero_()
+        # 1.0 where this step is bad: a loss that is not finite, or (the check GradScaler uses, one
+        # fused pass over all gradients on the device, which sets the flag) a gradient
+        found.copy_(torch.isfinite(stats[2]).logical_not())
         torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self.one)
-        found.add_(torch.isfinite(stats[2]).logical_not()).clamp_(max=1.0)  # 1.0: this step is bad
         if tc.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
         if self.scaler is not None:

@@ -89,6 +89,8 @@ def _describe(trainer: Trainer, log) -> None:
     if trainer.device.type == "cuda" and c.train.cuda_graph != "off":
         log("step   replayed as one CUDA graph per batch (--cuda-graph off: the ordinary step)" if trainer.graphed
             else f"step   the ordinary step, not a CUDA graph: {trainer.graph_blocker}")
+    if trainer.graphed is None:
+        log(f"step   {trainer.compile_said}")
     if trainer.threads is not None:
         log(f"cpu    {trainer.threads.describe()}")
     log(f"run    {trainer.out}")
@@ -150,8 +152,9 @@ def train(config: Config, out: str | Path | None = None, quiet: bool = False, da
 
 
 def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, data: Bundle | None = None,
-           pictures: bool = True) -> Run:
-    """Continue a run from ``state/last.pt``; with ``epochs``, train to that many epochs in all."""
+           pictures: bool = True, compile: str | None = None) -> Run:
+    """Continue a run from ``state/last.pt``; with ``epochs``, train to that many epochs in all;
+    with ``compile`` (auto/on/off), with or without the compiled step (the checkpoints are the same)."""
     path = Path(path)
     cfg_file, state_file = path / "config.yaml", path / STATE_FILE
     if not cfg_file.is_file():
@@ -161,6 +164,8 @@ def resume(path: str | Path, quiet: bool = False, epochs: int | None = None, dat
     config, info, resolved = read_config(path)
     if epochs is not None:
         config.train.epochs = epochs
+    if compile is not None:
+        config.train.compile = compile
     # one writer: a second resume of the same run is refused before it reads or writes anything
     lock = RunLock(path).acquire() if int(os.environ.get("RANK", "0")) == 0 else RunLock(path)
     try:
