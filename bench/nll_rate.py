@@ -58,6 +58,25 @@ def pass_flops(model, x1: torch.Tensor, rows: int) -> int:
     return fc.get_total_flops()
 
 
+def matmul_ceiling(model, rows: int, reps: int = 10) -> float:
+    """GFLOP/s of the decoder's linear layers alone, each on (rows, in) inputs, best of ``reps``:
+    what the pass would reach with no elementwise work at all."""
+    flops, seconds = 0, 0.0
+    with torch.no_grad():
+        for layer in model.decoder.modules():
+            if isinstance(layer, torch.nn.Linear):
+                h = torch.randn(rows, layer.in_features)
+                layer(h)
+                best = math.inf
+                for _ in range(reps):
+                    t = time.perf_counter()
+                    layer(h)
+                    best = min(best, time.perf_counter() - t)
+                flops += 2 * rows * layer.in_features * layer.out_features
+                seconds += best
+    return flops / seconds / 1e9
+
+
 def image_rates(data: Path, rounds: int, examples: int, k: int) -> None:
     test = load_data(vaekit.DataConfig(source=str(data / "binarized-mnist"))).test[:examples]
     info = {"shape": [1, 28, 28], "value": "binary", "levels": None}
@@ -71,16 +90,20 @@ def image_rates(data: Path, rounds: int, examples: int, k: int) -> None:
         compile_s = time.perf_counter() - t
         print(f"\n{name}: {flops_row / 1e3:,.0f} kFLOP a decoder row (passes of {rows:,} rows), "
               f"compiled in {compile_s:.0f} s")
-        results = {"eager": [], "compiled": [], "peak": []}
+        results = {"eager": [], "compiled": [], "peak": [], "ceiling": []}
         for r in range(rounds):
             for mode in ("eager", "compiled"):
                 results["peak"].append(matmul_peak())
+                results["ceiling"].append(matmul_ceiling(model, rows))
                 torch.manual_seed(r)
                 ev = evaluate(model, test, k=k, quiet=True, compile="on" if mode == "compiled" else "off")
                 results[mode].append(examples * k / ev["seconds"])
             print(f"  round {r + 1}: eager {results['eager'][-1]:,.0f} rows/s, compiled "
                   f"{results['compiled'][-1]:,.0f} rows/s, peak {results['peak'][-1]:.0f} GFLOP/s")
         peak = statistics.median(results["peak"])
+        ceiling = statistics.median(results["ceiling"])
+        print(f"  the decoder's matrix products alone, on {rows:,}-row passes: {ceiling:.1f} GFLOP/s, "
+              f"{ceiling / peak:.1%} of the peak")
         for mode in ("eager", "compiled"):
             rate = statistics.median(results[mode])
             gflops = rate * flops_row / 1e9

@@ -143,16 +143,16 @@ class VAE(nn.Module):
         b = x.shape[0]
         if k == 1:  # no sample dimension to expand: fewer operations in the training step
             z = q.rsample().unsqueeze(0)                      # (1, B, latent)
-            xk, ck = x, c
+            ck = c
         else:
             z = q.rsample((k,))                               # (k, B, latent)
-            xk = x.unsqueeze(0).expand(k, *x.shape).reshape(k * b, *x.shape[1:])
             ck = None if c is None else c.repeat(k, 1)
         if self.autoregressive:
+            xk = repeated(x, k)
             params = self._decoder(z.view(k * b, -1), ck, x, repeats=k) if k > 1 else self._decoder(z[0], ck, xk)
             log_px = self.likelihood.log_prob(params, xk).view(k, b)
         else:
-            log_px = (self.scorer or self.score_rows)(z.view(k * b, -1), ck, xk).view(k, b)
+            log_px = (self.scorer or self.score_rows)(z.view(k * b, -1), ck, x, k).view(k, b)
         kl_dim = self.prior.analytic_kl(q, c)
         if log_weights or kl_dim is None:
             log_pz = self.prior.log_prob(z, c)
@@ -164,10 +164,11 @@ class VAE(nn.Module):
     #: where set (evaluate --compile), a compiled :meth:`score_rows`
     scorer = None
 
-    def score_rows(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-        """log p(x | z [, c]) of each row (R,): the decoder and the likelihood, the bulk of the
-        k-sample estimates' work (a non-autoregressive decoder)."""
-        return self.likelihood.log_prob(self._decoder(z, c), x)
+    def score_rows(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor, k: int = 1) -> torch.Tensor:
+        """log p(x | z [, c]) of each row (k*B,) for latents z (k*B, latent) of the examples x
+        (B, ...), k a example: the decoder and the likelihood, the bulk of the k-sample estimates'
+        work (a non-autoregressive decoder). Compiled, the k copies of x are never written out."""
+        return self.likelihood.log_prob(self._decoder(z, c), repeated(x, k))
 
     def stopped_log_q(self, x: torch.Tensor, c: torch.Tensor | None, z: torch.Tensor) -> torch.Tensor:
         """log q(z | x), summed over the latent, with the encoder's parameters detached and z
@@ -247,6 +248,11 @@ class VAE(nn.Module):
         if self.autoregressive:
             n += 4 * self.decoder.rnn.hidden_size * self.decoder.length
         return n
+
+
+def repeated(x: torch.Tensor, k: int) -> torch.Tensor:
+    """x (B, ...) k times over, (k*B, ...): row j*B + i is example i (x itself for k = 1)."""
+    return x if k == 1 else x.unsqueeze(0).expand(k, *x.shape).reshape(k * x.shape[0], *x.shape[1:])
 
 
 class _StoppedPosterior(nn.Module):
