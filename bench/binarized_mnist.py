@@ -52,11 +52,12 @@ def linear_flops_per_example(sizes_enc, sizes_dec) -> int:
     return f + sum(2 * a * b for a, b in zip(sizes_dec[:-1], sizes_dec[1:]))
 
 
-def bare_loop(x: torch.Tensor, hidden, latent, act, batch_size, lr, epochs=2, fused=False, guard=False) -> float:
+def bare_loop(x: torch.Tensor, hidden, latent, act, batch_size, lr, epochs=2, fused=False, guard=False,
+              conv=False) -> float:
     """The same VAE written as a plain PyTorch loop, from a fresh model; img/s of the last epoch.
     ``guard``: with vaekit's non-finite guard added (the flag from the loss and one fused pass
     over the gradients, read by fused Adam, which skips a bad step)."""
-    state = {"fused": fused, "guard": guard}
+    state = {"fused": fused, "guard": guard, "conv": conv}
     for _ in range(epochs):
         rate = bare_loop_epoch(x, hidden, latent, act, batch_size, lr, state)
     return rate
@@ -64,6 +65,14 @@ def bare_loop(x: torch.Tensor, hidden, latent, act, batch_size, lr, epochs=2, fu
 
 def bare_loop_epoch(x: torch.Tensor, hidden, latent, act, batch_size, lr, state):
     """One epoch of the reference loop: the reference for framework overhead."""
+    if "enc" not in state and state.get("conv"):
+        # the conv network: vaekit's own modules (the same layers), trained by the plain loop below
+        torch.manual_seed(0)
+        model = vaekit.build_model(vaekit.ModelConfig(net="conv", latent=latent, likelihood="bernoulli"),
+                                   {"shape": list(x.shape[1:]), "value": "binary", "levels": None})
+        state["enc"] = lambda xb: model.encoder.head(model.encoder.hidden(xb))
+        state["dec"] = lambda z: model.decoder(z).squeeze(1)
+        state["opt"] = torch.optim.Adam(model.parameters(), lr, fused=state.get("fused", False))
     if "enc" not in state:
         torch.manual_seed(0)
         A = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU}[act]
@@ -87,7 +96,7 @@ def bare_loop_epoch(x: torch.Tensor, hidden, latent, act, batch_size, lr, state)
         xb = x[perm[i:i + batch_size]]
         mu, logvar = enc(xb).chunk(2, -1)
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
-        rec = F.binary_cross_entropy_with_logits(dec(z), xb, reduction="none").sum(-1)
+        rec = F.binary_cross_entropy_with_logits(dec(z), xb, reduction="none").flatten(1).sum(-1)
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(-1)
         loss = (rec + kl).mean()
         opt.zero_grad(set_to_none=True)
@@ -105,7 +114,7 @@ def bare_loop_epoch(x: torch.Tensor, hidden, latent, act, batch_size, lr, state)
 def config_for(args, epochs: int) -> vaekit.Config:
     cfg = vaekit.Config()
     cfg.data.source = str(args.data.resolve())
-    cfg.model.net, cfg.model.hidden, cfg.model.latent = "mlp", args.hidden, args.latent
+    cfg.model.net, cfg.model.hidden, cfg.model.latent = args.net, args.hidden, args.latent
     cfg.model.activation, cfg.model.likelihood = args.activation, "bernoulli"
     cfg.model.prior, cfg.model.prior_components, cfg.model.top_latent = args.prior, args.prior_components, args.top_latent
     cfg.model.top_prior, cfg.model.inference = args.top_prior, args.inference
@@ -116,14 +125,15 @@ def config_for(args, epochs: int) -> vaekit.Config:
 
 
 def throughput(args, bundle) -> dict:
-    x = bundle.train.flatten(1)
+    conv = args.net == "conv"
+    x = bundle.train if conv else bundle.train.flatten(1)
     bare, fused, guarded, kit, compiled = [], [], [], [], []
 
     def run_bare():
-        bare.append(bare_loop(x, args.hidden, args.latent, args.activation, args.batch_size, args.lr))
-        fused.append(bare_loop(x, args.hidden, args.latent, args.activation, args.batch_size, args.lr, fused=True))
-        guarded.append(bare_loop(x, args.hidden, args.latent, args.activation, args.batch_size, args.lr, fused=True,
-                                 guard=True))
+        same = (x, args.hidden, args.latent, args.activation, args.batch_size, args.lr)
+        bare.append(bare_loop(*same, conv=conv))
+        fused.append(bare_loop(*same, fused=True, conv=conv))
+        guarded.append(bare_loop(*same, fused=True, guard=True, conv=conv))
 
     def run_kit(tmp, r):
         # a fresh model each round, like the bare loop; two epochs, the second timed (the first compiles)
@@ -143,9 +153,9 @@ def throughput(args, bundle) -> dict:
                 run_bare()
             print(f"  round {r + 1}: bare loop {bare[-1]:,.0f} img/s (fused Adam {fused[-1]:,.0f}, with the guard "
                   f"{guarded[-1]:,.0f}), vaekit {kit[-1]:,.0f} img/s, compiled {compiled[-1]:,.0f} img/s", flush=True)
-    d = x.shape[1]
+    d = x[0].numel()
     flops = 3 * linear_flops_per_example([d, *args.hidden, 2 * args.latent],
-                                         [args.latent, *reversed(args.hidden), d])
+                                         [args.latent, *reversed(args.hidden), d]) if not conv else float("nan")
     b, f, k = float(np.median(bare)), float(np.median(fused)), float(np.median(kit))
     g, c = float(np.median(guarded)), float(np.median(compiled))
     return {"bare_img_per_s": b, "bare_fused_adam_img_per_s": f, "vaekit_img_per_s": k, "vaekit_over_bare": k / b,
@@ -158,6 +168,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path(os.environ.get("VAEKIT_DATA", "../shared/data"))
                    / "binarized-mnist")
+    p.add_argument("--net", choices=["mlp", "conv"], default="mlp",
+                   help="the MLP VAE, or vaekit's conv network (its default channels) for the throughput")
     p.add_argument("--hidden", type=lambda s: [int(v) for v in s.split(",")], default=[300, 300])
     p.add_argument("--latent", type=int, default=40)
     p.add_argument("--activation", default="elu")
@@ -178,6 +190,8 @@ def main():
     p.add_argument("--rounds", type=int, default=6, help="alternating throughput rounds")
     p.add_argument("--throughput-only", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--train-examples", type=int, default=None,
+                   help="the throughput on the first N training images (the conv model's epochs are long)")
     p.add_argument("--out", type=Path, default=Path("bench/out"))
     args = p.parse_args()
     if not (args.data / "train.npz").exists():
@@ -193,7 +207,16 @@ def main():
     peak = matmul_peak()
     results["matmul_peak_gflops"] = peak
     print(f"float32 matmul peak: {peak:.1f} GFLOP/s")
-    tp = throughput(args, bundle)
+    if args.train_examples:
+        import dataclasses
+
+        n = args.train_examples
+        small = dataclasses.replace(bundle, train=bundle.train[:n], valid=bundle.valid[:n // 5],
+                                    train_labels=None if bundle.train_labels is None else bundle.train_labels[:n],
+                                    valid_labels=None if bundle.valid_labels is None else bundle.valid_labels[:n // 5])
+        tp = throughput(args, small)
+    else:
+        tp = throughput(args, bundle)
     tp["fraction_of_peak"] = tp["vaekit_gflops"] / peak
     results["throughput"] = tp
     print(f"throughput: bare {tp['bare_img_per_s']:,.0f} img/s (default Adam), "

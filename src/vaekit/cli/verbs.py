@@ -77,7 +77,12 @@ def _torchrun(nproc: int) -> int:
         cleaned.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "vaekit", *cleaned]
-    return subprocess.run(cmd).returncode
+    env = dict(os.environ)
+    if "OMP_NUM_THREADS" not in env:   # the processes split the cores (torchrun would give each one thread)
+        from ..threads import usable_cores
+
+        env["OMP_NUM_THREADS"] = str(max(1, usable_cores()[0] // nproc))
+    return subprocess.run(cmd, env=env).returncode
 
 
 def _run(args):

@@ -179,29 +179,35 @@ def roll_to_midi(roll: np.ndarray, path: Path, steps_per_quarter: int = 1, tempo
     return path
 
 
+#: the phases at which one period of a synthesised key's wave is tabulated
+PERIOD_AT = np.arange(4096) / 4096
+
+
 def roll_to_wave(roll: np.ndarray, steps_per_quarter: int = 1, tempo: int = 100, rate: int = 16000) -> np.ndarray:
     """A (T, 88) piano roll (values >= 0.5 sound) as a waveform to listen to: each sounding key a
     sine at its pitch with a few harmonics, a note held over steps in a row one tone that decays
     like a plucked string, at ``tempo`` quarter notes a minute (the tempo of the MIDI files)."""
     on = np.nan_to_num(np.asarray(roll, dtype=np.float32)) >= 0.5
-    step = int(round(rate * 60 / tempo / steps_per_quarter))
-    wave = np.zeros(max(1, on.shape[0]) * step + rate // 4, dtype=np.float32)
+    step, hold = int(round(rate * 60 / tempo / steps_per_quarter)), rate // 4   # a short release after a note
+    wave = np.zeros(max(1, on.shape[0]) * step + hold, dtype=np.float32)
+    s = np.arange(len(wave), dtype=np.float32) / rate                   # seconds since a note's start
+    attack = np.exp(-2.5 * s) * np.minimum(1.0, s / 0.01)
+    release = np.exp(-np.arange(hold) / (0.05 * rate))
     for key in np.nonzero(on.any(0))[0]:
         hz = 440.0 * 2 ** ((LOWEST + key - 69) / 12)
-        t = 0
-        while t < on.shape[0]:
-            if not on[t, key]:
-                t += 1
-                continue
-            start = t
-            while t < on.shape[0] and on[t, key]:
-                t += 1
-            n = (t - start) * step + rate // 4                     # a short release after the note
-            s = np.arange(n, dtype=np.float32) / rate
-            tone = sum(np.sin(2 * np.pi * hz * h * s) / h ** 2 for h in (1, 2, 3) if hz * h < rate / 2)
-            envelope = np.exp(-2.5 * s) * np.minimum(1.0, s / 0.01)
-            envelope[(t - start) * step:] *= np.exp(-np.arange(n - (t - start) * step) / (0.05 * rate))
-            wave[start * step:start * step + n] += (tone * envelope).astype(np.float32)
+        edges = np.diff(np.concatenate([[0], on[:, key].astype(np.int8), [0]]))
+        starts, ends = np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]       # the notes: runs of steps
+        longest = int((ends - starts).max()) * step + hold
+        # every note of a key starts at phase 0: its tone is the start of the key's longest one, read
+        # from one period of the wave (the harmonics below the Nyquist frequency) at the key's pitch
+        period = sum(np.sin(2 * np.pi * h * PERIOD_AT) / h ** 2 for h in (1, 2, 3) if hz * h < rate / 2)
+        at = (np.arange(longest) * (hz * len(PERIOD_AT) / rate)).astype(np.int64) % len(PERIOD_AT)
+        shaped = period.astype(np.float32)[at] * attack[:longest]
+        for start, end in zip(starts, ends):
+            held = (end - start) * step
+            note_wave = shaped[:held + hold].copy()
+            note_wave[held:] *= release
+            wave[start * step:start * step + held + hold] += note_wave.astype(np.float32)
     peak = np.abs(wave).max()
     return wave * (0.8 / peak) if peak > 0 else wave
 
