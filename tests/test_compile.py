@@ -86,3 +86,21 @@ def test_compiled_training_keeps_the_weights_checkpoints_and_resume(tmp_path, cl
     assert fused["nll_nats"] == pytest.approx(plain["nll_nats"], abs=0.05)
     assert eager.model.scorer is None                  # the compiled pass does not outlive the evaluation
 
+
+
+def test_auto_leaves_convolutions_on_a_cpu_eager_and_on_compiles_them():
+    from vaekit.model import Objective, build_model
+    from vaekit.train.accel import compile_plan
+
+    cfg = vaekit.Config()
+    cfg.model.net, cfg.model.latent = "conv", 2
+    model = build_model(cfg.model, {"shape": [1, 8, 8], "value": "binary", "levels": None})
+    objective = Objective.from_config(cfg.train, 10, 100, model)
+    cpu = torch.device("cpu")
+    compiling, said = compile_plan(cfg, model, objective, cpu, False, 10 ** 6)
+    assert not compiling
+    assert said == ("not compiled: " + (NO_COMPILER or "compiled convolutions ran slower than eager ones on a "
+                                        "CPU (--compile on compiles anyway)"))
+    if NO_COMPILER is None:
+        cfg.train.compile = "on"
+        assert compile_plan(cfg, model, objective, cpu, False, 10)[0]

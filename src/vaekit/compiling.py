@@ -35,9 +35,18 @@ def compiler_missing(device: torch.device) -> str | None:
 
 
 def module_blocker(model: nn.Module) -> str | None:
-    """Why a model's computation is not worth compiling; None if it is."""
+    """Why a model's computation is not compiled at all; None if it can be."""
     if any(isinstance(m, nn.RNNBase) for m in model.modules()):
         return "its recurrent network runs step by step"
+    return None
+
+
+def slower_compiled(model: nn.Module, device: torch.device) -> str | None:
+    """Why compiling is expected to make this model slower here (``auto`` then does not compile;
+    ``on`` does); None otherwise."""
+    if device.type == "cpu" and any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
+        # measured: the conv VAE's compiled step ran at 0.7 times the eager one (bench/RESULTS.md)
+        return "compiled convolutions ran slower than eager ones on a CPU"
     return None
 
 

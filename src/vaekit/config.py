@@ -248,7 +248,8 @@ class TrainConfig:
                                     "process, no recurrent network)",
                           choices=("auto", "on", "off"))
     compile: str = opt("auto", "compile the training step with torch.compile (auto: runs of at least 20,000 steps "
-                               "where a compiler works, not recurrent networks; on: always, or say why not)",
+                               "where a compiler works, not recurrent networks, not convolutions on a CPU; on: "
+                               "wherever it can, or say why not)",
                        choices=("auto", "on", "off"))
     init: str | None = opt(None, "a run whose weights this one starts from", cli=False)
     ema: float = opt(0.0, "validate and save a moving average of the weights with this decay (e.g. 0.999; 0: off)",

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from ..compiling import Compiled, compiler_missing, module_blocker
+from ..compiling import Compiled, compiler_missing, module_blocker, slower_compiled
 from ..config import Config
 from ..errors import VaekitError
 
@@ -199,9 +199,10 @@ def compile_plan(config: Config, model: nn.Module, objective, device: torch.devi
         if mode == "on":
             raise VaekitError(f"--compile on: this run's training step cannot be compiled: {blocker}.")
         return False, f"not compiled: {blocker}"
-    if mode == "auto" and steps < AUTO_COMPILE_STEPS:
-        return False, (f"not compiled: {steps:,} steps are too few to pay for compiling "
-                       f"(--compile on compiles anyway)")
+    slower = slower_compiled(model, device)
+    if mode == "auto" and (slower or steps < AUTO_COMPILE_STEPS):
+        why = slower or f"{steps:,} steps are too few to pay for compiling"
+        return False, f"not compiled: {why} (--compile on compiles anyway)"
     return True, "compiled with torch.compile (--compile off: the eager step)"
 
 
