@@ -168,6 +168,8 @@ def test_cli_verbs(digits_run, cli, tmp_path):
     assert rc == 0 and "NLL" in out and "bits/dim" in out and "active units" in out
     r = json.loads((tmp_path / "e.json").read_text())
     assert r["k"] == 20 and r["n"] == 180 and len(r["kl_per_dim"]) == 4
+    assert "peak memory" in out and "decoder passes            not compiled" in out   # 3,600 rows: too few
+    assert r["peak_memory_bytes"] is None or r["peak_memory_bytes"] > 10e6
     assert r["nll_nats"] <= -r["elbo_nats"] + 1e-6
     assert json.loads((digits_run / "evaluation.json").read_text())["k"] == 20
     rc, out, _ = cli("info", digits_run)
