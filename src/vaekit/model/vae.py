@@ -166,7 +166,7 @@ class VAE(nn.Module):
 
     def score_rows(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor, k: int = 1) -> torch.Tensor:
         """log p(x | z [, c]) of each row (k*B,) for latents z (k*B, latent) of the examples x
-        (B, ...), k a example: the decoder and the likelihood, the bulk of the k-sample estimates'
+        (B, ...), k for each example: the decoder and the likelihood, the bulk of the k-sample estimates'
         work (a non-autoregressive decoder). Compiled, the k copies of x are never written out."""
         return self.likelihood.log_prob(self._decoder(z, c), repeated(x, k))
 

@@ -157,13 +157,15 @@ class Trainer:
         self.graph_blocker = cuda_graph_blocker(config, device, d.active) or (
             None if self.fused else "no fused Adam here") or (
             None if self.objective.traceable else f"--objective {tc.objective} reads the step on the host") or (
-            "the step is compiled instead (--compile)" if compiling and tc.cuda_graph != "on" else None)
+            "the step is compiled instead (--compile on)" if compiling and tc.compile == "on" else None)
         if tc.cuda_graph == "on" and self.graph_blocker:
             raise refuse_cuda_graph(self.graph_blocker)
         self.graphed = None if tc.cuda_graph == "off" or self.graph_blocker else GraphedStep(self)
+        if compiling and self.graphed is not None:   # --compile auto on CUDA: the graph replays the whole step
+            compiling, self.compile_said = False, "not compiled: the step is replayed as a CUDA graph"
         self.local_batch = self.global_batch // d.world
         # the objective of a full batch compiled (--compile); None: the eager objective
-        self.compiled = CompiledLoss(self) if compiling and self.graphed is None else None
+        self.compiled = CompiledLoss(self) if compiling else None
         self.epoch, self.step, self.best, self.best_epoch = 0, 0, -math.inf, 0
         self.recoveries = 0  # times training went back to its last checkpoint after diverging
         self.reference = -math.inf  # the validation bound of the initial weights: a run far below it diverged
