@@ -42,8 +42,8 @@ def module_blocker(model: nn.Module) -> str | None:
 
 
 def slower_compiled(model: nn.Module, device: torch.device) -> str | None:
-    """Why compiling is expected to make this model slower here (``auto`` then does not compile;
-    ``on`` does); None otherwise."""
+    """Why compiling is expected to make this model's training step slower here (``auto`` then
+    does not compile it; ``on`` does); None otherwise."""
     if device.type == "cpu" and any(isinstance(m, nn.modules.conv._ConvNd) for m in model.modules()):
         # measured: the conv VAE's compiled step ran at 0.7 times the eager one (bench/RESULTS.md)
         return "compiled convolutions ran slower than eager ones on a CPU"

@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "a CPU, up to 32768 rows on a GPU)")
     e.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
                    help="compile the decoder passes with torch.compile (auto: estimates of at least 10 million "
-                        "decoder rows where a compiler works, not convolutions on a CPU; default auto)")
+                        "decoder rows where a compiler works; default auto)")
     e.add_argument("--factors", action=argparse.BooleanOptionalAction, default=None,
                    help="the disentanglement metrics against the data's known factors: MIG, DCI, SAP, the FactorVAE "
                         "score, modularity and explicitness (default: when the data carry factors)")
