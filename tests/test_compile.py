@@ -104,3 +104,28 @@ def test_auto_leaves_convolutions_on_a_cpu_eager_and_on_compiles_them():
     if NO_COMPILER is None:
         cfg.train.compile = "on"
         assert compile_plan(cfg, model, objective, cpu, False, 10)[0]
+
+
+def test_a_compile_that_fails_later_for_a_new_shape_also_goes_on_eagerly(monkeypatch, capsys):
+    from torch._dynamo.exc import BackendCompilerFailed
+
+    calls = []
+
+    def flaky(fn, **kw):
+        def run(a):
+            calls.append(a.shape[0])
+            if len(calls) > 1:
+                raise BackendCompilerFailed(lambda *x: None, RuntimeError("a new shape failed"), None)
+            return fn(a)
+        return run
+
+    monkeypatch.setattr(torch, "compile", flaky)
+    f = Compiled(lambda a: a + 1, "the test function")
+    assert f(torch.zeros(2)).tolist() == [1.0, 1.0]
+    assert f(torch.zeros(3)).tolist() == [1.0, 1.0, 1.0]        # compiling again failed: eager
+    assert "note: compiling the test function failed" in capsys.readouterr().err
+    g = Compiled(lambda a: a, "another")
+    monkeypatch.setattr(g, "fn", lambda a: (_ for _ in ()).throw(ValueError("the model's own error")))
+    g.ready = True
+    with pytest.raises(ValueError, match="the model's own error"):   # not a compiler's: raised as it is
+        g(torch.zeros(1))

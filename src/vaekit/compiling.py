@@ -64,11 +64,13 @@ class Compiled:
     def __call__(self, *args):
         if self.failed:
             return self.eager(*args)
-        if self.ready:
-            return self.fn(*args)
         try:
             out = self.fn(*args)
-        except Exception as e:  # torch.compile's failures share no type (compiler, lowering, tracing)
+        except Exception as e:
+            # the first call compiles, and its failures share no type (compiler, lowering, tracing);
+            # a later call compiles again only for new shapes, where a failure is one of torch's own
+            if self.ready and not type(e).__module__.startswith(("torch._dynamo", "torch._inductor")):
+                raise
             why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
             if self.strict:
                 raise VaekitError(f"--compile on: compiling {self.what} failed ({why}).") from None
