@@ -58,3 +58,24 @@ def test_the_run_header_says_how_many_threads(tmp_path, cli):
     rc, out, err = cli("train", "--epochs", "1", "--threads", "1", "--hidden", "16", "--out", tmp_path / "r")
     assert rc == 0, err
     assert "cpu    1 thread (--threads)" in out + err
+
+
+def test_nproc_processes_split_the_cores(monkeypatch):
+    """vaekit train --nproc N gives each torchrun process the usable cores / N, unless
+    OMP_NUM_THREADS says otherwise."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from vaekit.cli import verbs
+    from vaekit.threads import usable_cores
+
+    seen = {}
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(subprocess, "run", lambda cmd, env=None: seen.update(cmd=cmd, env=env) or
+                        SimpleNamespace(returncode=0))
+    assert verbs._torchrun(2) == 0
+    assert "--nproc_per_node=2" in seen["cmd"]
+    assert seen["env"]["OMP_NUM_THREADS"] == str(max(1, usable_cores()[0] // 2))
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    verbs._torchrun(2)
+    assert seen["env"]["OMP_NUM_THREADS"] == "3"

@@ -50,6 +50,21 @@ def slower_compiled(model: nn.Module, device: torch.device) -> str | None:
     return None
 
 
+def plan(mode: str, what: str, blocker: str | None, skip: str | None) -> tuple[bool, str]:
+    """Whether to compile, and why in words, for ``--compile`` ``mode`` (auto/on/off): never
+    where ``blocker`` says it cannot (``on`` is then refused in one sentence naming ``what``),
+    and under ``auto`` not where ``skip`` says it would not pay."""
+    if mode == "off":
+        return False, "not compiled (--compile off)"
+    if blocker:
+        if mode == "on":
+            raise VaekitError(f"--compile on: {what} cannot be compiled: {blocker}.")
+        return False, f"not compiled: {blocker}"
+    if mode == "auto" and skip:
+        return False, f"not compiled: {skip} (--compile on compiles anyway)"
+    return True, "compiled with torch.compile"
+
+
 class Compiled:
     """``fn`` compiled with ``torch.compile`` (fixed shapes first; a second shape compiles once
     more with dynamic ones). The first call compiles; if that fails, this says so in one line

@@ -15,8 +15,7 @@ import time
 
 import torch
 
-from ..compiling import Compiled, compiler_missing, module_blocker
-from ..errors import VaekitError
+from ..compiling import Compiled, compiler_missing, module_blocker, plan
 from ..memory import PeakMemory
 from ..model.objectives import log_mean_exp
 from ..progress import progress
@@ -113,23 +112,17 @@ AUTO_COMPILE_ROWS = 10_000_000
 
 
 def compile_scoring(model, device: torch.device, mode: str, rows: int, quiet: bool) -> tuple[bool, str]:
-    """Set ``model.scorer`` to the compiled decoder pass where ``mode`` (auto/on/off) says so;
-    returns (compiled?, in words). ``on`` where it cannot be is refused in one sentence."""
-    if mode == "off":
-        return False, "not compiled (--compile off)"
+    """Set ``model.scorer`` to the compiled decoder pass where ``mode`` (auto/on/off) says so
+    (:func:`vaekit.compiling.plan`); returns (compiled?, in words). Convolutions are compiled
+    too: their training step ran slower compiled on a CPU, but a decoder pass without gradients
+    ran 2.6 times faster (bench/RESULTS.md)."""
     blocker = compiler_missing(device) or module_blocker(model) or (
         "its decoder is autoregressive" if model.autoregressive else None)
-    if blocker:
-        if mode == "on":
-            raise VaekitError(f"--compile on: this model's decoder passes cannot be compiled: {blocker}.")
-        return False, f"not compiled: {blocker}"
-    # (convolutions too: their training step ran slower compiled on a CPU, but a decoder pass without
-    # gradients ran 2.6 times faster, bench/RESULTS.md)
-    if mode == "auto" and rows < AUTO_COMPILE_ROWS:
-        return False, (f"not compiled: {rows:,} decoder rows are too few to pay for compiling "
-                       f"(--compile on compiles anyway)")
-    model.scorer = Compiled(model.score_rows, "the decoder passes", strict=mode == "on", quiet=quiet)
-    return True, "compiled with torch.compile"
+    skip = f"{rows:,} decoder rows are too few to pay for compiling" if rows < AUTO_COMPILE_ROWS else None
+    compiling, said = plan(mode, "this model's decoder passes", blocker, skip)
+    if compiling:
+        model.scorer = Compiled(model.score_rows, "the decoder passes", strict=mode == "on", quiet=quiet)
+    return compiling, said
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn as nn
 
-from ..compiling import Compiled, compiler_missing, module_blocker, slower_compiled
+from ..compiling import Compiled, compiler_missing, module_blocker, plan, slower_compiled
 from ..config import Config
 from ..errors import VaekitError
 
@@ -189,21 +189,12 @@ def compile_blocker(model: nn.Module, objective, device: torch.device, distribut
 
 def compile_plan(config: Config, model: nn.Module, objective, device: torch.device, distributed: bool,
                  steps: int) -> tuple[bool, str]:
-    """(compile?, the words for the run header) for ``--compile`` auto/on/off; ``on`` where the
-    step cannot be compiled is refused in one sentence."""
-    mode = config.train.compile
-    if mode == "off":
-        return False, "not compiled (--compile off)"
-    blocker = compile_blocker(model, objective, device, distributed)
-    if blocker:
-        if mode == "on":
-            raise VaekitError(f"--compile on: this run's training step cannot be compiled: {blocker}.")
-        return False, f"not compiled: {blocker}"
-    slower = slower_compiled(model, device)
-    if mode == "auto" and (slower or steps < AUTO_COMPILE_STEPS):
-        why = slower or f"{steps:,} steps are too few to pay for compiling"
-        return False, f"not compiled: {why} (--compile on compiles anyway)"
-    return True, "compiled with torch.compile (--compile off: the eager step)"
+    """(compile?, the words for the run header) for ``--compile`` auto/on/off
+    (:func:`vaekit.compiling.plan`)."""
+    skip = slower_compiled(model, device) or (
+        f"{steps:,} steps are too few to pay for compiling" if steps < AUTO_COMPILE_STEPS else None)
+    return plan(config.train.compile, "this run's training step",
+                compile_blocker(model, objective, device, distributed), skip)
 
 
 class CompiledLoss:

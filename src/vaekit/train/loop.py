@@ -249,8 +249,10 @@ class Trainer:
         (then ``beta``, the KL weight, is a device tensor filled before every replay)."""
         tc, found = self.config.train, self.found
         with self.precision.autocast():
-            out = self.compiled(x, y) if self.compiled is not None and x.shape[0] == self.local_batch else None
-            loss, stats = out if out is not None else self.objective(self.net, x, self.step, y, beta=beta)
+            if self.compiled is not None and x.shape[0] == self.local_batch:   # a partial batch: eager
+                loss, stats = self.compiled(x, y)
+            else:
+                loss, stats = self.objective(self.net, x, self.step, y, beta=beta)
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
@@ -391,7 +393,7 @@ class Trainer:
         # than indexing the first dimension of (N, C, H, W).
         train_rows = bundle.train.reshape(n, -1)
         train_y = bundle.train_labels if self.model.classes else None
-        local_batch = self.global_batch // d.world
+        local_batch = self.local_batch
         check_every = 1 if device.type == "cpu" else 50  # a host read is free on CPU, not on GPU
         self.net.train()
         t0 = time.perf_counter()
