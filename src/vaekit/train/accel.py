@@ -220,4 +220,9 @@ class CompiledLoss:
         if beta != self.beta_value:
             self.beta.fill_(beta)
             self.beta_value = beta
-        return self.fn(x, y, self.beta)
+        compiles = not self.fn.ready
+        out = self.fn(x, y, self.beta)
+        if compiles and self.t.threads is not None:
+            # the compiler's worker processes kept cores busy: not a load to make room for
+            self.t.threads.load.reset()
+        return out
