@@ -227,6 +227,7 @@ def torchrun(nproc, out, *extra):
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
 
 
+@pytest.mark.slow  # two torchrun trainings of 12 epochs (20 s); test_nproc_flag_starts_torchrun keeps DDP in the default suite
 def test_two_processes_with_torchrun_match_one(tmp_path):
     p = torchrun(2, tmp_path / "ddp")
     assert p.returncode == 0, p.stderr[-2000:]
