@@ -312,7 +312,7 @@ def test_an_option_that_does_nothing_here_is_one_warning_line(tmp_path, cli):
                        "--out", tmp_path / "r")
     warnings = err.strip().splitlines()
     assert rc == 0 and out.strip() == str(tmp_path / "r") and len(warnings) == 2
-    assert "--k 5 is the number of importance samples of --objective iwae" in warnings[0]
+    assert "--k 5 is the number of importance samples of the importance-weighted objectives" in warnings[0]
     assert "--prior-components" in warnings[1] and "normal prior" in warnings[1]
     rc, _, err = cli("train", "--epochs", "1", "--hidden", "16", "--quiet", "--out", tmp_path / "quiet")
     assert rc == 0 and err == ""  # nothing to say about a plain run

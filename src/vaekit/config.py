@@ -23,6 +23,7 @@ import yaml
 from .errors import VaekitError
 from .kinds.media import KINDS, kind
 from .model.likelihoods import default_likelihood
+from .model.objectives import draws
 from .model.registry import LIKELIHOODS, NETS, OBJECTIVES, PRIORS
 
 #: the nonlinearities of the MLP networks (``gated``: gated linear units)
@@ -201,7 +202,7 @@ class TrainConfig:
     patience: int = opt(0, "stop when the valid bound has not improved for this many epochs (0: off)",
                         parse="int0+")
     objective: str = opt("elbo", lambda: "the training bound: " + OBJECTIVES.help(), choices=OBJECTIVES.names)
-    k: int = opt(1, "importance samples for --objective iwae", parse="int+")
+    k: int = opt(1, "importance samples for --objective iwae, ciwae (and of each group: miwae, piwae)", parse="int+")
     estimator: str = opt("standard", "the encoder's gradient of the IWAE bound: standard, or dreg (doubly "
                                      "reparameterised, Tucker et al. 2019: less noisy for large k)",
                            choices=("standard", "dreg"))
@@ -226,6 +227,18 @@ class TrainConfig:
     dip_lambda_d: float | None = opt(None, "--objective dip-i/dip-ii: the weight of the diagonal's distance from 1 "
                                            "(default 10 x --dip-lambda for dip-i, 1 x for dip-ii)",
                                      parse="float0+", group="disentangling")
+    groups: int = opt(1, "--objective miwae/piwae: the number M of groups of --k samples", parse="int+",
+                      group="objectives")
+    ciwae_beta: float = opt(0.5, "--objective ciwae: the ELBO's share beta of beta ELBO + (1 - beta) IWAE",
+                            parse="float0+", group="objectives")
+    mmd_weight: float = opt(10.0, "--objective wae/infovae: lambda, the weight of the MMD between q(z) and p(z)",
+                            parse="float0+", group="objectives")
+    mmd_kernel: str = opt("imq", "--objective wae/infovae: the kernel of the MMD, inverse multiquadratic or RBF",
+                          choices=("imq", "rbf"), group="objectives")
+    mmd_scale: float = opt(1.0, "--objective wae/infovae: the kernel's scale C = 2 x latent x this (the prior's "
+                                "variance)", parse="float+", group="objectives")
+    info_alpha: float = opt(0.0, "--objective infovae: alpha; the KL is weighted 1 - alpha and the MMD "
+                                 "alpha + lambda - 1", parse="float", group="objectives")
     seed: int = opt(0, "random seed", parse="int")
     device: str = opt("auto", "where to train (auto: CUDA when there is one)", choices=("auto", "cpu", "cuda"))
     threads: int | None = opt(None, "CPU threads (default: the cores this process may use, less those other "
@@ -326,9 +339,13 @@ class Config:
         if m.refine_encoder and not t.init:
             raise VaekitError("model.refine_encoder fits the encoder to a trained model, which stays fixed: it needs "
                               "train.init (--init RUN).")
-        if t.estimator == "dreg" and t.objective != "iwae":
+        if t.estimator == "dreg" and t.objective not in ("iwae", "miwae", "piwae"):
             raise VaekitError("train.estimator 'dreg' is a gradient of the IWAE bound: it needs train.objective "
-                              "'iwae' (--objective iwae; with --k 1 it is the ELBO's 'sticking the landing').")
+                              "'iwae', 'miwae' or 'piwae' (--objective iwae; with --k 1 it is the ELBO's 'sticking "
+                              "the landing').")
+        if t.ciwae_beta > 1:
+            raise VaekitError(f"train.ciwae_beta is the ELBO's share of the CIWAE bound, between 0 and 1, "
+                              f"got {t.ciwae_beta:g}.")
         if t.estimator == "dreg" and m.flow:
             raise VaekitError("train.estimator 'dreg' needs the density of q at its samples with the encoder held "
                               "fixed, which a flow gives only by inverting it: use --flow or --estimator dreg, "
@@ -413,16 +430,23 @@ def without_effect(config: Config) -> list[str]:
     m, t, d = config.model, config.train, config.data
     defaults = ModelConfig()
     out = []
-    if t.objective != "iwae" and t.k != 1:
-        out.append(f"--k {t.k} is the number of importance samples of --objective iwae; the {t.objective} uses one")
-    if t.objective == "iwae" and (t.beta != 1 or t.warmup_epochs or t.free_bits):
-        out.append("--beta, --warmup and --free-bits shape the ELBO; the IWAE bound has no KL term to weight")
+    weighted = draws(t.objective, t.k, t.groups)[1] > 0
+    if not weighted and t.k != 1:
+        out.append(f"--k {t.k} is the number of importance samples of the importance-weighted objectives "
+                   f"(iwae, miwae, piwae, ciwae); the {t.objective} uses one")
+    if weighted and (t.beta != 1 or t.warmup_epochs or t.free_bits):
+        out.append(f"--beta, --warmup and --free-bits shape the ELBO; the {t.objective} bound has no KL term to weight")
+    if t.objective == "wae" and (t.beta != 1 or t.warmup_epochs or t.free_bits):
+        out.append("--beta, --warmup and --free-bits shape the ELBO's KL; the wae has none (the MMD takes its place)")
     if t.objective == "tcvae" and t.free_bits:
         out.append("--free-bits is a floor on the ELBO's KL; --objective tcvae weighs the KL's parts instead")
     plain = TrainConfig()
     for objectives, names in ((("tcvae",), ("mi_weight", "dimkl_weight")),
                               (("factor",), ("gamma", "discriminator", "discriminator_lr")),
-                              (("dip-i", "dip-ii"), ("dip_lambda", "dip_lambda_d"))):
+                              (("dip-i", "dip-ii"), ("dip_lambda", "dip_lambda_d")),
+                              (("miwae", "piwae"), ("groups",)), (("ciwae",), ("ciwae_beta",)),
+                              (("wae", "infovae"), ("mmd_weight", "mmd_kernel", "mmd_scale")),
+                              (("infovae",), ("info_alpha",))):
         if t.objective not in objectives and any(getattr(t, n) != getattr(plain, n) for n in names):
             flags = ", ".join("--" + n.replace("_", "-") for n in names)
             out.append(f"{flags} shape --objective {' or '.join(objectives)}; this run's is {t.objective}")

@@ -23,6 +23,7 @@ import torch
 from . import memory
 from .checkpoint import load_weights
 from .config import Config, check_version, load_yaml, require_plugins, resolve
+from .model.objectives import draws
 from .errors import VaekitError
 from .kinds import kind
 from .kinds.media import spread
@@ -179,12 +180,14 @@ class Run:
 
     def best(self) -> tuple[dict, str, str] | None:
         """The epoch whose weights model.safetensors holds, as (metrics row, column, what it is):
-        the best validation ELBO, or for an IWAE run the best validation IWAE bound."""
+        the best validation ELBO, or for an importance-weighted objective its best validation IWAE bound."""
         m = self.metrics
         if not m:
             return None
-        if self.config.train.objective == "iwae" and all("valid_iwae" in r for r in m):
-            key, what = "valid_iwae", f"valid IWAE-{self.config.train.k} bound"
+        t = self.config.train
+        k = draws(t.objective, t.k, t.groups)[1]
+        if k and all("valid_iwae" in r for r in m):
+            key, what = "valid_iwae", f"valid IWAE-{k} bound"
         else:
             key, what = "valid_elbo", "valid ELBO"
         return max(m, key=lambda r: r[key]), key, what

@@ -83,7 +83,7 @@ TYPES = {"str": str, "int": int, "float": float, "int+": positive_int, "float+":
          "int0+": nonneg_int, "float0+": nonneg_float, "ints": ints, "sizes": sizes, "range": span}
 
 #: the help sections of `vaekit train`, in order
-GROUPS = ("data", "text", "audio", "sequence", "model", "training", "disentangling")
+GROUPS = ("data", "text", "audio", "sequence", "model", "training", "objectives", "disentangling")
 
 
 def train_fields():

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..config import Config, load_yaml, unresolved
 from ..errors import VaekitError
 from ..kinds import Written
+from ..model.objectives import describe
 from ..train.rundir import preemption_signals
 from .options import apply_flags, given_flags
 
@@ -399,9 +400,7 @@ def cmd_info(args) -> int:
           f"{prior}{bounds}, {params:,} parameters" + (f" ({copy:,} of them the prior's copy of the encoder)"
                                                         if copy else ""))
     t = c.train
-    obj = f"IWAE k={t.k}" + (", doubly reparameterised gradient" if t.estimator == "dreg" else "") \
-        if t.objective == "iwae" else \
-        f"ELBO, beta {t.beta:g}, warm-up {t.warmup_epochs:g} epochs, free bits {t.free_bits:g}"
+    obj = describe(t)
     batch = t.batch_size
     decay = f", weight decay {t.weight_decay:g}" if t.weight_decay else ""
     print(f"training {obj}; Adam lr {t.lr} ({t.lr_schedule}){decay}, batch {batch}, seed {t.seed}"

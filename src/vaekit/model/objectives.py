@@ -7,6 +7,21 @@ IWAE:      L_k = E[log (1/k) sum_i w_i], w_i = p(x, z_i) / q(z_i | x)  (Burda et
            doubly reparameterised (``dreg``, Tucker et al. 2019): the same gradient for the model,
            and for the encoder E[sum_i w~_i^2 d log w_i / d z_i  d z_i / d phi], w~ = w / sum w,
            with log q(z_i | x) read with phi held fixed: no score-function term
+MIWAE:     (1/M) sum_m L_K over M groups of K samples each (Rainforth et al. 2018), for model and encoder
+PIWAE:     the model by the IWAE bound of all M K samples, the encoder by the MIWAE bound
+CIWAE:     beta ELBO_K + (1 - beta) L_K, the ELBO averaged over the same K samples
+           Their gradients are weighted sums of d log w_i: per sample w~_i (IWAE over all MK),
+           w~_i of its group / M (MIWAE). PIWAE takes the encoder's from the MIWAE bound and adds,
+           on the model's parameters alone (z held fixed, a second decoder pass), the difference of
+           the two weightings, so each part gets its own bound's gradient in one backward pass.
+
+Matching the aggregate posterior q(z) = E_x q(z|x) to p(z) by a maximum mean discrepancy (MMD²,
+the unbiased estimate over the batch's z ~ q(z|x) and as many draws of p(z)):
+WAE-MMD:   -log p(x|z) + lambda MMD²(q(z), p(z))                         (Tolstikhin et al. 2018)
+InfoVAE:   -log p(x|z) + (1 - alpha) beta_t KL + (alpha + lambda - 1) MMD²  (Zhao et al. 2019)
+           kernels: RBF exp(-|z - z'|^2 / C) and inverse multiquadratic sum_s sC / (sC + |z - z'|^2)
+           over s in {0.1, 0.2, 0.5, 1, 2, 5, 10}, C = 2 D sigma^2 (D: the latent size, sigma^2
+           the prior's variance times --mmd-scale), as in the WAE paper
 
 Disentangling objectives: the ELBO (KL weight beta_t, as above) plus a penalty on the aggregate
 posterior q(z) = E_x q(z|x), which the ELBO's KL contains (Hoffman & Johnson 2016):
@@ -69,6 +84,39 @@ def log_mean_exp(log_w: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return logsumexp(log_w, dim) - math.log(log_w.shape[dim])
 
 
+def draws(objective: str, k: int, groups: int = 1) -> tuple[int, int]:
+    """(samples of z per example in a training step, the k of the IWAE bound the run is
+    validated by, 0 for the ELBO) of the objective of that name with --k and --groups, as its
+    registry entry's ``draws`` trait says (an objective without one draws once, ELBO)."""
+    entry = OBJECTIVES.entries.get(objective)
+    rule = entry.traits.get("draws") if entry is not None else None
+    return rule(k, groups) if rule else (1, 0)
+
+
+def describe(t) -> str:
+    """The objective of the training config ``t`` and its settings, in a few words (``vaekit info``)."""
+    o = t.objective
+    dreg = ", doubly reparameterised gradient" if t.estimator == "dreg" else ""
+    if o == "iwae":
+        return f"IWAE k={t.k}{dreg}"
+    if o in ("miwae", "piwae"):
+        return f"{o.upper()} {t.groups} groups of k={t.k}{dreg}"
+    if o == "ciwae":
+        return f"CIWAE k={t.k}, ELBO share {t.ciwae_beta:g}"
+    mmd = f"MMD weight {t.mmd_weight:g} ({t.mmd_kernel} kernel, scale {t.mmd_scale:g})"
+    if o == "wae":
+        return f"WAE, {mmd}"
+    elbo = f"ELBO, beta {t.beta:g}, warm-up {t.warmup_epochs:g} epochs, free bits {t.free_bits or 0:g}"
+    if o == "infovae":
+        return f"InfoVAE alpha {t.info_alpha:g}: {elbo}, {mmd}"
+    return elbo if o == "elbo" else f"{o}: {elbo}"
+
+
+def unwrapped(model):
+    """The VAE itself, where the trainer hands the objective a DistributedDataParallel wrapper."""
+    return getattr(model, "module", model)
+
+
 @dataclass
 class Objective:
     kind: str = "elbo"
@@ -77,6 +125,18 @@ class Objective:
     warmup_steps: int = 0
     free_bits: float = 0.0
     dreg: bool = False
+    groups: int = 1      # MIWAE/PIWAE: M groups of k samples
+    mix: float = 0.5     # CIWAE: the ELBO's share beta of beta ELBO + (1 - beta) IWAE
+
+    @property
+    def samples(self) -> int:
+        """Draws of z per example in a training step."""
+        return draws(self.kind, self.k, self.groups)[0]
+
+    @property
+    def valid_k(self) -> int:
+        """The k of the IWAE bound the run is validated and selected by; 0: the ELBO."""
+        return draws(self.kind, self.k, self.groups)[1]
 
     @classmethod
     def from_config(cls, train_cfg, steps_per_epoch: int, examples: int = 0, model=None) -> "Objective":
@@ -108,7 +168,7 @@ class Objective:
     @property
     def name(self) -> str:
         """What the validation score of a run with this objective is called."""
-        return f"IWAE-{self.k} bound" if self.kind == "iwae" else "ELBO"
+        return f"IWAE-{self.valid_k} bound" if self.valid_k else "ELBO"
 
     def beta_at(self, step: int) -> float:
         if self.warmup_steps <= 0:
@@ -121,22 +181,13 @@ class Objective:
         y: labels, for a conditional model. beta: the KL weight as a device tensor, in place of
         ``beta_at(step)`` (a step captured in a CUDA graph reads it from there at every replay)."""
         dreg = self.dreg and torch.is_grad_enabled()
-        t = model(x, self.k, log_weights=self.kind == "iwae" or self.needs_log_weights, y=y,
-                  stop_q=dreg)  # model may be wrapped in DDP
+        weighted, n = self.valid_k > 0, self.samples
+        t = model(x, n, log_weights=weighted or self.needs_log_weights, y=y, stop_q=dreg)  # model may be wrapped in DDP
         log_px, log_pz, log_qz, kl_dim = t["log_px"], t["log_pz"], t["log_qz"], t["kl_dim"]
         kl = kl_dim.sum(-1) if kl_dim is not None else (log_qz - log_pz).mean(0)     # (B,)
-        log_px_mean = log_px.squeeze(0) if self.k == 1 else log_px.mean(0)          # (B,)
-        if self.kind == "iwae" and dreg:
-            # log_qz holds phi fixed, so phi's gradient comes through z alone: sum_i w~_i d log w_i;
-            # the hook on z makes it sum_i w~_i^2 d log w_i / d z_i (the model's stays sum_i w~_i)
-            log_w = log_px + log_pz - log_qz
-            w = torch.softmax(log_w.detach(), 0)
-            t["z"].register_hook(lambda g: g * w.unsqueeze(-1))
-            loss = -(w * log_w).sum(0).mean()
-            loss = loss + (-log_mean_exp(log_w.detach()).mean() - loss).detach()   # the value: minus the bound
-        elif self.kind == "iwae":
-            bound = log_mean_exp(log_px + log_pz - log_qz)
-            loss = -bound.mean()
+        log_px_mean = log_px.squeeze(0) if n == 1 else log_px.mean(0)                # (B,)
+        if weighted:
+            loss = self.weighted_loss(model, x, y, t, dreg)
         else:
             beta = self.beta_at(step) if beta is None else beta
             if self.free_bits <= 0:
@@ -152,6 +203,82 @@ class Objective:
         with torch.no_grad():
             stats = torch.stack([-log_px_mean.sum(), kl.sum(), loss * x.shape[0]])
         return loss, stats
+
+
+    def weighted_loss(self, model, x: torch.Tensor, y, t: dict, dreg: bool) -> torch.Tensor:
+        """Minus the importance-weighted bound of the objective (IWAE, MIWAE, PIWAE, CIWAE) over
+        the (samples, B) log-weights of ``t``, with the gradients the module docstring gives."""
+        log_w = t["log_px"] + t["log_pz"] - t["log_qz"]                    # (samples, B)
+        if self.kind == "ciwae":
+            return -(self.mix * log_w.mean(0) + (1 - self.mix) * log_mean_exp(log_w)).mean()
+        g = self.groups if self.kind in ("miwae", "piwae") else 1
+        grouped = log_w.view(g, self.k, -1)                                 # (groups, k, B)
+        if dreg:
+            # log_qz holds phi fixed, so phi's gradient comes through z alone: sum_i w~_i d log w_i;
+            # the hook on z makes it sum_i w~_i^2 d log w_i / d z_i (the model's stays sum_i w~_i)
+            w = torch.softmax(grouped.detach(), 1).view_as(log_w)
+            t["z"].register_hook(lambda grad: grad * w.unsqueeze(-1))
+            loss = -(w * log_w).sum(0).mean() / g
+            loss = loss + (-log_mean_exp(grouped.detach(), 1).mean() - loss).detach()  # the value: minus the bound
+        else:
+            loss = -log_mean_exp(grouped, 1).mean()                         # mean over groups and batch
+        if self.kind == "piwae":   # the model's parameters: from the MIWAE weights to the IWAE-(M k) weights
+            iwae = torch.softmax(log_w.detach(), 0)
+            miwae = torch.softmax(grouped.detach(), 1).view_as(log_w) / g
+            joint = unwrapped(model).log_joint(x, t["z"].detach(), y)       # z fixed: reaches the model alone
+            extra = -((iwae - miwae) * joint).sum(0).mean()
+            loss = loss + (extra - extra.detach())
+        return loss
+
+
+IMQ_SCALES = (0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0)
+
+
+def mmd(a: torch.Tensor, b: torch.Tensor, kernel: str = "imq", scale: float = 1.0) -> torch.Tensor:
+    """The unbiased estimate of MMD² between the samples a (n, D) and b (m, D) (Gretton et al.
+    2012, the U-statistic: the kernel's means within each sample leave out i = j), with the RBF
+    or the inverse multiquadratic kernel of the module docstring (C = 2 D ``scale``). In float32."""
+    n, m, d = a.shape[0], b.shape[0], a.shape[-1]
+    if n < 2 or m < 2:
+        return a.sum() * 0.0
+    with torch.autocast(a.device.type, enabled=False):
+        both = torch.cat([a, b]).float()
+        sq = both.square().sum(-1)
+        d2 = (sq.unsqueeze(1) + sq.unsqueeze(0) - 2 * both @ both.T).clamp(min=0)
+        c = 2.0 * d * scale
+        if kernel == "rbf":
+            k = torch.exp(-d2 / c)
+        else:
+            k = sum(s * c / (s * c + d2) for s in IMQ_SCALES)
+        kaa, kbb, kab = k[:n, :n], k[n:, n:], k[:n, n:]
+        within = (kaa.sum() - kaa.diagonal().sum()) / (n * (n - 1)) + (kbb.sum() - kbb.diagonal().sum()) / (m * (m - 1))
+        return within - 2 * kab.mean()
+
+
+@dataclass
+class MMDObjective(Objective):
+    """WAE-MMD (``alpha`` = 1: no KL) and InfoVAE: the reconstruction, (1 - alpha) times the
+    warmed-up KL, and (alpha + lambda - 1) times MMD² between the batch's z ~ q(z|x) and as many
+    draws of the prior (with the batch's labels, for a prior p(z|y))."""
+
+    alpha: float = 1.0
+    weight: float = 10.0      # lambda
+    kernel: str = "imq"
+    scale: float = 1.0
+    prior: nn.Module | None = field(default=None, repr=False)
+
+    def beta_at(self, step: int) -> float:
+        """The KL's weight: (1 - alpha) times the warmed-up beta (what metrics.csv shows)."""
+        return (1 - self.alpha) * super().beta_at(step)
+
+    def __call__(self, model, x, step: int = 0, y=None, beta=None):
+        self.prior = unwrapped(model).prior
+        return super().__call__(model, x, step, y, beta)
+
+    def penalty(self, t: dict, beta) -> torch.Tensor:
+        z = t["z"][0]                                                       # (B, D)
+        drawn = self.prior.sample(z.shape[0], t.get("c")).to(z.dtype)
+        return (self.alpha + self.weight - 1) * mmd(z, drawn, self.kernel, self.scale)
 
 
 def _gaussian_posterior(m, info) -> str | None:
@@ -316,10 +443,43 @@ def _elbo(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
                      free_bits=t.free_bits or 0.0)
 
 
-@OBJECTIVES.register("iwae", "the importance-weighted bound over --k samples (Burda et al. 2016)")
-def _iwae(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
-    return Objective(kind="iwae", k=t.k, beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
-                     free_bits=t.free_bits or 0.0, dreg=t.estimator == "dreg")
+def _weighted(kind: str):
+    def build(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
+        return Objective(kind=kind, k=t.k, groups=t.groups, mix=t.ciwae_beta, dreg=t.estimator == "dreg")
+    return build
+
+
+OBJECTIVES.register("iwae", "the importance-weighted bound over --k samples (Burda et al. 2016)",
+                    draws=lambda k, g: (k, k))(_weighted("iwae"))
+OBJECTIVES.register("miwae", "the mean of --groups IWAE bounds of --k samples each (Rainforth et al. 2018)",
+                    draws=lambda k, g: (k * g, k))(_weighted("miwae"))
+OBJECTIVES.register("piwae", "the model by the IWAE bound of --groups x --k samples, the encoder by MIWAE's "
+                             "(Rainforth et al. 2018)", draws=lambda k, g: (k * g, k * g))(_weighted("piwae"))
+OBJECTIVES.register("ciwae", "--ciwae-beta x the ELBO + (1 - --ciwae-beta) x the IWAE bound, of the same --k "
+                             "samples (Rainforth et al. 2018)", draws=lambda k, g: (k, k))(_weighted("ciwae"))
+
+
+def _sequence_prior(m, info) -> str | None:
+    if m.prior == "markov":
+        return ("it compares the batch's latents with draws of a prior of fixed size, and the Markov prior's latent "
+                "is a sequence of the data's length")
+    return None
+
+
+def _mmd(alpha: float | None):
+    def build(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
+        return MMDObjective(kind="wae" if alpha is not None else "infovae", beta=t.beta,
+                            warmup_steps=int(t.warmup_epochs * steps_per_epoch), free_bits=t.free_bits or 0.0,
+                            alpha=t.info_alpha if alpha is None else alpha, weight=t.mmd_weight,
+                            kernel=t.mmd_kernel, scale=t.mmd_scale)
+    return build
+
+
+OBJECTIVES.register("wae", "WAE-MMD (Tolstikhin et al. 2018): the reconstruction plus --mmd-weight x MMD² between "
+                           "q(z) and p(z), no KL", _sequence_prior)(_mmd(1.0))
+OBJECTIVES.register("infovae", "InfoVAE (Zhao et al. 2019): the ELBO with (1 - --info-alpha) x the KL, plus "
+                               "(--info-alpha + --mmd-weight - 1) x MMD² between q(z) and p(z)",
+                    _sequence_prior)(_mmd(None))
 
 
 @OBJECTIVES.register("tcvae", "beta-TCVAE (Chen et al. 2018): --beta weighs the total correlation, --mi-weight "

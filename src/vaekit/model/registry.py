@@ -14,7 +14,7 @@ and the builders all read the same table, so a new part is registered once:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import VaekitError
@@ -27,6 +27,7 @@ class Entry:
     help: str = ""
     fits: Callable[[Any, dict], str | None] | None = None
     module: str = ""   # where the builder was defined: vaekit's own parts, or a user's module
+    traits: dict = field(default_factory=dict)   # what else the rest of vaekit reads of the part, by name
 
 
 class Registry:
@@ -36,12 +37,14 @@ class Registry:
         self.family = family
         self.entries: dict[str, Entry] = {}
 
-    def register(self, name: str, help: str = "", fits: Callable[[Any, dict], str | None] | None = None):
-        """Decorator: register ``build`` under ``name`` (a name registered twice is an error)."""
+    def register(self, name: str, help: str = "", fits: Callable[[Any, dict], str | None] | None = None, **traits):
+        """Decorator: register ``build`` under ``name`` (a name registered twice is an error).
+        ``traits``: what the rest of vaekit reads of the part without building it (an
+        objective's ``samples(train_cfg)``, the draws of z per example in a step)."""
         def add(build):
             if name in self.entries:
                 raise ValueError(f"{self.family} '{name}' is registered twice")
-            self.entries[name] = Entry(name, build, help, fits, getattr(build, "__module__", "") or "")
+            self.entries[name] = Entry(name, build, help, fits, getattr(build, "__module__", "") or "", traits)
             return build
         return add
 

@@ -134,32 +134,38 @@ class VAE(nn.Module):
 
         log_px, log_pz, log_qz: (k, B) in nats; kl_dim: analytic KL per latent dimension
         (B, latent) when the prior has one, else None; q: the posterior; z: the samples
-        (k, B, latent).
+        (k, B, latent); c: the one-hot labels (B, classes) of a conditional model, else None.
         With ``log_weights=False`` and an analytic KL, log_pz and log_qz are skipped (None):
         the single-sample ELBO does not need them, and the training step is faster without.
         """
         c = self.onehot(y, x.shape[0])
         q = self.encode(x, c) if q is None else q
-        b = x.shape[0]
-        if k == 1:  # no sample dimension to expand: fewer operations in the training step
-            z = q.rsample().unsqueeze(0)                      # (1, B, latent)
-            ck = c
-        else:
-            z = q.rsample((k,))                               # (k, B, latent)
-            ck = None if c is None else c.repeat(k, 1)
-        if self.autoregressive:
-            xk = repeated(x, k)
-            params = self._decoder(z.view(k * b, -1), ck, x, repeats=k) if k > 1 else self._decoder(z[0], ck, xk)
-            log_px = self.likelihood.log_prob(params, xk).view(k, b)
-        else:
-            log_px = (self.scorer or self.score_rows)(z.view(k * b, -1), ck, x, k).view(k, b)
+        # k = 1: no sample dimension to expand, fewer operations in the training step
+        z = q.rsample().unsqueeze(0) if k == 1 else q.rsample((k,))        # (k, B, latent)
+        log_px = self.log_px(z, c, x)
         kl_dim = self.prior.analytic_kl(q, c)
         if log_weights or kl_dim is None:
             log_pz = self.prior.log_prob(z, c)
             log_qz = self.stopped_log_q(x, c, z) if stop_q else q.log_prob(z).sum(-1)
         else:
             log_pz = log_qz = None
-        return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q, "z": z}
+        return {"log_px": log_px, "log_pz": log_pz, "log_qz": log_qz, "kl_dim": kl_dim, "q": q, "z": z, "c": c}
+
+    def log_px(self, z: torch.Tensor, c: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """log p(x | z [, c]) (k, B) for k latents z (k, B, latent) of each example x (B, ...) with
+        conditions c (B, classes) or None."""
+        k, b = z.shape[:2]
+        ck = c if c is None or k == 1 else c.repeat(k, 1)
+        if self.autoregressive:
+            xk = repeated(x, k)
+            params = self._decoder(z.view(k * b, -1), ck, x, repeats=k) if k > 1 else self._decoder(z[0], ck, xk)
+            return self.likelihood.log_prob(params, xk).view(k, b)
+        return (self.scorer or self.score_rows)(z.view(k * b, -1), ck, x, k).view(k, b)
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor, y=None) -> torch.Tensor:
+        """log p(x | z) + log p(z) (k, B) of given latents z (k, B, latent) of the examples x (B, ...)."""
+        c = self.onehot(y, x.shape[0])
+        return self.log_px(z, c, x) + self.prior.log_prob(z, c)
 
     #: where set (evaluate --compile), a compiled :meth:`score_rows`
     scorer = None

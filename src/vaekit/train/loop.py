@@ -435,17 +435,18 @@ class Trainer:
         return EpochSums(rec / count, kl / count, loss / count, count, int(skipped_now.item()), seconds)
 
     def validate(self) -> dict:
-        """The validation bound (ELBO, and for an IWAE run the IWAE-k bound) over every process's
+        """The validation bound (ELBO, and for an importance-weighted objective its IWAE-k bound) over every process's
         share of the validation set; with --ema, of the averaged weights."""
         d, bundle = self.d, self.bundle
         valid = bundle.valid[d.rank::d.world]
         valid_y = bundle.valid_labels[d.rank::d.world] if self.model.classes else None
-        iwae = self.objective.kind == "iwae"
+        k = self.objective.valid_k
+        iwae = k > 0
         with self.averaged():
             v = torch.cat([valid.new_tensor([valid.shape[0]], dtype=torch.float32),
                            elbo_sums(self.model, valid, y=valid_y, moments=True)])
             if iwae:
-                v = torch.cat([v, iwae_sum(self.model, valid, self.objective.k, y=valid_y)])
+                v = torch.cat([v, iwae_sum(self.model, valid, k, y=valid_y)])
         dist.all_reduce_sum(v, d)
         n, latent = v[0].item(), self.model.latent
         rec, kl = (v[1:3] / n).tolist()
@@ -481,7 +482,7 @@ class Trainer:
             for t in self.trackers:
                 t.checkpointed()
         self.watch_collapse(row, bar)
-        shown = f", valid IWAE-{self.objective.k} {valid['iwae']:.2f}" if iwae else ""
+        shown = f", valid IWAE-{self.objective.valid_k} {valid['iwae']:.2f}" if iwae else ""
         bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {valid['elbo']:.2f}{shown}",
                             refresh=False)
         own = self.objective.take_stats() if hasattr(self.objective, "take_stats") else {}

@@ -21,6 +21,7 @@ from ..errors import VaekitError
 from .. import memory
 from ..kinds import IN_MEMORY, Bundle, as_bundle, kind, load_data
 from ..model import model_size
+from ..model.objectives import draws
 from ..run import Run, load_into, read_config, resolve_device, saved_data
 from . import distributed as dist
 from .accel import cuda_graph_blocker, refuse_cuda_graph, slow_amp_warning
@@ -61,7 +62,7 @@ def check_memory(config: Config, info: dict, device: torch.device) -> None:
     params, per_row = model_size(config.model, info)
     t = config.train
     copies = 4 + (1 if t.ema else 0)
-    rows = min(t.batch_size or 1, int(info.get("sizes", {}).get("train", 1) or 1)) * (t.k if t.objective == "iwae" else 1)
+    rows = min(t.batch_size or 1, int(info.get("sizes", {}).get("train", 1) or 1)) * draws(t.objective, t.k, t.groups)[0]
     memory.require(4 * copies * params + 2 * 4 * rows * per_row,
                    f"training this model ({params:,} parameters, {rows:,} decoder rows a step)", device,
                    "choose a smaller --latent, --hidden, --channels or --batch-size")
