@@ -130,6 +130,17 @@ class ModelConfig:
                      choices=_auto(PRIORS.names))
     prior_components: int | None = opt(None, "mixture components / pseudo-inputs (default 10 for mog, 500 for vamp)",
                                        parse="int+")
+    categories: int = opt(10, "--prior categorical: the categories K of each of the --latent variables",
+                          parse="int+")
+    continuous: int = opt(0, "--prior categorical: Gaussian dimensions beside the categorical variables (a mixed "
+                             "latent)", parse="int0+")
+    gumbel_temperature: float = opt(1.0, "--prior categorical: the Gumbel-softmax temperature at the first step",
+                                    parse="float+")
+    gumbel_min_temperature: float = opt(0.5, "--prior categorical: the temperature's floor", parse="float+")
+    gumbel_anneal: float = opt(1e-4, "--prior categorical: the rate r of the temperature max(floor, start "
+                                     "exp(-r step))", parse="float0+")
+    straight_through: bool = opt(False, "--prior categorical: one-hot draws forward, the relaxed gradient "
+                                        "backward (straight-through Gumbel-softmax)", parse="flag")
     conditional: bool = opt(False, "conditional VAE: the class label is an extra input to encoder and decoder",
                             parse="flag")
     top_latent: int | list[int] | None = opt(None, "sizes of the layers above z1 of --prior hierarchical, e.g. 40 "
@@ -173,6 +184,13 @@ class ModelConfig:
                               group="text", parse="float0+")
     inputless: bool = opt(False, "a text decoder that never sees the previous tokens, only z", group="text",
                           parse="flag")
+
+    def latent_words(self) -> str:
+        """The latent in a few words, for the run header and ``vaekit info``."""
+        if self.prior == "categorical":
+            return (f"latent {self.latent} categorical variables of {self.categories}"
+                    + (f" and {self.continuous} Gaussian dimensions" if self.continuous else ""))
+        return f"latent {self.latent}"
 
     def top_sizes(self) -> list[int]:
         """The sizes of the hierarchical prior's layers above z1: [z2, ..., zL] (default [latent // 2])."""
@@ -450,6 +468,11 @@ def without_effect(config: Config) -> list[str]:
         if t.objective not in objectives and any(getattr(t, n) != getattr(plain, n) for n in names):
             flags = ", ".join("--" + n.replace("_", "-") for n in names)
             out.append(f"{flags} shape --objective {' or '.join(objectives)}; this run's is {t.objective}")
+    gumbel = ("categories", "continuous", "gumbel_temperature", "gumbel_min_temperature", "gumbel_anneal",
+              "straight_through")
+    if m.prior != "categorical" and any(getattr(m, n) != getattr(defaults, n) for n in gumbel):
+        out.append(f"{', '.join('--' + n.replace('_', '-') for n in gumbel if getattr(m, n) != getattr(defaults, n))} "
+                   f"shape the categorical latent (--prior categorical); this run's prior is {m.prior}")
     if m.prior_components is not None and m.prior not in ("mog", "vamp") and m.top_prior != "vamp":
         out.append(f"--prior-components is the size of a mixture prior (mog, vamp), not of the {m.prior} prior")
     if m.gaussian_std is not None and m.likelihood != "gaussian":

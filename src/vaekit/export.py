@@ -380,6 +380,9 @@ def export(model, info: dict, data_info: dict, x: torch.Tensor, fmt: str, out: P
     kept in the manifest."""
     if fmt not in FORMATS:
         raise VaekitError(f"unknown export format '{fmt}'; expected one of: {', '.join(FORMATS)}.")
+    blocker = getattr(model.prior, "export_blocker", None)
+    if blocker:
+        raise VaekitError(f"this model cannot be exported: {blocker}.")
     out = Path(out)
     if fmt == "onnx":
         _need_onnx()

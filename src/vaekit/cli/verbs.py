@@ -396,7 +396,7 @@ def cmd_info(args) -> int:
     if run.model.flow is not None:
         bounds += f", posterior with {m.flow} IAF steps of {run.model.flow.hidden} units"
     copy = sum(p.numel() for p in run.model.prior_encoder.parameters()) if hasattr(run.model, "prior_encoder") else 0
-    print(f"model    {kind}{m.net} ({arch}), latent {m.latent}, {m.likelihood} likelihood, "
+    print(f"model    {kind}{m.net} ({arch}), {m.latent_words()}, {m.likelihood} likelihood, "
           f"{prior}{bounds}, {params:,} parameters" + (f" ({copy:,} of them the prior's copy of the encoder)"
                                                         if copy else ""))
     t = c.train

@@ -180,6 +180,9 @@ class Objective:
 
         y: labels, for a conditional model. beta: the KL weight as a device tensor, in place of
         ``beta_at(step)`` (a step captured in a CUDA graph reads it from there at every replay)."""
+        prior = unwrapped(model).prior
+        if getattr(prior, "host_step", None):    # a schedule of the latent (the Gumbel-softmax temperature)
+            prior.at_step(step)
         dreg = self.dreg and torch.is_grad_enabled()
         weighted, n = self.valid_k > 0, self.samples
         t = model(x, n, log_weights=weighted or self.needs_log_weights, y=y, stop_q=dreg)  # model may be wrapped in DDP
@@ -283,6 +286,8 @@ class MMDObjective(Objective):
 
 def _gaussian_posterior(m, info) -> str | None:
     """The disentangling objectives read the factorised Gaussian q(z|x)'s mean and variance."""
+    if m.prior == "categorical":
+        return "it needs a factorised Gaussian posterior q(z|x), and --prior categorical makes the latent discrete"
     if m.flow:
         return "it needs a factorised Gaussian posterior q(z|x), and --flow makes it another distribution"
     if m.prior == "hierarchical":
@@ -443,6 +448,14 @@ def _elbo(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
                      free_bits=t.free_bits or 0.0)
 
 
+def _relaxed(m, info) -> str | None:
+    if m.prior == "categorical":
+        return ("its importance weights need log q(z|x) at the draws, and the Gumbel-softmax draws that train a "
+                "categorical latent are relaxed, not categorical: train with the ELBO (evaluate still gives the "
+                "importance-sampled NLL)")
+    return None
+
+
 def _weighted(kind: str):
     def build(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
         return Objective(kind=kind, k=t.k, groups=t.groups, mix=t.ciwae_beta, dreg=t.estimator == "dreg")
@@ -450,13 +463,13 @@ def _weighted(kind: str):
 
 
 OBJECTIVES.register("iwae", "the importance-weighted bound over --k samples (Burda et al. 2016)",
-                    draws=lambda k, g: (k, k))(_weighted("iwae"))
+                    _relaxed, draws=lambda k, g: (k, k))(_weighted("iwae"))
 OBJECTIVES.register("miwae", "the mean of --groups IWAE bounds of --k samples each (Rainforth et al. 2018)",
-                    draws=lambda k, g: (k * g, k))(_weighted("miwae"))
+                    _relaxed, draws=lambda k, g: (k * g, k))(_weighted("miwae"))
 OBJECTIVES.register("piwae", "the model by the IWAE bound of --groups x --k samples, the encoder by MIWAE's "
-                             "(Rainforth et al. 2018)", draws=lambda k, g: (k * g, k * g))(_weighted("piwae"))
+                             "(Rainforth et al. 2018)", _relaxed, draws=lambda k, g: (k * g, k * g))(_weighted("piwae"))
 OBJECTIVES.register("ciwae", "--ciwae-beta x the ELBO + (1 - --ciwae-beta) x the IWAE bound, of the same --k "
-                             "samples (Rainforth et al. 2018)", draws=lambda k, g: (k, k))(_weighted("ciwae"))
+                             "samples (Rainforth et al. 2018)", _relaxed, draws=lambda k, g: (k, k))(_weighted("ciwae"))
 
 
 def _sequence_prior(m, info) -> str | None:

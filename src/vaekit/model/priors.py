@@ -56,6 +56,24 @@ class Prior(nn.Module):
     def analytic_kl(self, q: Normal, c: torch.Tensor | None = None) -> torch.Tensor | None:
         return None
 
+    # the latent's family: a prior may bring its own posterior family (the categorical one does)
+    def head(self, features: int) -> nn.Module | None:
+        """The encoder's last layer for this latent, reading ``features`` values; None: the
+        network's own :class:`~vaekit.model.nets.mlp.GaussianHead` (mean and log-variance)."""
+        return None
+
+    def posterior(self, params: torch.Tensor):
+        """q(z | x) from the encoder head's output: by default a diagonal Gaussian."""
+        return normal_from_params(params)
+
+    #: why the training step must run on the host (a schedule set each step), else None
+    host_step: str | None = None
+    #: why the model's parts cannot be exported (the encoder's outputs are a Gaussian's), else None
+    export_blocker: str | None = None
+
+    def at_step(self, step: int) -> None:
+        """Set what depends on the training step (called by the objective when ``host_step``)."""
+
     #: the stochastic layers, as (name, size), when there are more than one (else None)
     layers: list[tuple[str, int]] | None = None
 

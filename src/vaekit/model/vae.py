@@ -32,7 +32,7 @@ from ..errors import VaekitError
 from .likelihoods import FrameLikelihood, Likelihood
 from .nets import PathsDecoder, TopDownEncoder
 from .nets.flow import FlowPosterior, InverseAutoregressiveFlow
-from .priors import Prior, normal_from_params
+from .priors import Prior
 from .registry import LIKELIHOODS, NETS, PRIORS
 
 
@@ -104,7 +104,7 @@ class VAE(nn.Module):
         posterior pushed through it (a :class:`~vaekit.model.nets.flow.FlowPosterior`)."""
         h = self.encoder.hidden(x, self.onehot(y, x.shape[0]))   # every encoder: features, then its head
         enc = self.encoder
-        q = enc.posterior(h) if hasattr(enc, "posterior") else normal_from_params(enc.head(h))
+        q = enc.posterior(h) if hasattr(enc, "posterior") else self.prior.posterior(enc.head(h))
         return q if self.flow is None else FlowPosterior(q, self.flow, self.flow.contexts(h))
 
     @property
@@ -158,9 +158,9 @@ class VAE(nn.Module):
         ck = c if c is None or k == 1 else c.repeat(k, 1)
         if self.autoregressive:
             xk = repeated(x, k)
-            params = self._decoder(z.view(k * b, -1), ck, x, repeats=k) if k > 1 else self._decoder(z[0], ck, xk)
+            params = self._decoder(z.reshape(k * b, -1), ck, x, repeats=k) if k > 1 else self._decoder(z[0], ck, xk)
             return self.likelihood.log_prob(params, xk).view(k, b)
-        return (self.scorer or self.score_rows)(z.view(k * b, -1), ck, x, k).view(k, b)
+        return (self.scorer or self.score_rows)(z.reshape(k * b, -1), ck, x, k).view(k, b)
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor, y=None) -> torch.Tensor:
         """log p(x | z) + log p(z) (k, B) of given latents z (k, B, latent) of the examples x (B, ...)."""
@@ -309,7 +309,8 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     # a top-down hierarchical VAE: the latent is [z1, ..., zL], the encoder is built for zL and
     # wrapped once per layer below to infer z_l from x and z_l+1, and the decoder reads all layers
     top_down = m.prior == "hierarchical" and m.inference == "top-down"
-    sizes = [m.latent, *m.top_sizes()] if top_down else [m.latent]
+    width = PRIORS[m.prior].traits.get("width")   # the latent's size where it is not --latent (categorical: N K)
+    sizes = [m.latent, *m.top_sizes()] if top_down else [width(m) if width else m.latent]
     width = m.hidden[-1]  # of the layers a top-down model adds: q(z_l | x, z_l+1), and the latent paths
     z_in = (len(sizes) * width if m.latent_paths else sum(sizes)) + classes   # what the decoder reads
     enc, dec = NETS.build(m.net, m, data_info, sizes[-1], z_in, classes, lik)
@@ -318,6 +319,9 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     if m.latent_paths:
         dec = PathsDecoder(dec, sizes, width, m.activation)
     prior = PRIORS.build(m.prior, m, data_info, classes)
+    head = prior.head(enc.head.in_features) if hasattr(enc, "head") else None
+    if head is not None:   # a latent with its own posterior family: its head in place of the Gaussian one
+        replace_module(enc, enc.head, head)
     flow = None
     # over the whole latent the encoder gives ([z1, ..., zL] top-down), read h(x) as context; an
     # encoder that flows its own posterior (the dmm's, a flow at each step) needs none after it
@@ -331,6 +335,16 @@ def build_model(model_cfg, data_info: dict) -> VAE:
             if hasattr(module, "logvar_range"):
                 module.logvar_range = (lo, hi)
     return model
+
+
+def replace_module(root: nn.Module, old: nn.Module, new: nn.Module) -> None:
+    """Put ``new`` where ``old`` is among ``root``'s submodules (under the same name)."""
+    for module in root.modules():
+        for name, child in module.named_children():
+            if child is old:
+                setattr(module, name, new)
+                return
+    raise ValueError("the module to replace is not part of this network")
 
 
 def model_size(model_cfg, data_info: dict) -> tuple[int, int]:

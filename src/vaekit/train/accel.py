@@ -177,7 +177,7 @@ AUTO_COMPILE_STEPS = 20000
 
 def compile_blocker(model: nn.Module, objective, device: torch.device, distributed: bool) -> str | None:
     """Why this run's training step is not compiled; None if it can be."""
-    missing = compiler_missing(device) or module_blocker(model)
+    missing = compiler_missing(device) or module_blocker(model) or getattr(model.prior, "host_step", None)
     if missing:
         return missing
     if distributed:

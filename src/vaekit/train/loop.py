@@ -157,6 +157,7 @@ class Trainer:
         self.graph_blocker = cuda_graph_blocker(config, device, d.active) or (
             None if self.fused else "no fused Adam here") or (
             None if self.objective.traceable else f"--objective {tc.objective} reads the step on the host") or (
+            getattr(self.model.prior, "host_step", None)) or (
             "the step is compiled instead (--compile on)" if compiling and tc.compile == "on" else None)
         if tc.cuda_graph == "on" and self.graph_blocker:
             raise refuse_cuda_graph(self.graph_blocker)

@@ -85,7 +85,7 @@ def _describe(trainer: Trainer, log) -> None:
     procs = f" x {trainer.d.world} processes" if trainer.d.active else ""
     log(f"data   {trainer.bundle.describe()}")
     kind = f"conditional ({trainer.model.classes} classes) " if trainer.model.classes else ""
-    log(f"model  {kind}{c.model.net} VAE, latent {c.model.latent}, {c.model.likelihood} likelihood, "
+    log(f"model  {kind}{c.model.net} VAE, {c.model.latent_words()}, {c.model.likelihood} likelihood, "
         f"{n_params:,} parameters, on {trainer.device}{procs}" + (" (mixed precision)" if trainer.use_amp else ""))
     if trainer.device.type == "cuda" and c.train.cuda_graph != "off":
         log("step   replayed as one CUDA graph per batch (--cuda-graph off: the ordinary step)" if trainer.graphed
