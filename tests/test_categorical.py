@@ -128,7 +128,7 @@ def test_a_categorical_run_from_the_command_line(tmp_path, cli):
     assert rc == 2 and "this latent is categorical" in err and not (tmp_path / "exp").exists()
     for extra, said in ((["--objective", "iwae", "--k", "4"], "relaxed, not categorical"),
                         (["--flow", "1"], "a flow transforms a continuous posterior"),
-                        (["--objective", "tcvae"], "makes the latent discrete")):
+                        (["--objective", "tcvae"], "posterior is categorical")):
         rc, _, err = cli("train", *common, *extra, "--out", tmp_path / "x")
         assert rc == 2 and said in err and len(err.strip().splitlines()) == 1, err
     rc, _, err = cli("train", *common, "--continuous", "2", "--out", tmp_path / "mixed")

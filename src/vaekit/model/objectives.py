@@ -48,7 +48,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .registry import OBJECTIVES
+from .registry import OBJECTIVES, PRIORS
 
 
 # exp(-87) is about the smallest normal float32 (1.2e-38): a term that far below the largest
@@ -286,8 +286,9 @@ class MMDObjective(Objective):
 
 def _gaussian_posterior(m, info) -> str | None:
     """The disentangling objectives read the factorised Gaussian q(z|x)'s mean and variance."""
-    if m.prior == "categorical":
-        return "it needs a factorised Gaussian posterior q(z|x), and --prior categorical makes the latent discrete"
+    family = _trait(m.prior, "family")
+    if family:
+        return f"it needs a factorised Gaussian posterior q(z|x), and the {m.prior} prior's posterior is {family}"
     if m.flow:
         return "it needs a factorised Gaussian posterior q(z|x), and --flow makes it another distribution"
     if m.prior == "hierarchical":
@@ -448,8 +449,14 @@ def _elbo(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
                      free_bits=t.free_bits or 0.0)
 
 
+def _trait(prior: str, name: str):
+    """A trait of the prior of that name (None where it has none, or is not registered)."""
+    entry = PRIORS.entries.get(prior)
+    return entry.traits.get(name) if entry is not None else None
+
+
 def _relaxed(m, info) -> str | None:
-    if m.prior == "categorical":
+    if _trait(m.prior, "relaxed"):
         return ("its importance weights need log q(z|x) at the draws, and the Gumbel-softmax draws that train a "
                 "categorical latent are relaxed, not categorical: train with the ELBO (evaluate still gives the "
                 "importance-sampled NLL)")
