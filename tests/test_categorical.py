@@ -6,11 +6,13 @@ import math
 import torch
 from torch.distributions import Categorical, Normal, kl_divergence
 
+import vaekit
 from vaekit.config import ModelConfig
 from vaekit.eval import evaluate
 from vaekit.model import build_model
 from vaekit.model.categorical import CategoricalPosterior, CategoricalPrior
 from vaekit.model.objectives import Objective
+from vaekit.serve import create_app
 
 INFO = {"shape": [1, 3, 3], "value": "binary", "modality": "image", "classes": 0}
 
@@ -131,6 +133,11 @@ def test_a_categorical_run_from_the_command_line(tmp_path, cli):
                         (["--objective", "tcvae"], "posterior is categorical")):
         rc, _, err = cli("train", *common, *extra, "--out", tmp_path / "x")
         assert rc == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    client = create_app(vaekit.Run.load(out)).test_client()       # the explorer: a slider per variable
+    info = client.get("/api/info").get_json()
+    assert info["variables"] == [[4 * n, 4] for n in range(6)] and info["latent"] == 24
+    r = client.post("/api/traverse", json={"z": [0.0] * 24, "dim": 8, "steps": 9}).get_json()
+    assert r["values"] == [0.0, 1.0, 2.0, 3.0] and "image" in r
     rc, _, err = cli("train", *common, "--continuous", "2", "--out", tmp_path / "mixed")
     assert rc == 0, err
     rc, said, _ = cli("info", tmp_path / "mixed")

@@ -80,7 +80,8 @@ class Explorer:
         return {"run": str(self.run.path), "latent": self.latent, "order": self.order, "activity": self.activity,
                 "measure": self.measure, "ranges": self.ranges, "axes": list(self.axes), "label_names": self.label_names,
                 "points": [[float(a), float(b)] for a, b in self.xy], "labels": self.labels,
-                "shape": list(self.run.info["shape"]), "classes": self.classes, "modality": self.run.modality}
+                "shape": list(self.run.info["shape"]), "classes": self.classes, "modality": self.run.modality,
+                "variables": [list(v) for v in self.model.prior.variables()]}
 
     def decode(self, z: list[float], label: int | None = None) -> dict:
         with self.lock, torch.no_grad():
@@ -89,11 +90,21 @@ class Explorer:
             return self.run.media.render(self.model.decode_to_data(self.model.prior.path(t), True, y))
 
     def traverse(self, z: list[float], dim: int, steps: int, label: int | None = None) -> dict:
-        """Dimension ``dim`` of the point z run over its slider's range in ``steps`` values, decoded."""
+        """Dimension ``dim`` of the point z run over its slider's range in ``steps`` values, decoded;
+        where ``dim`` is the first unit of a categorical variable, that variable through each of
+        its categories (``steps`` is then their number)."""
         with self.lock, torch.no_grad():
-            lo, hi = self.ranges[dim]
-            values = torch.linspace(lo, hi, steps, device=self.mu.device)
-            row = vary(torch.tensor(z, dtype=torch.float32, device=self.mu.device), [dim], values)[0]
+            point = torch.tensor(z, dtype=torch.float32, device=self.mu.device)
+            variable = dict(self.model.prior.variables()).get(dim)
+            if variable:
+                values = torch.arange(variable, dtype=torch.float32, device=self.mu.device)
+                row = point.repeat(variable, 1)
+                row[:, dim:dim + variable] = torch.eye(variable, device=self.mu.device)
+                steps = variable
+            else:
+                lo, hi = self.ranges[dim]
+                values = torch.linspace(lo, hi, steps, device=self.mu.device)
+                row = vary(point, [dim], values)[0]
             y = None if not self.classes else torch.full((steps,), label or 0, device=self.mu.device)
             return {"values": values.tolist(),
                     **self.run.media.render(self.model.decode_to_data(self.model.prior.path(row), True, y))}

@@ -109,17 +109,20 @@ class CategoricalPrior(Prior):
     def __init__(self, variables: int, categories: int, temperature: float = 1.0, min_temperature: float = 0.5,
                  anneal: float = 1e-4, straight_through: bool = False, continuous: int = 0):
         super().__init__(continuous + variables * categories)
-        self.variables, self.k, self.d = variables, categories, continuous
+        self.variables_count, self.k, self.d = variables, categories, continuous
         self.start, self.floor, self.rate, self.straight_through = temperature, min_temperature, anneal, straight_through
         self.temperature = temperature
         self.register_buffer("zero", torch.zeros(()))
+
+    def variables(self) -> list[tuple[int, int]]:
+        return [(self.d + n * self.k, self.k) for n in range(self.variables_count)]
 
     def at_step(self, step: int) -> None:
         """tau = max(tau_min, tau_0 exp(-r step)) (Jang et al. 2017 anneal it so, stepwise)."""
         self.temperature = max(self.floor, self.start * math.exp(-self.rate * step))
 
     def head(self, features: int) -> nn.Module:
-        return LogitsHead(features, 2 * self.d + self.variables * self.k)
+        return LogitsHead(features, 2 * self.d + self.variables_count * self.k)
 
     def posterior(self, params: torch.Tensor) -> CategoricalPosterior:
         return CategoricalPosterior(params, self.k, self.temperature, self.straight_through, self.d)
@@ -127,7 +130,7 @@ class CategoricalPrior(Prior):
     def log_prob(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
         """log p(z): -N log K for the one-hots of any categories, plus log N(u; 0, I) of a
         mixed latent's Gaussian part u."""
-        out = torch.full(z.shape[:-1], -self.variables * math.log(self.k), dtype=z.dtype, device=z.device)
+        out = torch.full(z.shape[:-1], -self.variables_count * math.log(self.k), dtype=z.dtype, device=z.device)
         if self.d:
             u = z[..., :self.d]
             out = out - 0.5 * (u.square().sum(-1) + self.d * math.log(2 * math.pi))
@@ -141,7 +144,7 @@ class CategoricalPrior(Prior):
         """The Gaussian part is the first D values times ``temperature``; each variable's
         category is the argmax of its K standard normal values: uniform over the K (the values
         are exchangeable), and a pure function of the noise, as an exported sampler needs."""
-        pick = noise[..., self.d:].unflatten(-1, (self.variables, self.k)).argmax(-1)
+        pick = noise[..., self.d:].unflatten(-1, (self.variables_count, self.k)).argmax(-1)
         onehot = F.one_hot(pick, self.k).to(noise.dtype).flatten(-2)
         return torch.cat([noise[..., :self.d] * temperature, onehot], -1) if self.d else onehot
 

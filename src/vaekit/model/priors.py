@@ -74,6 +74,11 @@ class Prior(nn.Module):
     def at_step(self, step: int) -> None:
         """Set what depends on the training step (called by the objective when ``host_step``)."""
 
+    def variables(self) -> list[tuple[int, int]]:
+        """The latent's categorical variables as (first unit, categories): the units of each are
+        one one-hot (the explorer gives each one slider of its categories); none by default."""
+        return []
+
     #: the stochastic layers, as (name, size), when there are more than one (else None)
     layers: list[tuple[str, int]] | None = None
 
