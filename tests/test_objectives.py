@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+import vaekit
 from vaekit.config import ModelConfig
 from vaekit.model import build_model
 from vaekit.model.objectives import MMDObjective, Objective, log_mean_exp, mmd
@@ -151,3 +152,25 @@ def test_the_objectives_refuse_what_does_not_fit_in_one_sentence(tmp_path, cli):
     src = note_lists(tmp_path / "notes.json", n=8)
     rc, _, err = cli("train", "--data", src, "--objective", "wae", "--epochs", "1", "--out", tmp_path / "c")
     assert rc == 2 and "Markov prior's latent is a sequence" in err and len(err.splitlines()) == 1
+
+
+def test_the_capacity_objective_holds_the_kl_near_a_rising_target(tmp_path, cli):
+    from vaekit.model.objectives import CapacityVAE
+
+    model, x = small(), data(8)
+    objective = CapacityVAE(kind="capacity", weight=50.0, capacity=10.0, capacity_steps=100)
+    assert objective.capacity_at(0) == 0.0 and objective.capacity_at(50) == 5.0 and objective.capacity_at(500) == 10.0
+    torch.manual_seed(2)
+    loss, stats = objective(model, x, step=30)
+    torch.manual_seed(2)
+    t = model(x, 1, log_weights=False)
+    kl = t["kl_dim"].sum(-1)
+    torch.testing.assert_close(loss, -t["log_px"][0].mean() + 50.0 * (kl - 3.0).abs().mean())
+    assert not objective.traceable and objective.beta_at(30) == 50.0
+    rc, _, err = cli("train", "--objective", "capacity", "--capacity", "3", "--capacity-epochs", "1", "--epochs", "2",
+                     "--latent", "3", "--hidden", "32", "--quiet", "--out", tmp_path / "c")
+    assert rc == 0, err
+    kl = [r["valid_kl"] for r in vaekit.Run.load(tmp_path / "c").metrics]
+    assert abs(kl[-1] - 3.0) < 1.0, kl
+    rc, said, _ = cli("info", tmp_path / "c")
+    assert "capacity: gamma 1000 x |KL - C|, C to 3 nats over 1 epochs" in said

@@ -240,6 +240,12 @@ class TrainConfig:
                                    parse="ints", group="disentangling")
     discriminator_lr: float = opt(1e-4, "--objective factor: the discriminator's Adam learning rate (betas 0.5, "
                                         "0.9)", parse="float+", group="disentangling")
+    capacity: float = opt(25.0, "--objective capacity: the KL's final target C in nats", parse="float0+",
+                          group="disentangling")
+    capacity_epochs: float = opt(25.0, "--objective capacity: epochs over which C rises from 0", parse="float0+",
+                                 group="disentangling")
+    capacity_weight: float = opt(1000.0, "--objective capacity: gamma, the weight of |KL - C|", parse="float0+",
+                                 group="disentangling")
     dip_lambda: float = opt(10.0, "--objective dip-i/dip-ii: the weight of the off-diagonal covariance",
                             parse="float0+", group="disentangling")
     dip_lambda_d: float | None = opt(None, "--objective dip-i/dip-ii: the weight of the diagonal's distance from 1 "
@@ -454,6 +460,9 @@ def without_effect(config: Config) -> list[str]:
                    f"(iwae, miwae, piwae, ciwae); the {t.objective} uses one")
     if weighted and (t.beta != 1 or t.warmup_epochs or t.free_bits):
         out.append(f"--beta, --warmup and --free-bits shape the ELBO; the {t.objective} bound has no KL term to weight")
+    if t.objective == "capacity" and (t.beta != 1 or t.warmup_epochs or t.free_bits):
+        out.append("--beta, --warmup and --free-bits shape the ELBO's KL; --objective capacity weighs |KL - C| by "
+                   "--capacity-weight instead")
     if t.objective == "wae" and (t.beta != 1 or t.warmup_epochs or t.free_bits):
         out.append("--beta, --warmup and --free-bits shape the ELBO's KL; the wae has none (the MMD takes its place)")
     if t.objective == "tcvae" and t.free_bits:
@@ -462,6 +471,7 @@ def without_effect(config: Config) -> list[str]:
     for objectives, names in ((("tcvae",), ("mi_weight", "dimkl_weight")),
                               (("factor",), ("gamma", "discriminator", "discriminator_lr")),
                               (("dip-i", "dip-ii"), ("dip_lambda", "dip_lambda_d")),
+                              (("capacity",), ("capacity", "capacity_epochs", "capacity_weight")),
                               (("miwae", "piwae"), ("groups",)), (("ciwae",), ("ciwae_beta",)),
                               (("wae", "infovae"), ("mmd_weight", "mmd_kernel", "mmd_scale")),
                               (("infovae",), ("info_alpha",))):

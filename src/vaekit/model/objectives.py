@@ -31,6 +31,7 @@ posterior q(z) = E_x q(z|x), which the ELBO's KL contains (Hoffman & Johnson 201
            loss = -log p(x|z) + w_t (alpha MI + beta TC + gamma DW), w_t the warm-up
 FactorVAE: + gamma E[log D(z) / (1 - D(z))], D a discriminator of q(z) against the product of its
            marginals (the batch's z with every dimension permuted), trained beside the VAE (Kim & Mnih 2018)
+Capacity:  -log p(x|z) + gamma |KL - C_t|, C_t rising linearly to C_max (Burgess et al. 2018)
 DIP-VAE:   + l_od sum_{i!=j} C_ij^2 + l_d sum_i (C_ii - 1)^2 with C = Cov_x[mu(x)] (I) or
            Cov_x[mu(x)] + E_x[diag sigma^2(x)] (II), the covariance of q(z) (Kumar et al. 2018)
 
@@ -106,6 +107,8 @@ def describe(t) -> str:
     mmd = f"MMD weight {t.mmd_weight:g} ({t.mmd_kernel} kernel, scale {t.mmd_scale:g})"
     if o == "wae":
         return f"WAE, {mmd}"
+    if o == "capacity":
+        return f"capacity: gamma {t.capacity_weight:g} x |KL - C|, C to {t.capacity:g} nats over {t.capacity_epochs:g} epochs"
     elbo = f"ELBO, beta {t.beta:g}, warm-up {t.warmup_epochs:g} epochs, free bits {t.free_bits or 0:g}"
     if o == "infovae":
         return f"InfoVAE alpha {t.info_alpha:g}: {elbo}, {mmd}"
@@ -358,6 +361,36 @@ class DIPVAE(Objective):
         return self.lambda_od * off.pow(2).sum() + self.lambda_d * (diag - 1).pow(2).sum()
 
 
+@dataclass
+class CapacityVAE(Objective):
+    """β-VAE with a controlled capacity (Burgess et al. 2018): -log p(x|z) + gamma |KL - C_t|
+    per example, C_t rising linearly from 0 to ``capacity`` nats over ``capacity_steps`` steps, so
+    the KL is let grow a little at a time and the latent takes on one factor after another."""
+
+    weight: float = 1000.0          # gamma
+    capacity: float = 25.0          # C_max, nats
+    capacity_steps: int = 0
+    traceable = False               # C_t is read from the step on the host
+    target: float = field(default=0.0, repr=False)
+
+    def capacity_at(self, step: int) -> float:
+        if self.capacity_steps <= 0:
+            return self.capacity
+        return self.capacity * min(1.0, step / self.capacity_steps)
+
+    def beta_at(self, step: int) -> float:
+        """The weight gamma of |KL - C| (what metrics.csv shows as beta)."""
+        return self.weight
+
+    def __call__(self, model, x, step: int = 0, y=None, beta=None):
+        self.target = self.capacity_at(step)
+        return super().__call__(model, x, step, y, beta=0.0)
+
+    def penalty(self, t: dict, beta) -> torch.Tensor:
+        kl = t["kl_dim"].sum(-1) if t["kl_dim"] is not None else (t["log_qz"] - t["log_pz"]).mean(0)
+        return self.weight * (kl - self.target).abs().mean()
+
+
 def permute_dims(z: torch.Tensor) -> torch.Tensor:
     """The batch's z with each dimension shuffled across the batch on its own: draws from the
     product of q(z)'s marginals (Kim & Mnih 2018, Algorithm 1)."""
@@ -522,6 +555,13 @@ def _factor(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective
     return FactorVAE(kind="factor", beta=t.beta, warmup_steps=int(t.warmup_epochs * steps_per_epoch),
                      free_bits=t.free_bits or 0.0, gamma=t.gamma, disc=disc, opt=opt, fused=fused,
                      stats=torch.zeros(3, device=model.device))
+
+
+@OBJECTIVES.register("capacity", "β-VAE with a controlled capacity (Burgess et al. 2018): --capacity-weight x "
+                                 "|KL - C|, C rising to --capacity nats over --capacity-epochs")
+def _capacity(t, steps_per_epoch: int, examples: int = 0, model=None) -> Objective:
+    return CapacityVAE(kind="capacity", weight=t.capacity_weight, capacity=t.capacity,
+                       capacity_steps=int(t.capacity_epochs * steps_per_epoch))
 
 
 def _dip(variant: str):
