@@ -40,7 +40,8 @@ class Registry:
     def register(self, name: str, help: str = "", fits: Callable[[Any, dict], str | None] | None = None, **traits):
         """Decorator: register ``build`` under ``name`` (a name registered twice is an error).
         ``traits``: what the rest of vaekit reads of the part without building it (an
-        objective's ``samples(train_cfg)``, the draws of z per example in a step)."""
+        objective's ``draws(k, groups)``: its samples of z a step and the k of its validation
+        bound; a prior's ``width(model_cfg)``, the size of z, and ``family``, its posterior's)."""
         def add(build):
             if name in self.entries:
                 raise ValueError(f"{self.family} '{name}' is registered twice")

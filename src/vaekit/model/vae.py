@@ -1,6 +1,7 @@
 """The VAE: encoder + prior + decoder + likelihood, and nothing about images, text or audio.
 
-    q(z | x) = N(mu(x), diag sigma^2(x)),  z = mu + sigma * eps  (reparameterised)
+    q(z | x) = N(mu(x), diag sigma^2(x)),  z = mu + sigma * eps  (reparameterised; or the family a
+               prior brings: categorical (categorical.py), von Mises-Fisher (sphere.py))
     p(x, z)  = p(z) p(x | z)
     ELBO(x)  = E_q[log p(x | z)] - KL(q(z | x) || p(z))
     log w_i  = log p(x | z_i) + log p(z_i) - log q(z_i | x),   z_i ~ q(z | x)
@@ -309,8 +310,8 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     # a top-down hierarchical VAE: the latent is [z1, ..., zL], the encoder is built for zL and
     # wrapped once per layer below to infer z_l from x and z_l+1, and the decoder reads all layers
     top_down = m.prior == "hierarchical" and m.inference == "top-down"
-    width = PRIORS[m.prior].traits.get("width")   # the latent's size where it is not --latent (categorical: N K)
-    sizes = [m.latent, *m.top_sizes()] if top_down else [width(m) if width else m.latent]
+    latent_width = PRIORS[m.prior].traits.get("width")   # the size of z where it is not --latent (categorical: N K)
+    sizes = [m.latent, *m.top_sizes()] if top_down else [latent_width(m) if latent_width else m.latent]
     width = m.hidden[-1]  # of the layers a top-down model adds: q(z_l | x, z_l+1), and the latent paths
     z_in = (len(sizes) * width if m.latent_paths else sum(sizes)) + classes   # what the decoder reads
     enc, dec = NETS.build(m.net, m, data_info, sizes[-1], z_in, classes, lik)
