@@ -144,6 +144,7 @@ CASES = {
                                          ["d5.npy", "shape"]),
     "--shape that does not fit": lambda t: (train(t, "--data", npy(t, "a.npy", np.zeros((10, 64), np.uint8)),
                                                   "--shape", "5x5"), ["a.npy", "--shape 5x5"]),
+    "a thread count no machine has": lambda t: (train(t, "--threads", "100000"), ["train.threads is 100000"]),
     "VampPrior for a conditional model": lambda t: (train(t, "--prior", "vamp", "--conditional"),
                                                     ["VampPrior", "conditional model", "--prior class"]),
     "truncated IDX": _truncated_idx,

@@ -26,6 +26,9 @@ from .model.likelihoods import default_likelihood
 from .model.objectives import draws
 from .model.registry import LIKELIHOODS, NETS, OBJECTIVES, PRIORS
 
+#: the most CPU threads a run may ask for
+MAX_THREADS = 4096
+
 #: the nonlinearities of the MLP networks (``gated``: gated linear units)
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "gated")
 
@@ -367,6 +370,9 @@ class Config:
             raise VaekitError("train.estimator 'dreg' is a gradient of the IWAE bound: it needs train.objective "
                               "'iwae', 'miwae' or 'piwae' (--objective iwae; with --k 1 it is the ELBO's 'sticking "
                               "the landing').")
+        if t.threads is not None and t.threads > MAX_THREADS:
+            raise VaekitError(f"train.threads is {t.threads}, more threads than any machine runs (at most "
+                              f"{MAX_THREADS}).")
         if t.ciwae_beta > 1:
             raise VaekitError(f"train.ciwae_beta is the ELBO's share of the CIWAE bound, between 0 and 1, "
                               f"got {t.ciwae_beta:g}.")
