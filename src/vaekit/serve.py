@@ -76,12 +76,17 @@ class Explorer:
     def latent(self) -> int:
         return self.model.latent
 
+    @property
+    def variables(self) -> list[tuple[int, int]]:
+        """The latent's categorical variables, (first unit, categories) each (a prior without any: none)."""
+        return getattr(self.model.prior, "variables", list)()
+
     def info(self) -> dict:
         return {"run": str(self.run.path), "latent": self.latent, "order": self.order, "activity": self.activity,
                 "measure": self.measure, "ranges": self.ranges, "axes": list(self.axes), "label_names": self.label_names,
                 "points": [[float(a), float(b)] for a, b in self.xy], "labels": self.labels,
                 "shape": list(self.run.info["shape"]), "classes": self.classes, "modality": self.run.modality,
-                "variables": [list(v) for v in self.model.prior.variables()]}
+                "variables": [list(v) for v in self.variables]}
 
     def decode(self, z: list[float], label: int | None = None) -> dict:
         with self.lock, torch.no_grad():
@@ -95,7 +100,7 @@ class Explorer:
         its categories (``steps`` is then their number)."""
         with self.lock, torch.no_grad():
             point = torch.tensor(z, dtype=torch.float32, device=self.mu.device)
-            variable = dict(self.model.prior.variables()).get(dim)
+            variable = dict(self.variables).get(dim)
             if variable:
                 values = torch.arange(variable, dtype=torch.float32, device=self.mu.device)
                 row = point.repeat(variable, 1)

@@ -33,7 +33,7 @@ from ..errors import VaekitError
 from .likelihoods import FrameLikelihood, Likelihood
 from .nets import PathsDecoder, TopDownEncoder
 from .nets.flow import FlowPosterior, InverseAutoregressiveFlow
-from .priors import Prior
+from .priors import Prior, normal_from_params
 from .registry import LIKELIHOODS, NETS, PRIORS
 
 
@@ -105,7 +105,8 @@ class VAE(nn.Module):
         posterior pushed through it (a :class:`~vaekit.model.nets.flow.FlowPosterior`)."""
         h = self.encoder.hidden(x, self.onehot(y, x.shape[0]))   # every encoder: features, then its head
         enc = self.encoder
-        q = enc.posterior(h) if hasattr(enc, "posterior") else self.prior.posterior(enc.head(h))
+        family = getattr(self.prior, "posterior", normal_from_params)   # a prior may bring its own (categorical)
+        q = enc.posterior(h) if hasattr(enc, "posterior") else family(enc.head(h))
         return q if self.flow is None else FlowPosterior(q, self.flow, self.flow.contexts(h))
 
     @property
@@ -320,7 +321,7 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     if m.latent_paths:
         dec = PathsDecoder(dec, sizes, width, m.activation)
     prior = PRIORS.build(m.prior, m, data_info, classes)
-    head = prior.head(enc.head.in_features) if hasattr(enc, "head") else None
+    head = prior.head(enc.head.in_features) if hasattr(enc, "head") and hasattr(prior, "head") else None
     if head is not None:   # a latent with its own posterior family: its head in place of the Gaussian one
         replace_module(enc, enc.head, head)
     flow = None
