@@ -186,7 +186,9 @@ class Run:
             return None
         t = self.config.train
         k = draws(t.objective, t.k, t.groups)[1]
-        if k and all("valid_iwae" in r for r in m):
+        if all("valid_objective" in r for r in m):   # an objective validated by its own value (wae, infovae)
+            key, what = "valid_objective", f"valid {t.objective} objective"
+        elif k and all("valid_iwae" in r for r in m):
             key, what = "valid_iwae", f"valid IWAE-{k} bound"
         else:
             key, what = "valid_elbo", "valid ELBO"

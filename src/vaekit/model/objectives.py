@@ -168,6 +168,17 @@ class Objective:
         """What a disentangling objective adds to the ELBO's loss, from the model's terms ``t``."""
         return 0.0
 
+    def validation_terms(self, model, x: torch.Tensor, y=None) -> torch.Tensor | None:
+        """Sums over the validation examples x of what the objective's own validation value needs
+        beyond the ELBO's reconstruction and KL (a tensor, all-reduced over processes); None: the
+        run is validated and kept by its ELBO, or by the IWAE bound of ``valid_k``."""
+        return None
+
+    def validation_value(self, rec: float, kl: float, terms: torch.Tensor, n: float) -> float:
+        """Minus the objective's loss on the validation set, from the mean reconstruction term, the
+        mean KL and the summed ``validation_terms`` over n examples."""
+        raise NotImplementedError
+
     @property
     def name(self) -> str:
         """What the validation score of a run with this objective is called."""
@@ -285,6 +296,29 @@ class MMDObjective(Objective):
         z = t["z"][0]                                                       # (B, D)
         drawn = self.prior.sample(z.shape[0], t.get("c")).to(z.dtype)
         return (self.alpha + self.weight - 1) * mmd(z, drawn, self.kernel, self.scale)
+
+    #: examples per MMD estimate on the validation set (the estimate is unbiased at any size)
+    VALID_BATCH = 1000
+
+    @torch.no_grad()
+    def validation_terms(self, model, x: torch.Tensor, y=None) -> torch.Tensor:
+        """(sum over batches of size x MMD², examples in them): the MMD of each batch of the
+        validation set's z ~ q(z|x) against as many draws of the prior."""
+        vae = unwrapped(model)
+        total = torch.zeros(2, device=x.device)
+        for i in range(0, x.shape[0], self.VALID_BATCH):
+            xb = x[i:i + self.VALID_BATCH]
+            if xb.shape[0] < 2:
+                continue
+            c = vae.onehot(None if y is None else y[i:i + self.VALID_BATCH], xb.shape[0])
+            z = vae.encode(xb, c).rsample()
+            total += torch.stack([mmd(z, vae.prior.sample(xb.shape[0], c).to(z.dtype), self.kernel, self.scale)
+                                  * xb.shape[0], z.new_tensor(float(xb.shape[0]))])
+        return total
+
+    def validation_value(self, rec: float, kl: float, terms: torch.Tensor, n: float) -> float:
+        mmd2 = (terms[0] / terms[1]).item() if terms[1] > 0 else 0.0
+        return -(rec + (1 - self.alpha) * self.beta * kl + (self.alpha + self.weight - 1) * mmd2)
 
 
 def _gaussian_posterior(m, info) -> str | None:

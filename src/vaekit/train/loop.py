@@ -443,17 +443,26 @@ class Trainer:
         valid_y = bundle.valid_labels[d.rank::d.world] if self.model.classes else None
         k = self.objective.valid_k
         iwae = k > 0
+        latent = self.model.latent
         with self.averaged():
-            v = torch.cat([valid.new_tensor([valid.shape[0]], dtype=torch.float32),
-                           elbo_sums(self.model, valid, y=valid_y, moments=True)])
+            parts = [valid.new_tensor([valid.shape[0]], dtype=torch.float32),
+                     elbo_sums(self.model, valid, y=valid_y, moments=True)]
             if iwae:
-                v = torch.cat([v, iwae_sum(self.model, valid, k, y=valid_y)])
+                parts.append(iwae_sum(self.model, valid, k, y=valid_y))
+            own = self.objective.validation_terms(self.model, valid, valid_y)
+            if own is not None:
+                parts.append(own.float())
+            v = torch.cat(parts)
         dist.all_reduce_sum(v, d)
-        n, latent = v[0].item(), self.model.latent
+        n = v[0].item()
         rec, kl = (v[1:3] / n).tolist()
-        out = {"rec": rec, "kl": kl, "elbo": -(rec + kl), "iwae": (v[-1] / n).item() if iwae else None,
-               "active_units": active_units_of(v[3:3 + 2 * latent], round(n))}
-        out["score"] = out["iwae"] if iwae else out["elbo"]  # the validation value of the training objective
+        rest = 3 + 2 * latent
+        out = {"rec": rec, "kl": kl, "elbo": -(rec + kl), "iwae": (v[rest] / n).item() if iwae else None,
+               "active_units": active_units_of(v[3:rest], round(n)),
+               "objective": None if own is None else
+               self.objective.validation_value(rec, kl, v[rest + iwae:], n)}
+        # the validation value of the training objective: its own, else the IWAE bound or the ELBO
+        out["score"] = out["objective"] if own is not None else out["iwae"] if iwae else out["elbo"]
         return out
 
     def end_epoch(self, epoch: int, sums: EpochSums, valid: dict, metrics: MetricsLog | None, bar) -> None:
@@ -466,7 +475,8 @@ class Trainer:
                "beta": self.objective.beta_at(self.step - 1), "lr": self.opt.param_groups[0]["lr"],
                "seconds": sums.seconds, "examples_per_s": sums.count / sums.seconds,
                "skipped_steps": sums.skipped, "valid_iwae": valid["iwae"] if iwae else "",
-               "recoveries": self.recoveries, "valid_active_units": valid["active_units"]}
+               "recoveries": self.recoveries, "valid_active_units": valid["active_units"],
+               "valid_objective": "" if valid["objective"] is None else valid["objective"]}
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.sched.step(valid["score"])
         elif self.sched is not None:
@@ -484,6 +494,8 @@ class Trainer:
                 t.checkpointed()
         self.watch_collapse(row, bar)
         shown = f", valid IWAE-{self.objective.valid_k} {valid['iwae']:.2f}" if iwae else ""
+        if valid["objective"] is not None:
+            shown += f", valid {self.config.train.objective} {valid['objective']:.2f}"
         bar.set_postfix_str(f"train ELBO {row['train_elbo']:.2f}, valid ELBO {valid['elbo']:.2f}{shown}",
                             refresh=False)
         own = self.objective.take_stats() if hasattr(self.objective, "take_stats") else {}
