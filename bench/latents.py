@@ -96,8 +96,7 @@ def categorical(args) -> dict:
         run = train(flags, Path(tmp) / "jang")
         ev = run.evaluate(k=args.eval_k, quiet=True, factors=False)
         out["jang"] = {"test_elbo": ev["elbo_nats"], "test_nll": ev["nll_nats"], "kl": ev["kl_nats"],
-                       "train_seconds": sum(m["seconds"] for m in run.metrics),
-                       "final_temperature": run.model.prior.temperature}
+                       "train_seconds": sum(m["seconds"] for m in run.metrics)}
         shutil.copy(Path(tmp) / "jang" / "samples" / "prior_samples.png", args.pictures / "categorical.png")
         print(f"30 x 10 categorical, {args.epochs} epochs: test ELBO {ev['elbo_nats']:.2f}, IS-NLL (k = {args.eval_k}) "
               f"{ev['nll_nats']:.2f} nats, KL {ev['kl_nats']:.2f}, {out['jang']['train_seconds']:.0f} s", flush=True)
