@@ -96,11 +96,12 @@ HEADLINE = (("epochs", "epochs"), ("best_valid", "best valid bound"), ("final_va
 
 
 def headline(e: Entry) -> dict:
-    """A run's figures: epochs trained, the best validation bound (the IWAE bound for an IWAE
-    run, else the ELBO) and the last validation ELBO, the test NLL, KL and active units of its
+    """A run's figures: epochs trained, the best validation value the run was kept by (its own
+    objective's for wae/infovae, the IWAE bound for an importance-weighted run, else the ELBO) and
+    the last validation ELBO, the test NLL, KL and active units of its
     evaluation (the last validation KL and active units without one), and the training time."""
     m, ev = e.metrics, e.evaluation or {}
-    key = "valid_iwae" if m and all("valid_iwae" in r for r in m) else "valid_elbo"
+    key = next((k for k in ("valid_objective", "valid_iwae") if m and all(k in r for r in m)), "valid_elbo")
     return {"epochs": len(m), "best_valid": max(r[key] for r in m) if m else None,
             "final_valid_elbo": m[-1]["valid_elbo"] if m else None, "test_nll": ev.get("nll_nats"),
             "kl": ev.get("kl_nats", m[-1]["valid_kl"] if m else None),
