@@ -129,6 +129,9 @@ def _gen(args) -> dict:
 
 def cmd_sample(args) -> int:
     run = _run(args)
+    unsampled = getattr(run.model.prior, "sample_blocker", None)   # a VQ-VAE before its prior over codes
+    if unsampled:
+        raise VaekitError(f"{run.path}: {unsampled}.")
     return _show(run.media.sample(run, args.out, args.n, args.seed, _label(run, args.label), nrow=args.nrow,
                                   mean=not args.random, **_gen(args), **({"steps": args.steps} if args.steps else {})))
 

@@ -5,7 +5,7 @@ Nothing here knows images, text or audio: parts are chosen by the data's shape a
 value (``binary``, ``levels``, ``continuous``, ``real``, ``tokens``).
 """
 
-from . import categorical, likelihoods, nets, objectives, priors, sphere  # noqa: F401  (each registers its parts)
+from . import categorical, likelihoods, nets, objectives, priors, sphere, vq  # noqa: F401  (each registers its parts)
 from .objectives import Objective
 from .registry import LIKELIHOODS, NETS, OBJECTIVES, PRIORS, Registry
 from .vae import VAE, build_model, misfit, model_size

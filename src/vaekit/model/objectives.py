@@ -217,6 +217,9 @@ class Objective:
                     kl_term = kl.mean().clamp(min=self.free_bits * t["q"].loc.shape[-1])
                 loss = beta * kl_term - log_px_mean.mean()
             loss = loss + self.penalty(t, beta)
+        aux = getattr(t["q"], "aux_loss", None)    # a posterior's own training loss (VQ's commitment)
+        if aux is not None:
+            loss = loss + aux.mean()
         with torch.no_grad():
             stats = torch.stack([-log_px_mean.sum(), kl.sum(), loss * x.shape[0]])
         return loss, stats
@@ -523,11 +526,9 @@ def _trait(prior: str, name: str):
 
 
 def _relaxed(m, info) -> str | None:
-    if _trait(m.prior, "relaxed"):
-        return ("its importance weights need log q(z|x) at the draws, and the Gumbel-softmax draws that train a "
-                "categorical latent are relaxed, not categorical: train with the ELBO (evaluate still gives the "
-                "importance-sampled NLL)")
-    return None
+    """Why the latent's posterior gives no importance weights to train on (its prior's
+    ``no_weights`` trait: relaxed categorical draws, a point mass), or None."""
+    return _trait(m.prior, "no_weights")
 
 
 def _weighted(kind: str):

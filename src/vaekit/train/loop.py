@@ -477,6 +477,8 @@ class Trainer:
                "skipped_steps": sums.skipped, "valid_iwae": valid["iwae"] if iwae else "",
                "recoveries": self.recoveries, "valid_active_units": valid["active_units"],
                "valid_objective": "" if valid["objective"] is None else valid["objective"]}
+        codebook = getattr(self.model.prior, "take_stats", dict)()   # a VQ-VAE's codes used this epoch
+        row.update({"codes_used": codebook.get("codes_used", ""), "code_perplexity": codebook.get("code_perplexity", "")})
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             self.sched.step(valid["score"])
         elif self.sched is not None:
@@ -504,7 +506,9 @@ class Trainer:
                       f"(rec {valid['rec']:.3f}, KL {valid['kl']:.3f}){shown.replace(',', ' ')}  "
                       f"{sums.count / sums.seconds:,.0f} ex/s"
                       + (f"  {row['skipped_steps']} steps skipped" if row["skipped_steps"] else "")
-                      + (f"  discriminator accuracy {own['disc_accuracy']:.3f}" if "disc_accuracy" in own else ""))
+                      + (f"  discriminator accuracy {own['disc_accuracy']:.3f}" if "disc_accuracy" in own else "")
+                      + (f"  codes used {codebook['codes_used']}, perplexity {codebook['code_perplexity']:.1f}"
+                         if codebook else ""))
 
     def track(self, row: dict) -> None:
         """The epoch's row to each tracker, and every ``track_every`` epochs (and at the last) the
@@ -522,7 +526,8 @@ class Trainer:
             with torch.random.fork_rng(devices=devices), self.averaged():   # the run's random streams stay as they were
                 torch.manual_seed(epoch)
                 self.model.eval()
-                shown = media.render(self.model.sample(16))
+                unsampled = getattr(self.model.prior, "sample_blocker", None)
+                shown = None if unsampled else media.render(self.model.sample(16))
                 self.model.train()
         for t in self.trackers:
             t.epoch(row)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+
 from pathlib import Path
 
 import torch
@@ -94,8 +96,9 @@ class Images(Media):
         test, y = bundle.test, (bundle.test_labels if model.classes else None)
         a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 8, allow_one=True))
         shown = spread(test.shape[0], 32).to(test.device)
+        unsampled = getattr(model.prior, "sample_blocker", None)   # a VQ-VAE before its prior over codes
         return [
-            self.sample(run, out / "prior_samples.png", 64).files[0],
+            *([] if unsampled else [self.sample(run, out / "prior_samples.png", 64).files[0]]),
             self.reconstruct(run, test[shown], None if y is None else y[shown], out / "reconstructions.png").files[0],
             self.interpolate(run, test[a], test[b], *((None, None) if y is None else (y[a], y[b])),
                              out / "interpolations.png").files[0],
@@ -106,8 +109,9 @@ class Images(Media):
         model, test = run.model, bundle.test
         y = bundle.test_labels if model.classes else None
         note = "<p>One row per class.</p>" if model.classes else ""
-        sections = [("Samples from the prior", f'{note}<img alt="prior samples" '
-                                               f'src="{picture_uri(grid(prior_draws(model, 64, 8), 8))}">')]
+        unsampled = getattr(model.prior, "sample_blocker", None)
+        sections = [("Samples from the prior", f"<p>None: {html.escape(unsampled)}.</p>" if unsampled else
+                     f'{note}<img alt="prior samples" src="{picture_uri(grid(prior_draws(model, 64, 8), 8))}">')]
         shown = spread(test.shape[0], 32).to(test.device)
         rec = reconstruction_grid(model, test[shown], None if y is None else y[shown])
         sections.append(("Reconstructions", "<p>Each row of test images is followed by its reconstruction.</p>"

@@ -1,0 +1,161 @@
+"""Vector-quantised latents (the VQ-VAE of van den Oord et al. 2017), the first stage.
+
+The encoder gives N vectors z_e of size d; each is replaced by its nearest of K code vectors e_k,
+z_q = e_argmin |z_e - e_k|, and the decoder reads the N code vectors. Gradients pass straight
+through the quantisation (z = z_e + sg(z_q - z_e)), the commitment loss beta |z_e - sg(z_q)|^2
+keeps the encoder near its codes, and the codebook follows its assignments by exponential moving
+averages (decay gamma, with Laplace smoothing of the counts) instead of a gradient. A code that
+no longer gets assignments (its moving count below ``DEAD``) is restarted at a random encoder
+output of the batch. The codebook starts at zero, so at the first step every vector is nearest to
+code 0, which takes their mean, and every other code starts at one of them.
+
+As a latent-variable model the posterior is a point mass on the codes and the prior, until a
+prior over the codes is fitted, uniform: KL = N log K, and the ELBO log p(x | z_q) - N log K is
+also the importance-sampled estimate (every importance weight is the same). That is a bound on
+log p(x), not the likelihood of a model with a learned prior; nor can this stage sample: codes
+drawn uniformly decode to noise, so ``vaekit sample`` refuses until a prior over the codes exists.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from .priors import Prior
+from .registry import PRIORS
+
+
+class CodeHead(nn.Linear):
+    """The encoder's last layer for a quantised latent: features -> N d values, float32."""
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return super().forward(h).float()
+
+
+class QuantisedPosterior:
+    """The point mass q(z | x) at the nearest codes of the encoder's vectors; ``z`` passes the
+    gradient straight through to them, ``aux_loss`` (B,) is the commitment loss, ``codes`` (B, N)
+    the chosen code of each vector."""
+
+    def __init__(self, z_e: torch.Tensor, prior: "VQPrior"):
+        ze = z_e.unflatten(-1, (prior.positions, prior.code_dim))                         # (B, N, d)
+        book = prior.codebook
+        d2 = ze.square().sum(-1, keepdim=True) - 2 * ze @ book.T + book.square().sum(-1)   # (B, N, K)
+        self.codes = d2.argmin(-1)
+        zq = book[self.codes]
+        if torch.is_grad_enabled() and prior.training:
+            prior.update(ze.detach(), self.codes)
+            zq = prior.codebook[self.codes]
+        self.aux_loss = prior.commitment * (ze - zq.detach()).square().sum((-2, -1))
+        self.z = (ze + (zq - ze).detach()).flatten(-2)
+
+    @property
+    def loc(self) -> torch.Tensor:
+        return self.z
+
+    def rsample(self, shape=()) -> torch.Tensor:
+        return self.z.expand(*torch.Size(shape), *self.z.shape)
+
+    sample = rsample
+
+    def log_prob(self, z: torch.Tensor) -> torch.Tensor:
+        """log q = 0 at the point mass, per unit."""
+        return torch.zeros_like(z)
+
+
+class VQPrior(Prior):
+    """The uniform prior over K codes at each of N positions, and the codebook (K, d) with its
+    moving averages; see the module docstring."""
+
+    #: a code whose moving count of assignments falls below this is restarted
+    DEAD = 1e-3
+    host_step = "its codebook is updated in place at each step"
+    export_blocker = ("the exported encoder gives a Gaussian's mean and log-variance per layer, and this latent is "
+                      "quantised")
+    sample_blocker = ("this VQ-VAE has no prior over its codes (fitting one is not part of vaekit yet), and codes "
+                      "drawn uniformly decode to noise; reconstruct, interpolate and evaluate work")
+
+    def __init__(self, positions: int, codebook: int, code_dim: int, commitment: float = 0.25, decay: float = 0.99):
+        super().__init__(positions * code_dim)
+        self.positions, self.k, self.code_dim = positions, codebook, code_dim
+        self.commitment, self.decay = commitment, decay
+        self.register_buffer("codebook", torch.zeros(codebook, code_dim))
+        self.register_buffer("ema_count", torch.zeros(codebook))
+        self.register_buffer("ema_sum", torch.zeros(codebook, code_dim))
+        self.register_buffer("usage", torch.zeros(codebook), persistent=False)   # assignments since take_stats
+
+    @torch.no_grad()
+    def update(self, ze: torch.Tensor, codes: torch.Tensor) -> None:
+        """One moving-average step of the codebook from a batch's vectors ze (B, N, d) and their
+        codes (B, N), then the restart of dead codes at random vectors of the batch."""
+        flat, idx = ze.reshape(-1, self.code_dim), codes.reshape(-1)
+        counts = torch.bincount(idx, minlength=self.k).to(flat.dtype)
+        sums = torch.zeros_like(self.ema_sum).index_add_(0, idx, flat)
+        self.usage += counts
+        self.ema_count.mul_(self.decay).add_(counts, alpha=1 - self.decay)
+        self.ema_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
+        n = self.ema_count.sum()
+        smoothed = (self.ema_count + 1e-5) / (n + self.k * 1e-5) * n                 # Laplace smoothing
+        live = self.ema_count >= self.DEAD
+        self.codebook.copy_(torch.where(live.unsqueeze(-1), self.ema_sum / smoothed.unsqueeze(-1), self.codebook))
+        dead = (~live).nonzero().squeeze(-1)
+        if dead.numel():
+            pick = torch.randint(flat.shape[0], (dead.numel(),), device=flat.device)
+            self.codebook[dead] = flat[pick]
+            self.ema_sum[dead] = flat[pick]
+            self.ema_count[dead] = 1.0
+
+    def take_stats(self) -> dict:
+        """The codes used since the last call and the perplexity of their use, exp(entropy) (a
+        host read; the trainer logs them each epoch)."""
+        total = self.usage.sum()
+        if total <= 0:
+            return {}
+        p = self.usage / total
+        perplexity = torch.exp(-(p * torch.log(p.clamp(min=1e-12))).sum()).item()
+        used = int((self.usage > 0).sum().item())
+        self.usage.zero_()
+        return {"codes_used": used, "code_perplexity": perplexity}
+
+    def head(self, features: int) -> nn.Module:
+        return CodeHead(features, self.dim)
+
+    def posterior(self, params: torch.Tensor) -> QuantisedPosterior:
+        return QuantisedPosterior(params, self)
+
+    def log_prob(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.full(z.shape[:-1], -self.positions * math.log(self.k), dtype=z.dtype, device=z.device)
+
+    def analytic_kl(self, q, c=None):
+        """KL(point mass || uniform) = N log K, shared equally by the N d units."""
+        if not isinstance(q, QuantisedPosterior):
+            return None
+        return torch.full_like(q.z, math.log(self.k) / self.code_dim)
+
+    @property
+    def noise_dim(self) -> int:
+        return self.positions * self.k
+
+    def draw(self, noise, u=None, c=None, temperature=1.0):
+        """Codes drawn uniformly (the argmax of K normal values at each position), as vectors."""
+        pick = noise.unflatten(-1, (self.positions, self.k)).argmax(-1)
+        return self.codebook[pick].flatten(-2)
+
+
+def _vq_fits(m, info) -> str | None:
+    if m.flow:
+        return "a flow transforms a continuous posterior, and the quantised latent is a point mass on its codes"
+    if not 0 < m.codebook_decay < 1:
+        return f"the codebook's moving averages need a decay between 0 and 1, not {m.codebook_decay:g}"
+    return None
+
+
+@PRIORS.register("vq", "vector-quantised (VQ-VAE): --latent positions, each one of --codebook codes of --code-dim "
+                       "values (moving-average codebook, --commitment)", _vq_fits,
+                 width=lambda m: m.latent * m.code_dim, family="a point mass at the nearest code",
+                 no_weights="its posterior is a point mass at the nearest code, so every importance weight is the "
+                            "same: train with the ELBO")
+def _vq(m, info, classes):
+    return VQPrior(m.latent, m.codebook, m.code_dim, m.commitment, m.codebook_decay)

@@ -1,0 +1,93 @@
+"""The vector-quantised latent (VQ-VAE, first stage): quantisation, codebook, training, refusals."""
+
+import math
+
+import torch
+
+import vaekit
+from vaekit.config import ModelConfig
+from vaekit.model import build_model
+from vaekit.model.objectives import Objective
+from vaekit.model.vq import QuantisedPosterior, VQPrior
+
+INFO = {"shape": [1, 4, 4], "value": "binary", "modality": "image", "classes": 0}
+
+
+def test_quantisation_picks_the_nearest_code_and_passes_the_gradient_straight_through():
+    torch.manual_seed(0)
+    prior = VQPrior(positions=3, codebook=5, code_dim=2).eval()
+    prior.codebook.copy_(torch.randn(5, 2))
+    z_e = torch.randn(4, 6, requires_grad=True)
+    q = QuantisedPosterior(z_e, prior)
+    nearest = torch.cdist(z_e.detach().view(4, 3, 2), prior.codebook.expand(4, 5, 2)).argmin(-1)
+    assert torch.equal(q.codes, nearest)
+    torch.testing.assert_close(q.z.detach(), prior.codebook[nearest].flatten(-2))
+    torch.testing.assert_close(q.aux_loss, 0.25 * (z_e.detach().view(4, 3, 2) - prior.codebook[nearest]).square().sum((1, 2)))
+    w = torch.randn(4, 6)
+    (q.z * w).sum().backward()
+    torch.testing.assert_close(z_e.grad, w)                         # straight through
+    assert q.rsample((7,)).shape == (7, 4, 6) and (q.log_prob(q.z) == 0).all()
+    torch.testing.assert_close(prior.analytic_kl(q).sum(-1), torch.full((4,), 3 * math.log(5)))
+    torch.testing.assert_close(prior.log_prob(q.z), torch.full((4,), -3 * math.log(5)))
+
+
+def test_the_codebook_follows_its_assignments_and_dead_codes_restart():
+    torch.manual_seed(1)
+    prior = VQPrior(positions=1, codebook=4, code_dim=2, decay=0.5)
+    ze = torch.tensor([[[1.0, 0.0]], [[1.2, 0.0]], [[-1.0, 0.0]], [[-1.1, 0.0]]])
+    prior.update(ze, torch.zeros(4, 1, dtype=torch.long))   # the first step: every vector is nearest to code 0
+    torch.testing.assert_close(prior.codebook[0], ze[:, 0].mean(0), atol=1e-4, rtol=0)   # their mean
+    assert all(any(torch.equal(c, v) for v in ze[:, 0]) for c in prior.codebook[1:])     # the rest: batch vectors
+    prior.codebook.copy_(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [5.0, 5.0], [6.0, 6.0]]))
+    prior.ema_count.copy_(torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    prior.ema_sum.copy_(prior.codebook * prior.ema_count.unsqueeze(-1))
+    prior.usage.zero_()
+    codes = torch.tensor([[0], [0], [1], [1]])
+    prior.update(ze, codes)
+    # code 0: (0.5 * 1 + 0.5 * 2.2) / (0.5 * 1 + 0.5 * 2), Laplace smoothing aside
+    torch.testing.assert_close(prior.codebook[0], torch.tensor([1.6 / 1.5, 0.0]), atol=1e-4, rtol=0)
+    assert all(any(torch.equal(prior.codebook[k], v) for v in ze[:, 0]) for k in (2, 3))   # unused: restarted
+    stats = prior.take_stats()
+    assert stats == {"codes_used": 2, "code_perplexity": stats["code_perplexity"]}
+    assert abs(stats["code_perplexity"] - 2.0) < 1e-5 and prior.take_stats() == {}
+
+
+def test_the_commitment_loss_is_part_of_the_objective_and_validation_is_the_discrete_elbo():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(net="mlp", latent=2, hidden=[16], likelihood="bernoulli", prior="vq",
+                                    codebook=8, code_dim=3), INFO)
+    x = (torch.rand(5, 1, 4, 4) > 0.5).float()
+    model.eval()
+    torch.manual_seed(1)
+    loss, stats = Objective()(model, x)
+    q = model.encode(x)
+    t = model(x, 1, log_weights=False)
+    expected = (t["kl_dim"].sum(-1) - t["log_px"][0]).mean() + q.aux_loss.mean()
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(stats[1], torch.tensor(5 * 2 * math.log(8)))
+
+
+def test_a_vq_run_from_the_command_line(tmp_path, cli):
+    common = ["--prior", "vq", "--latent", "4", "--codebook", "16", "--code-dim", "4", "--binarize", "static",
+              "--likelihood", "bernoulli", "--hidden", "64", "--batch-size", "64", "--epochs", "3", "--quiet"]
+    out = tmp_path / "vq"
+    rc, _, err = cli("train", *common, "--out", out)
+    assert rc == 0, err
+    m = vaekit.Run.load(out).metrics
+    assert all(1 <= r["codes_used"] <= 16 and 1 <= r["code_perplexity"] <= 16 for r in m)
+    assert not (out / "samples" / "prior_samples.png").exists() and (out / "samples" / "reconstructions.png").exists()
+    rc, said, _ = cli("info", out)
+    assert "latent 4 positions of 16 codes of 4" in said
+    rc, said, err = cli("evaluate", out, "--k", "5")
+    assert rc == 0, err
+    rc, _, err = cli("sample", out)
+    assert rc == 2 and "no prior over its codes" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = cli("train", "--resume", out, "--epochs", "4", "--quiet")
+    assert rc == 0, err
+    for extra, said in ((["--objective", "iwae", "--k", "3"], "every importance weight is the same"),
+                        (["--objective", "tcvae"], "a point mass at the nearest code"),
+                        (["--codebook-decay", "1"], "decay between 0 and 1")):
+        rc, _, err = cli("train", *common, *extra, "--out", tmp_path / "x")
+        assert rc == 2 and said in err and len(err.strip().splitlines()) == 1, err
+    rc, _, err = cli("train", "--codebook", "8", "--epochs", "1", "--quiet", "--out", tmp_path / "w")
+    assert rc == 0 and "--codebook shape the vector-quantised latent" in err
