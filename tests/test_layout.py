@@ -13,7 +13,7 @@ SRC = ROOT / "src" / "vaekit"
 # Imports run one way, from the verbs down to the math: a module may import its own layer and
 # the layers below it.
 LAYERS = {"version": 0, "memory": 0, "compiling": 0, "threads": 0, "errors": 0, "progress": 0, "tokens": 0, "checkpoint": 0, "kinds": 1, "model": 1, "eval": 2,
-          "config": 3, "run": 4, "report": 4, "serve": 4, "export": 3, "score": 3, "traversal": 3, "forecast": 1, "compare": 4, "tracking": 3, "plugins": 0, "sweep": 6, "train": 5, "cli": 6, "__init__": 7, "__main__": 7}
+          "config": 3, "run": 4, "report": 4, "serve": 4, "export": 3, "score": 3, "traversal": 3, "forecast": 1, "codeprior": 2, "compare": 4, "tracking": 3, "plugins": 0, "sweep": 6, "train": 5, "cli": 6, "__init__": 7, "__main__": 7}
 # the one import upwards: build_model resolves an "auto" of a config made in Python (inside the function)
 ALLOWED_UP = {("model/vae.py", "config")}
 

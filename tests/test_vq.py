@@ -2,6 +2,7 @@
 
 import math
 
+import pytest
 import torch
 
 import vaekit
@@ -84,6 +85,22 @@ def test_a_vq_run_from_the_command_line(tmp_path, cli):
     assert rc == 2 and "no prior over its codes" in err and len(err.strip().splitlines()) == 1
     rc, _, err = cli("train", "--resume", out, "--epochs", "4", "--quiet")
     assert rc == 0, err
+    before = vaekit.Run.load(out).evaluate(k=3, quiet=True, write=False)
+    # the second stage: a prior over the codes, then sampling, and its log p(c) in the bound
+    rc, said, err = cli("train-prior", out, "--epochs", "3", "--width", "32", "--heads", "2")
+    assert rc == 0, err
+    assert "valid NLL of the codes" in said and (out / "code_prior.safetensors").exists()
+    run = vaekit.Run.load(out)
+    weights = run.model.state_dict()
+    assert not any(k.startswith("prior.codes_prior") for k in weights)         # the first stage's weights unchanged
+    after = run.evaluate(k=3, quiet=True, write=False)
+    assert after["rec_nats"] == pytest.approx(before["rec_nats"], abs=1e-4)
+    assert after["kl_nats"] < before["kl_nats"] == pytest.approx(4 * math.log(16), abs=1e-4)
+    assert after["nll_nats"] == pytest.approx(after["rec_nats"] + after["kl_nats"], abs=1e-3)
+    rc, _, err = cli("sample", out, "-n", "8", "--out", tmp_path / "s.png")
+    assert rc == 0 and (tmp_path / "s.png").exists(), err
+    z = run.model.prior.sample(5)
+    assert torch.equal(run.model.prior.codebook[run.model.prior.codes_of(z)].flatten(-2), z)   # codes of the book
     for extra, said in ((["--objective", "iwae", "--k", "3"], "every importance weight is the same"),
                         (["--objective", "tcvae"], "a point mass at the nearest code"),
                         (["--codebook-decay", "1"], "decay between 0 and 1")):
@@ -91,3 +108,5 @@ def test_a_vq_run_from_the_command_line(tmp_path, cli):
         assert rc == 2 and said in err and len(err.strip().splitlines()) == 1, err
     rc, _, err = cli("train", "--codebook", "8", "--epochs", "1", "--quiet", "--out", tmp_path / "w")
     assert rc == 0 and "--codebook shape the vector-quantised latent" in err
+    rc, _, err = cli("train-prior", tmp_path / "w", "--epochs", "1")
+    assert rc == 2 and "not vq" in err and len(err.strip().splitlines()) == 1

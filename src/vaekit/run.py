@@ -141,6 +141,10 @@ class Run:
         model = build_model(config.model, info)  # built on the meta device above: it builds
         load_into(model, path / "model.safetensors", "config.yaml")
         model.to(resolve_device(device)).eval()
+        if hasattr(model.prior, "attach_codes"):   # a VQ-VAE's second stage, where it has one
+            from .codeprior import load as load_code_prior
+
+            model.prior.attach_codes(load_code_prior(path))
         return cls(path, config, info, model, data)
 
     @cached_property

@@ -195,6 +195,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--check", action="store_true",
                    help="run the files (onnxruntime, torch.jit.load) on test examples and batches of 1 and more, "
                         "print the largest difference from PyTorch; above 1e-5 (relative beyond 1) is an error")
+    tp = run_parser("train-prior", "fit a VQ-VAE run's prior over its codes (a causal transformer), which sample "
+                                  "then draws from", verbs.cmd_train_prior)
+    tp.add_argument("--epochs", type=positive_int, default=30, help="passes over the training codes (default 30)")
+    tp.add_argument("--width", type=positive_int, default=128, help="the transformer's width (default 128)")
+    tp.add_argument("--layers", type=positive_int, default=2, help="its layers (default 2)")
+    tp.add_argument("--heads", type=positive_int, default=4, help="its attention heads (default 4)")
+    tp.add_argument("--lr", type=positive_float, default=1e-3, help="Adam's learning rate (default 1e-3)")
+    tp.add_argument("--batch-size", type=positive_int, default=128, help="code sequences a step (default 128)")
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--quiet", action="store_true", help="no progress bar or log")
     m = sub.add_parser("compare", help="runs side by side: config differences, figures, curves, samples",
                        description="runs side by side: the config values that differ, the headline figures, the "
                                    "learning curves overlaid and the samples, as a table and an HTML page")

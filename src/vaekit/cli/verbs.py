@@ -244,6 +244,21 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_train_prior(args) -> int:
+    from ..codeprior import fit
+
+    run = _run(args)
+    r = fit(run, epochs=args.epochs, width=args.width, layers=args.layers, heads=args.heads, lr=args.lr,
+            batch_size=args.batch_size, seed=args.seed, quiet=args.quiet)
+    if not args.quiet:
+        print(f"code prior: valid NLL of the codes {r['valid_nll_codes']:.2f} nats an example "
+              f"(uniform: {r['uniform_nll_codes']:.2f}), {len(r['epochs'])} epochs in {r['seconds']:.0f} s")
+    written = run.media.sample(run, None, 0, 0)   # the kind's default count, in the run's samples folder
+    if not args.quiet:
+        print(f"written: {run.path / 'code_prior.safetensors'}, {', '.join(str(f) for f in written.files)}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     run = _run(args)
     r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet, factors=args.factors,

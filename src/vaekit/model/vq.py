@@ -13,7 +13,8 @@ As a latent-variable model the posterior is a point mass on the codes and the pr
 prior over the codes is fitted, uniform: KL = N log K, and the ELBO log p(x | z_q) - N log K is
 also the importance-sampled estimate (every importance weight is the same). That is a bound on
 log p(x), not the likelihood of a model with a learned prior; nor can this stage sample: codes
-drawn uniformly decode to noise, so ``vaekit sample`` refuses until a prior over the codes exists.
+drawn uniformly decode to noise, so ``vaekit sample`` refuses until a prior over the codes exists:
+``vaekit train-prior`` fits one (:mod:`vaekit.codeprior`), and it then takes the uniform's place.
 """
 
 from __future__ import annotations
@@ -74,8 +75,31 @@ class VQPrior(Prior):
     host_step = "its codebook is updated in place at each step"
     export_blocker = ("the exported encoder gives a Gaussian's mean and log-variance per layer, and this latent is "
                       "quantised")
-    sample_blocker = ("this VQ-VAE has no prior over its codes (fitting one is not part of vaekit yet), and codes "
-                      "drawn uniformly decode to noise; reconstruct, interpolate and evaluate work")
+    #: the learned prior over the codes (``vaekit train-prior``), kept outside the module's weights
+    codes_prior = None
+
+    @property
+    def sample_blocker(self) -> str | None:
+        """Why this VQ-VAE cannot sample yet (no prior over its codes), else None."""
+        if self.codes_prior is not None:
+            return None
+        return ("this VQ-VAE has no prior over its codes yet, and codes drawn uniformly decode to noise: fit one "
+                "with `vaekit train-prior RUN` (reconstruct, interpolate and evaluate work without it)")
+
+    def attach_codes(self, model: nn.Module | None) -> None:
+        """Make ``model`` (a :class:`~vaekit.codeprior.CodePrior`) the prior over the codes: sampling
+        draws from it, and log p(z) and the KL are its. Not registered as a submodule, so the
+        VAE's weights stay those of the first stage."""
+        self.__dict__["codes_prior"] = model
+        if model is not None:
+            model.to(self.codebook.device)
+
+    def codes_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The code index of each position of latents z (..., N d) on the codebook, (..., N)."""
+        zs = z.unflatten(-1, (self.positions, self.code_dim))
+        book = self.codebook
+        d2 = zs.square().sum(-1, keepdim=True) - 2 * zs @ book.T + book.square().sum(-1)
+        return d2.argmin(-1)
 
     def __init__(self, positions: int, codebook: int, code_dim: int, commitment: float = 0.25, decay: float = 0.99):
         super().__init__(positions * code_dim)
@@ -126,13 +150,25 @@ class VQPrior(Prior):
         return QuantisedPosterior(params, self)
 
     def log_prob(self, z: torch.Tensor, c: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.full(z.shape[:-1], -self.positions * math.log(self.k), dtype=z.dtype, device=z.device)
+        """log p(z) of latents on the codebook: the code prior's log p(c), or N log K uniform."""
+        if self.codes_prior is None:
+            return torch.full(z.shape[:-1], -self.positions * math.log(self.k), dtype=z.dtype, device=z.device)
+        codes = self.codes_of(z)
+        return self.codes_prior.log_prob(codes.reshape(-1, self.positions)).view(codes.shape[:-1]).to(z.dtype)
 
     def analytic_kl(self, q, c=None):
-        """KL(point mass || uniform) = N log K, shared equally by the N d units."""
-        if not isinstance(q, QuantisedPosterior):
+        """KL(point mass || uniform) = N log K, shared equally by the N d units; with a learned
+        prior over the codes none (the objective takes -log p(c), since log q = 0)."""
+        if not isinstance(q, QuantisedPosterior) or self.codes_prior is not None:
             return None
         return torch.full_like(q.z, math.log(self.k) / self.code_dim)
+
+    @torch.no_grad()
+    def sample(self, n: int, c=None, temperature: float = 1.0) -> torch.Tensor:
+        """n latents: codes from the prior over the codes (at ``temperature``), or uniform."""
+        if self.codes_prior is None:
+            return super().sample(n, c, temperature)
+        return self.codebook[self.codes_prior.sample(n, temperature)].flatten(-2)
 
     @property
     def noise_dim(self) -> int:
