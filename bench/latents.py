@@ -22,6 +22,13 @@ Gaussian one at latent sizes 2, 5 and 10 (Davidson et al. 2018's comparison; the
 networks), the same epochs each: the test IS-NLL and ELBO.
 
     python bench/latents.py --part sphere --data ../shared/data/binarized-mnist --epochs 30
+
+``--part vq``: a VQ-VAE (16 positions of 64 codes of 8 values, 512-256 networks) and then its
+prior over the codes (``vaekit train-prior``, --prior-epochs): reconstruction, codes used and
+their perplexity, the code prior's validation NLL against the uniform's N log K, and the test
+bound -log p(x | z_q) - log p(c); the prior samples go to --pictures.
+
+    python bench/latents.py --part vq --data ../shared/data/binarized-mnist --epochs 8 --prior-epochs 10
 """
 
 from __future__ import annotations
@@ -133,9 +140,33 @@ def sphere(args) -> dict:
     return out
 
 
+def vq(args) -> dict:
+    from vaekit.codeprior import fit
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = train(["--data", args.data, "--prior", "vq", "--latent", "16", "--codebook", "64", "--code-dim", "8",
+                     "--hidden", "512,256", "--epochs", str(args.epochs), "--seed", str(args.seed)], Path(tmp) / "vq",
+                    pictures=False)
+        first = run.evaluate(k=1, quiet=True, factors=False, write=False)
+        last = run.metrics[-1]
+        stage2 = fit(run, epochs=args.prior_epochs, quiet=True)
+        second = run.evaluate(k=1, quiet=True, factors=False, write=False)
+        run.media.sample(run, args.pictures / "vq.png", 64, 0)
+    out = {"reconstruction": first["rec_nats"], "codes_used": last["codes_used"],
+           "code_perplexity": last["code_perplexity"], "bound_uniform": first["nll_nats"],
+           "codes_nll_valid": stage2["valid_nll_codes"], "codes_nll_uniform": stage2["uniform_nll_codes"],
+           "bound_learned": second["nll_nats"], "prior_seconds": stage2["seconds"]}
+    print(f"VQ-VAE: reconstruction {out['reconstruction']:.2f} nats, {out['codes_used']:.0f} codes used, perplexity "
+          f"{out['code_perplexity']:.1f}; codes' valid NLL {out['codes_nll_valid']:.2f} (uniform "
+          f"{out['codes_nll_uniform']:.2f}); test bound {out['bound_uniform']:.2f} -> {out['bound_learned']:.2f} nats",
+          flush=True)
+    return out
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--part", choices=("objectives", "categorical", "sphere"), default="objectives")
+    p.add_argument("--part", choices=("objectives", "categorical", "sphere", "vq"), default="objectives")
+    p.add_argument("--prior-epochs", type=int, default=10, help="--part vq: epochs of the prior over the codes")
     p.add_argument("--data", default="digits")
     p.add_argument("--cluster-epochs", type=int, default=100)
     p.add_argument("--epochs", type=int, default=10)
@@ -150,8 +181,8 @@ def main() -> int:
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     args.pictures.mkdir(parents=True, exist_ok=True)
-    if args.part in ("categorical", "sphere"):
-        results = (categorical if args.part == "categorical" else sphere)(args)
+    if args.part in ("categorical", "sphere", "vq"):
+        results = {"categorical": categorical, "sphere": sphere, "vq": vq}[args.part](args)
         if args.json:
             args.json.write_text(json.dumps(results, indent=2))
         return 0
