@@ -158,7 +158,8 @@ class Audio(Media):
         test clips, each as (spectrograms, names)."""
         a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], 1, allow_one=True))
         shown = spread(test.shape[0], n_rec).to(test.device)
-        return {"samples": self.sampled(model),
+        unsampled = getattr(model.prior, "sample_blocker", None)   # a VQ-VAE before its prior over codes
+        return {**({} if unsampled else {"samples": self.sampled(model)}),
                 "reconstructions": self.reconstructed(model, test[shown], None if y is None else y[shown]),
                 "interpolation": self.interpolated(model, test[a], test[b], steps,
                                                    *((None, None) if y is None else (y[a], y[b])))}
@@ -237,7 +238,7 @@ class Audio(Media):
         folders = {"samples": "prior", "reconstructions": "reconstructions", "interpolation": "interpolation"}
         files = [f for kind, clips in o.items() for f in self.write_clips(clips, out / folders[kind], kind)]
         files.append(latent_map_png(model, test, bundle.test_labels, out / "latent_map.png", bundle.label_names))
-        folders = [out / name for name in folders.values()]
+        folders = [out / name for kind, name in folders.items() if kind in o]
         return [f for f in files if f.suffix == ".png"] + folders
 
     def report_sections(self, run, bundle) -> list[tuple[str, str]]:
@@ -245,6 +246,8 @@ class Audio(Media):
         o = self.outputs(run.model, bundle.test, bundle.test_labels if run.model.classes else None, n_rec=6, steps=6)
 
         def section(kind, note=""):
+            if kind not in o:
+                return f"<p>None: {html.escape(run.model.prior.sample_blocker)}.</p>"
             x, names = o[kind]
             titles = [n.replace("-", " ") for n in names]
             cells = "".join(f'<figure><figcaption>{html.escape(t)}</figcaption><audio controls src="'

@@ -147,7 +147,8 @@ class Text(Media):
         """What a text run shows: 10 prior samples per generation method, ``test line  ->
         reconstruction`` lines, and interpolations between test lines (each path followed by an
         empty line). Written to files after training and shown in the report."""
-        samples = {label: self.samples(model, 10, method) for method, label in SAMPLE_METHODS}
+        unsampled = getattr(model.prior, "sample_blocker", None)   # a VQ-VAE before its prior over codes
+        samples = {} if unsampled else {label: self.samples(model, 10, method) for method, label in SAMPLE_METHODS}
         shown = spread(test.shape[0], n_rec).to(test.device)
         rec = [f"{a}  ->  {b}" for a, b in self.reconstructions(model, test[shown])]
         a, b = (i.to(test.device) for i in pick_pairs(test.shape[0], pairs, allow_one=True))
