@@ -110,3 +110,33 @@ def test_a_vq_run_from_the_command_line(tmp_path, cli):
     assert rc == 0 and "--codebook shape the vector-quantised latent" in err
     rc, _, err = cli("train-prior", tmp_path / "w", "--epochs", "1")
     assert rc == 2 and "not vq" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_code_map_on_the_conv_network(tmp_path, cli):
+    from vaekit.model.vq import MapCodeHead, MapCodeInput
+
+    info = {"shape": [1, 9, 7], "value": "binary", "modality": "image", "classes": 0}
+    model = build_model(ModelConfig(net="conv", channels=[4, 8], likelihood="bernoulli", prior="vq", code_map=True,
+                                    codebook=8, code_dim=3), info)
+    assert isinstance(model.encoder.fc, MapCodeHead) and isinstance(model.decoder.fc, MapCodeInput)
+    assert model.prior.positions == 3 * 2 and model.latent == 6 * 3            # 9x7 -> 5x4 -> 3x2 places
+    x = (torch.rand(5, 1, 9, 7) > 0.5).float()
+    q = model.encode(x)
+    assert q.codes.shape == (5, 6) and model.decode(q.z).log_prob(x).shape == (5,)
+    # each place's code comes from that place's features alone (a 1x1 convolution)
+    feats = model.encoder.hidden(x).view(5, 8, 3, 2)
+    head = model.encoder.fc.conv
+    place = torch.einsum("bc,dc->bd", feats[:, :, 1, 0], head.weight[:, :, 0, 0]) + head.bias
+    torch.testing.assert_close(model.encoder.fc(model.encoder.hidden(x)).view(5, 3, 2, 3)[:, 1, 0], place)
+    common = ["--prior", "vq", "--code-map", "--net", "conv", "--channels", "8,16", "--codebook", "16", "--code-dim",
+              "4", "--epochs", "2", "--quiet"]
+    rc, _, err = cli("train", *common, "--out", tmp_path / "m")
+    assert rc == 0, err
+    rc, said, _ = cli("info", tmp_path / "m")
+    assert "a code map of 16 codes of 4" in said
+    rc, _, err = cli("train-prior", tmp_path / "m", "--epochs", "1", "--width", "16", "--heads", "2", "--quiet")
+    assert rc == 0, err
+    rc, _, err = cli("sample", tmp_path / "m", "-n", "4", "--out", tmp_path / "s.png")
+    assert rc == 0 and (tmp_path / "s.png").exists(), err
+    rc, _, err = cli("train", "--prior", "vq", "--code-map", "--epochs", "1", "--out", tmp_path / "x")
+    assert rc == 2 and "conv network's last feature map" in err

@@ -150,6 +150,8 @@ class ModelConfig:
     commitment: float = opt(0.25, "--prior vq: the weight beta of the commitment loss |z_e - sg(z_q)|^2",
                             parse="float0+")
     codebook_decay: float = opt(0.99, "--prior vq: the decay of the codebook's moving averages", parse="float+")
+    code_map: bool = opt(False, "--prior vq with --net conv: the codes form the encoder's last feature map (h x w "
+                                "places, --latent unused), read by 1x1 convolutions", parse="flag")
     conditional: bool = opt(False, "conditional VAE: the class label is an extra input to encoder and decoder",
                             parse="flag")
     top_latent: int | list[int] | None = opt(None, "sizes of the layers above z1 of --prior hierarchical, e.g. 40 "
@@ -197,7 +199,8 @@ class ModelConfig:
     def latent_words(self) -> str:
         """The latent in a few words, for the run header and ``vaekit info``."""
         if self.prior == "vq":
-            return f"latent {self.latent} positions of {self.codebook} codes of {self.code_dim}"
+            where = "a code map" if self.code_map else f"{self.latent} positions"
+            return f"latent {where} of {self.codebook} codes of {self.code_dim}"
         if self.prior == "categorical":
             return (f"latent {self.latent} categorical variables of {self.categories}"
                     + (f" and {self.continuous} Gaussian dimensions" if self.continuous else ""))
@@ -494,10 +497,13 @@ def without_effect(config: Config) -> list[str]:
             out.append(f"{flags} shape --objective {' or '.join(objectives)}; this run's is {t.objective}")
     gumbel = ("categories", "continuous", "gumbel_temperature", "gumbel_min_temperature", "gumbel_anneal",
               "straight_through")
-    quantised = ("codebook", "code_dim", "commitment", "codebook_decay")
+    quantised = ("codebook", "code_dim", "commitment", "codebook_decay", "code_map")
     if m.prior != "vq" and any(getattr(m, n) != getattr(defaults, n) for n in quantised):
         out.append(f"{', '.join('--' + n.replace('_', '-') for n in quantised if getattr(m, n) != getattr(defaults, n))} "
                    f"shape the vector-quantised latent (--prior vq); this run's prior is {m.prior}")
+    if m.prior == "vq" and m.code_map and m.latent != defaults.latent:
+        out.append(f"--latent {m.latent} is the number of code positions; with --code-map they are the places of "
+                   f"the conv network's last feature map")
     if m.prior != "categorical" and any(getattr(m, n) != getattr(defaults, n) for n in gumbel):
         out.append(f"{', '.join('--' + n.replace('_', '-') for n in gumbel if getattr(m, n) != getattr(defaults, n))} "
                    f"shape the categorical latent (--prior categorical); this run's prior is {m.prior}")

@@ -175,7 +175,7 @@ def _categorical_fits(m, info) -> str | None:
 @PRIORS.register("categorical", "--latent categorical variables of --categories each, uniform, trained with the "
                                 "Gumbel-softmax (--gumbel-temperature, --straight-through); with --continuous D "
                                 "Gaussian dimensions beside them", _categorical_fits,
-                 width=lambda m: m.continuous + m.latent * m.categories, family="categorical",
+                 width=lambda m, info=None: m.continuous + m.latent * m.categories, family="categorical",
                  no_weights="its importance weights need log q(z|x) at the draws, and the Gumbel-softmax draws "
                             "that train a categorical latent are relaxed, not categorical: train with the ELBO "
                             "(evaluate still gives the importance-sampled NLL)")

@@ -41,7 +41,7 @@ class Registry:
         """Decorator: register ``build`` under ``name`` (a name registered twice is an error).
         ``traits``: what the rest of vaekit reads of the part without building it (an
         objective's ``draws(k, groups)``: its samples of z a step and the k of its validation
-        bound; a prior's ``width(model_cfg)``, the size of z, and ``family``, its posterior's)."""
+        bound; a prior's ``width(model_cfg, data_info)``, the size of z, and ``family``, its posterior's)."""
         def add(build):
             if name in self.entries:
                 raise ValueError(f"{self.family} '{name}' is registered twice")

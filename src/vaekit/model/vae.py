@@ -312,7 +312,7 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     # wrapped once per layer below to infer z_l from x and z_l+1, and the decoder reads all layers
     top_down = m.prior == "hierarchical" and m.inference == "top-down"
     latent_width = PRIORS[m.prior].traits.get("width")   # the size of z where it is not --latent (categorical: N K)
-    sizes = [m.latent, *m.top_sizes()] if top_down else [latent_width(m) if latent_width else m.latent]
+    sizes = [m.latent, *m.top_sizes()] if top_down else [latent_width(m, data_info) if latent_width else m.latent]
     width = m.hidden[-1]  # of the layers a top-down model adds: q(z_l | x, z_l+1), and the latent paths
     z_in = (len(sizes) * width if m.latent_paths else sum(sizes)) + classes   # what the decoder reads
     enc, dec = NETS.build(m.net, m, data_info, sizes[-1], z_in, classes, lik)
@@ -324,6 +324,9 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     head = prior.head(enc.head.in_features) if hasattr(enc, "head") and hasattr(prior, "head") else None
     if head is not None:   # a latent with its own posterior family: its head in place of the Gaussian one
         replace_module(enc, enc.head, head)
+    first = prior.decoder_input() if hasattr(prior, "decoder_input") else None
+    if first is not None:  # a latent the decoder reads in its own way (a VQ code map: a 1x1 convolution)
+        replace_module(dec, dec.fc, first)
     flow = None
     # over the whole latent the encoder gives ([z1, ..., zL] top-down), read h(x) as context; an
     # encoder that flows its own posterior (the dmm's, a flow at each step) needs none after it

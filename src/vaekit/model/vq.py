@@ -35,6 +35,46 @@ class CodeHead(nn.Linear):
         return super().forward(h).float()
 
 
+class MapCodeHead(nn.Module):
+    """The conv encoder's last layer for a code map: its flattened feature map (C, h, w) -> a
+    1x1 convolution to d values at each of the h w places, position-major (B, h w d), float32."""
+
+    def __init__(self, channels: int, height: int, width: int, code_dim: int):
+        super().__init__()
+        self.map = (channels, height, width)
+        self.conv = nn.Conv2d(channels, code_dim, 1)
+
+    @property
+    def in_features(self) -> int:
+        return self.map[0] * self.map[1] * self.map[2]
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(h.view(h.shape[0], *self.map)).permute(0, 2, 3, 1).flatten(1).float()
+
+
+class MapCodeInput(nn.Module):
+    """The conv decoder's first layer for a code map: the h w code vectors (B, h w d) -> a 1x1
+    convolution to the decoder's first feature map (C, h, w), flattened, after a ReLU."""
+
+    def __init__(self, code_dim: int, channels: int, height: int, width: int):
+        super().__init__()
+        self.shape = (height, width, code_dim)
+        self.conv = nn.Conv2d(code_dim, channels, 1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        grid = z.view(z.shape[0], *self.shape).permute(0, 3, 1, 2)
+        return torch.relu(self.conv(grid)).flatten(1)
+
+
+def map_shape(shape, channels) -> tuple[int, int, int]:
+    """(C, h, w) of the conv encoder's last feature map for data of ``shape`` (C, H, W): each
+    block halves the size, rounding up (as :class:`~vaekit.model.nets.conv.ConvEncoder`)."""
+    h, w = int(shape[1]), int(shape[2])
+    for _ in channels:
+        h, w = (h + 1) // 2, (w + 1) // 2
+    return int(channels[-1]), h, w
+
+
 class QuantisedPosterior:
     """The point mass q(z | x) at the nearest codes of the encoder's vectors; ``z`` passes the
     gradient straight through to them, ``aux_loss`` (B,) is the commitment loss, ``codes`` (B, N)
@@ -101,9 +141,11 @@ class VQPrior(Prior):
         d2 = zs.square().sum(-1, keepdim=True) - 2 * zs @ book.T + book.square().sum(-1)
         return d2.argmin(-1)
 
-    def __init__(self, positions: int, codebook: int, code_dim: int, commitment: float = 0.25, decay: float = 0.99):
+    def __init__(self, positions: int, codebook: int, code_dim: int, commitment: float = 0.25, decay: float = 0.99,
+                 code_map: tuple[int, int, int] | None = None):
         super().__init__(positions * code_dim)
         self.positions, self.k, self.code_dim = positions, codebook, code_dim
+        self.code_map = code_map    # (C, h, w) of the conv feature map the codes form, or None
         self.commitment, self.decay = commitment, decay
         self.register_buffer("codebook", torch.zeros(codebook, code_dim))
         self.register_buffer("ema_count", torch.zeros(codebook))
@@ -144,7 +186,11 @@ class VQPrior(Prior):
         return {"codes_used": used, "code_perplexity": perplexity}
 
     def head(self, features: int) -> nn.Module:
-        return CodeHead(features, self.dim)
+        return MapCodeHead(*self.code_map, self.code_dim) if self.code_map else CodeHead(features, self.dim)
+
+    def decoder_input(self) -> nn.Module | None:
+        """The conv decoder's first layer for a code map (a 1x1 convolution); None: its own."""
+        return MapCodeInput(self.code_dim, *self.code_map) if self.code_map else None
 
     def posterior(self, params: torch.Tensor) -> QuantisedPosterior:
         return QuantisedPosterior(params, self)
@@ -181,6 +227,10 @@ class VQPrior(Prior):
 
 
 def _vq_fits(m, info) -> str | None:
+    if m.code_map and m.net != "conv":
+        return f"a code map is the conv network's last feature map, and this network is {m.net}"
+    if m.code_map and m.conditional:
+        return "a code map is read from the conv features alone, and a conditional model adds its labels to them"
     if m.flow:
         return "a flow transforms a continuous posterior, and the quantised latent is a point mass on its codes"
     if not 0 < m.codebook_decay < 1:
@@ -190,8 +240,17 @@ def _vq_fits(m, info) -> str | None:
 
 @PRIORS.register("vq", "vector-quantised (VQ-VAE): --latent positions, each one of --codebook codes of --code-dim "
                        "values (moving-average codebook, --commitment)", _vq_fits,
-                 width=lambda m: m.latent * m.code_dim, family="a point mass at the nearest code",
+                 width=lambda m, info=None: _positions(m, info) * m.code_dim, family="a point mass at the nearest code",
                  no_weights="its posterior is a point mass at the nearest code, so every importance weight is the "
                             "same: train with the ELBO")
 def _vq(m, info, classes):
-    return VQPrior(m.latent, m.codebook, m.code_dim, m.commitment, m.codebook_decay)
+    grid = map_shape(info["shape"], m.channels) if m.code_map else None
+    return VQPrior(_positions(m, info), m.codebook, m.code_dim, m.commitment, m.codebook_decay, grid)
+
+
+def _positions(m, info) -> int:
+    """N: --latent, or with --code-map the h w places of the conv network's last feature map."""
+    if not m.code_map:
+        return m.latent
+    _, h, w = map_shape(info["shape"], m.channels)
+    return h * w
