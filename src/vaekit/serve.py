@@ -86,7 +86,18 @@ class Explorer:
                 "measure": self.measure, "ranges": self.ranges, "axes": list(self.axes), "label_names": self.label_names,
                 "points": [[float(a), float(b)] for a, b in self.xy], "labels": self.labels,
                 "shape": list(self.run.info["shape"]), "classes": self.classes, "modality": self.run.modality,
-                "variables": [list(v) for v in self.variables]}
+                "variables": [list(v) for v in self.variables], "codes": self.codes}
+
+    @property
+    def codes(self) -> dict | None:
+        """A VQ-VAE's code layout for the explorer: positions, codebook vectors, and the map's
+        shape (h, w) where the codes form one; None for other latents."""
+        prior = self.model.prior
+        if not hasattr(prior, "codes_of"):
+            return None
+        grid = getattr(prior, "code_map", None)
+        return {"positions": prior.positions, "dim": prior.code_dim, "vectors": prior.codebook.tolist(),
+                "map": list(grid[1:]) if grid else [1, prior.positions]}
 
     def decode(self, z: list[float], label: int | None = None) -> dict:
         with self.lock, torch.no_grad():
