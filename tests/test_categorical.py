@@ -149,39 +149,23 @@ def test_a_categorical_run_from_the_command_line(tmp_path, cli):
 
 
 def test_the_explorer_page_of_a_mixed_latent_in_headless_chromium(tmp_path, cli):
-    from werkzeug.serving import make_server
-    import threading
+    from test_serve import explorer_page
 
-    from test_serve import CHROMIUM, browser
-
-    sync_playwright = browser()
     rc, _, err = cli("train", "--prior", "categorical", "--latent", "3", "--categories", "5", "--continuous", "2",
                      "--binarize", "static", "--likelihood", "bernoulli", "--hidden", "32", "--epochs", "1", "--quiet",
                      "--out", tmp_path / "r")
     assert rc == 0, err
-    srv = make_server("127.0.0.1", 0, create_app(vaekit.Run.load(tmp_path / "r")), threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-            page = b.new_page()
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{srv.server_port}/")
-            page.wait_for_selector("body[data-ready='1']", timeout=30000)
-            sliders = page.locator("#sliders input")
-            assert sliders.count() == 3 + 2                                   # 3 variables, 2 Gaussian dimensions
-            variable = page.locator("#sliders input[data-variable]").first
-            assert variable.get_attribute("max") == "4"
-            before = page.locator("#decoded").get_attribute("src")
-            variable.focus()
-            page.keyboard.press("ArrowRight")
-            page.wait_for_function("s => document.querySelector('#decoded').src !== s", arg=before, timeout=15000)
-            page.click("#sliders button >> nth=0")
-            page.wait_for_function("() => document.querySelector('#trav').src.startsWith('data:image/png')",
-                                   timeout=15000)
-            assert "each of the 5 categories" in page.locator("#travStatus").inner_text()
-            b.close()
-    finally:
-        srv.shutdown()
+    with explorer_page(create_app(vaekit.Run.load(tmp_path / "r"))) as (page, errors):
+        sliders = page.locator("#sliders input")
+        assert sliders.count() == 3 + 2                                   # 3 variables, 2 Gaussian dimensions
+        variable = page.locator("#sliders input[data-variable]").first
+        assert variable.get_attribute("max") == "4"
+        before = page.locator("#decoded").get_attribute("src")
+        variable.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("s => document.querySelector('#decoded').src !== s", arg=before, timeout=15000)
+        page.click("#sliders button >> nth=0")
+        page.wait_for_function("() => document.querySelector('#trav').src.startsWith('data:image/png')",
+                               timeout=15000)
+        assert "each of the 5 categories" in page.locator("#travStatus").inner_text()
     assert not errors, errors

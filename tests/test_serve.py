@@ -1,5 +1,6 @@
 """The latent explorer: request validation, and the page driven by headless Chromium."""
 
+import contextlib
 import os
 import shutil
 import threading
@@ -117,6 +118,28 @@ def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     return sync_playwright
+
+
+@contextlib.contextmanager
+def explorer_page(app):
+    """A headless Chromium page of the explorer served from ``app``, ready; yields (page, errors)."""
+    from werkzeug.serving import make_server
+
+    sync_playwright = browser()
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as p:
+            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+            page = b.new_page()
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"http://127.0.0.1:{srv.server_port}/")
+            page.wait_for_selector("body[data-ready='1']", timeout=30000)
+            yield page, errors
+            b.close()
+    finally:
+        srv.shutdown()
 
 
 def test_explorer_in_headless_chromium(server, tmp_path):

@@ -143,40 +143,23 @@ def test_a_code_map_on_the_conv_network(tmp_path, cli):
 
 
 def test_the_explorer_shows_the_code_map_and_a_slider_per_position(tmp_path, cli):
-    import threading
-
-    from werkzeug.serving import make_server
-
-    from test_serve import CHROMIUM, browser
+    from test_serve import explorer_page
     from vaekit.serve import create_app
 
-    sync_playwright = browser()
     rc, _, err = cli("train", "--prior", "vq", "--code-map", "--net", "conv", "--channels", "8,16", "--codebook", "8",
                      "--code-dim", "3", "--epochs", "1", "--quiet", "--out", tmp_path / "r")
     assert rc == 0, err
     app = create_app(vaekit.Run.load(tmp_path / "r"))
     info = app.test_client().get("/api/info").get_json()
     assert info["codes"]["map"] == [2, 2] and info["codes"]["positions"] == 4 and len(info["codes"]["vectors"]) == 8
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        with sync_playwright() as p:
-            b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-            page = b.new_page()
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.goto(f"http://127.0.0.1:{srv.server_port}/")
-            page.wait_for_selector("body[data-ready='1']", timeout=30000)
-            assert page.locator("#codemap td").count() == 4
-            assert page.locator("#sliders input[data-code]").count() == 4
-            before = page.locator("#decoded").get_attribute("src")
-            slider = page.locator("#sliders input[data-code]").first
-            slider.focus()
-            start = int(slider.input_value())
-            page.keyboard.press("ArrowRight" if start < 7 else "ArrowLeft")
-            page.wait_for_function("s => document.querySelector('#decoded').src !== s", arg=before, timeout=15000)
-            assert page.locator("#codemap td").first.inner_text() == str(start + 1 if start < 7 else start - 1)
-            b.close()
-    finally:
-        srv.shutdown()
+    with explorer_page(app) as (page, errors):
+        assert page.locator("#codemap td").count() == 4
+        assert page.locator("#sliders input[data-code]").count() == 4
+        before = page.locator("#decoded").get_attribute("src")
+        slider = page.locator("#sliders input[data-code]").first
+        slider.focus()
+        start = int(slider.input_value())
+        page.keyboard.press("ArrowRight" if start < 7 else "ArrowLeft")
+        page.wait_for_function("s => document.querySelector('#decoded').src !== s", arg=before, timeout=15000)
+        assert page.locator("#codemap td").first.inner_text() == str(start + 1 if start < 7 else start - 1)
     assert not errors, errors

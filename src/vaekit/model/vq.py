@@ -82,10 +82,8 @@ class QuantisedPosterior:
 
     def __init__(self, z_e: torch.Tensor, prior: "VQPrior"):
         ze = z_e.unflatten(-1, (prior.positions, prior.code_dim))                         # (B, N, d)
-        book = prior.codebook
-        d2 = ze.square().sum(-1, keepdim=True) - 2 * ze @ book.T + book.square().sum(-1)   # (B, N, K)
-        self.codes = d2.argmin(-1)
-        zq = book[self.codes]
+        self.codes = prior.codes_of(z_e)
+        zq = prior.codebook[self.codes]
         if torch.is_grad_enabled() and prior.training:
             prior.update(ze.detach(), self.codes)
             zq = prior.codebook[self.codes]
@@ -135,7 +133,7 @@ class VQPrior(Prior):
             model.to(self.codebook.device)
 
     def codes_of(self, z: torch.Tensor) -> torch.Tensor:
-        """The code index of each position of latents z (..., N d) on the codebook, (..., N)."""
+        """The nearest code of each position of latents z (..., N d), (..., N)."""
         zs = z.unflatten(-1, (self.positions, self.code_dim))
         book = self.codebook
         d2 = zs.square().sum(-1, keepdim=True) - 2 * zs @ book.T + book.square().sum(-1)
