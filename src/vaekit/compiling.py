@@ -38,6 +38,10 @@ def module_blocker(model: nn.Module) -> str | None:
     """Why a model's computation is not compiled at all; None if it can be."""
     if any(isinstance(m, nn.RNNBase) for m in model.modules()):
         return "its recurrent network runs step by step"
+    for m in model.modules():   # a part that says why itself (the resnet's cached top-down pass)
+        why = getattr(m, "compile_blocker", None)
+        if why:
+            return why
     return None
 
 

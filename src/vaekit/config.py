@@ -123,10 +123,15 @@ class ModelConfig:
     hidden: list[int] = opt(factory=lambda: [512, 256], help="MLP hidden sizes, e.g. 512,256", parse="ints")
     channels: list[int] = opt(factory=lambda: [32, 64], help="conv channels per block, e.g. 32,64 (each block "
                                                              "halves the size)", parse="ints")
+    resnet: str = opt("small", "--net resnet: the size of the deep hierarchical network: small (trains on 2 CPU "
+                               "cores in minutes), base, or gpu", choices=("small", "base", "gpu"))
+    spectral_reg: float = opt(0.0, "--net resnet: the weight of NVAE's spectral regulariser (the sum of every "
+                                   "convolution's largest singular value; 0: off)", parse="float0+")
     activation: str = opt("relu", "MLP nonlinearity; gated: GLU units, a * sigmoid(b)", choices=ACTIVATIONS)
     likelihood: str = opt("auto", "p(x|z) (auto: from the values: bernoulli for binary, logistic for levels, "
                                   "gaussian for continuous, categorical for tokens)",
                           choices=_auto(LIKELIHOODS.names))
+    mixtures: int = opt(10, "--likelihood logistic-mixture: the logistics K of each pixel's mixture", parse="int+")
     gaussian_std: float | None = opt(None, "fixed std of the Gaussian likelihood (default: learned)",
                                      parse="float+")
     prior: str = opt("auto", lambda: "p(z) (auto: normal; markov for sequences): " + PRIORS.help(),
@@ -198,6 +203,8 @@ class ModelConfig:
 
     def latent_words(self) -> str:
         """The latent in a few words, for the run header and ``vaekit info``."""
+        if self.net == "resnet":
+            return f"latent: a hierarchy of latent maps (--resnet {self.resnet})"
         if self.prior == "vq":
             where = "a code map" if self.code_map else f"{self.latent} positions"
             return f"latent {where} of {self.codebook} codes of {self.code_dim}"
@@ -231,6 +238,8 @@ class TrainConfig:
     min_lr: float = opt(1e-5, "the floor of the learning-rate schedules", parse="float0+", cli=False)
     weight_decay: float = opt(0.0, "Adam's weight decay", parse="float0+")
     clip_grad: float = opt(0.0, "clip the gradient norm (0: off)", parse="float0+")
+    skip_grad_norm: float = opt(0.0, "skip an update whose gradient norm (before clipping) is above this, as VDVAE "
+                                     "does (0: off)", parse="float0+")
     patience: int = opt(0, "stop when the valid bound has not improved for this many epochs (0: off)",
                         parse="int0+")
     objective: str = opt("elbo", lambda: "the training bound: " + OBJECTIVES.help(), choices=OBJECTIVES.names)
@@ -387,6 +396,9 @@ class Config:
         if t.ciwae_beta > 1:
             raise VaekitError(f"train.ciwae_beta is the ELBO's share of the CIWAE bound, between 0 and 1, "
                               f"got {t.ciwae_beta:g}.")
+        if t.estimator == "dreg" and m.prior == "ladder":
+            raise VaekitError("train.estimator 'dreg' holds the encoder fixed, and the deep hierarchical network's "
+                              "posterior also reads its decoder: use --estimator standard with --net resnet.")
         if t.estimator == "dreg" and m.flow:
             raise VaekitError("train.estimator 'dreg' needs the density of q at its samples with the encoder held "
                               "fixed, which a flow gives only by inverting it: use --flow or --estimator dreg, "
@@ -553,7 +565,8 @@ def resolve(config: Config, info: dict) -> list[str]:
               "data.bad_files": (config.data.bad_files == "auto", k.default_bad_files),
               "model.net": (m.net == "auto", k.default_net),
               "model.likelihood": (m.likelihood == "auto", default_likelihood(info["value"])),
-              "model.prior": (m.prior == "auto", k.default_prior),
+              "model.prior": (m.prior == "auto", NETS.traits(k.default_net if m.net == "auto" else m.net)
+                              .get("prior", k.default_prior)),
               "train.free_bits": (t.free_bits is None, k.default_free_bits),
               "train.batch_size": (t.batch_size is None and isinstance(n_train, int),
                                    isinstance(n_train, int) and k.default_batch_size(n_train)

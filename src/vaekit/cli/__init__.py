@@ -14,7 +14,7 @@ from ..plugins import load_plugins
 from ..kinds import KINDS, Media
 from . import verbs
 from ..score import SCORES
-from .options import add_train_options, apply_flags, indices, positive_float, positive_int, probability, span
+from .options import add_train_options, apply_flags, indices, positive_float, positive_int, probability, span, temperatures
 
 __all__ = ["build_parser", "apply_flags", "main"]
 
@@ -71,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--method", choices=["greedy", "sample", "beam"],
                        help="text: greedy decoding, sampling at --temperature, or beam search (default: sample "
                             "for `sample`, greedy otherwise)")
-        q.add_argument("--temperature", type=positive_float, default=1.0, help="text: sampling temperature")
+        q.add_argument("--temperature", type=temperatures, default=1.0,
+                       help="text: the sampling temperature; --net resnet: the prior's standard deviations scaled, "
+                            "one value or one per stochastic layer from the top, e.g. 1,0.9,0.8 (the last repeated)")
         q.add_argument("--beam", type=positive_int, default=5, help="text: beam width (default 5)")
 
     def counts(verb):

@@ -49,6 +49,18 @@ def span(text: str) -> list[float]:
     return values
 
 
+def temperatures(text: str) -> float | list[float]:
+    """One temperature, or one per stochastic layer from the top ('1,0.9,0.8'; the last is repeated)."""
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not (math.isfinite(v) and v >= 0) for v in values) or not any(values):
+        raise argparse.ArgumentTypeError(f"expected a temperature, or temperatures separated by ',' (numbers 0 or "
+                                         f"more, not all 0), got '{text}'")
+    return values[0] if len(values) == 1 else values
+
+
 def number(cast, ok, wanted: str, kind: str):
     """An argparse type: `cast` the text, and keep it when `ok` holds, else say what was wanted."""
     def parse(text: str):

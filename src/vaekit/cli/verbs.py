@@ -122,9 +122,15 @@ def _show(written: Written) -> int:
     return 0
 
 
-def _gen(args) -> dict:
-    """The options of a text decoder (other kinds ignore them)."""
-    return {"method": args.method, "temperature": args.temperature, "beam": args.beam}
+def _gen(args, run=None) -> dict:
+    """The options of a text decoder (other kinds ignore them), and the temperature, which a prior
+    with ``layered_temperature`` (the resnet's) reads when ``sample`` draws from it."""
+    t = args.temperature
+    layered = run is not None and getattr(run.model.prior, "layered_temperature", False)
+    if not layered and (isinstance(t, list) or t <= 0):
+        raise VaekitError(f"--temperature {args.temperature}: this model takes one positive temperature (one per "
+                          f"layer, or 0, is for the prior of --net resnet).")
+    return {"method": args.method, "temperature": t, "beam": args.beam}
 
 
 def cmd_sample(args) -> int:
@@ -133,7 +139,7 @@ def cmd_sample(args) -> int:
     if unsampled:
         raise VaekitError(f"{run.path}: {unsampled}.")
     return _show(run.media.sample(run, args.out, args.n, args.seed, _label(run, args.label), nrow=args.nrow,
-                                  mean=not args.random, **_gen(args), **({"steps": args.steps} if args.steps else {})))
+                                  mean=not args.random, **_gen(args, run), **({"steps": args.steps} if args.steps else {})))
 
 
 def cmd_forecast(args) -> int:

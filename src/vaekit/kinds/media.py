@@ -462,15 +462,18 @@ def pick_pairs(n: int, pairs: int, seed: int = 0, allow_one: bool = False) -> tu
     return idx[:half], idx[half:2 * half]
 
 
-def prior_draws(model, n: int = 64, nrow: int = 8, mean: bool = True, label=None):
-    """Decoded prior samples; a conditional model without a label gives ``nrow`` per class."""
+def prior_draws(model, n: int = 64, nrow: int = 8, mean: bool = True, label=None, **options):
+    """Decoded prior samples; a conditional model without a label gives ``nrow`` per class.
+    ``options``: of :meth:`~vaekit.model.VAE.sample` (a resnet prior's ``temperature``)."""
+    if not getattr(model.prior, "layered_temperature", False):
+        options = {}
     if model.classes and label is None:
         rows = min(model.classes, 20)
         y = torch.arange(rows, device=model.device).repeat_interleave(nrow)
-        return model.sample(y.numel(), mean=mean, y=y)
+        return model.sample(y.numel(), mean=mean, y=y, **options)
     if label is not None and not 0 <= int(label) < max(model.classes, 1):
         raise VaekitError(f"--label {label} is not a class of this model (0 to {model.classes - 1}).")
-    return model.sample(n, mean=mean, y=None if label is None else torch.full((n,), int(label)))
+    return model.sample(n, mean=mean, y=None if label is None else torch.full((n,), int(label)), **options)
 
 
 def png_uri(data: bytes) -> str:

@@ -175,6 +175,102 @@ class LogisticLikelihood(Likelihood):
         return {"loc": loc, "log_scale": log_scale}
 
 
+class LogisticMixture(Distribution):
+    """PixelCNN++'s mixture of discretized logistics over the pixels of images (B, C, H, W) with
+    ``levels`` levels in [0, 1] (Salimans et al. 2017): each pixel picks one of K components
+    (``logits`` (B, K, H, W)); given it, channel c is a discretized logistic whose location is
+    ``means`` (B, K, C, H, W) plus a linear function of the channels before it, with the
+    coefficients ``coeffs`` (B, K, C, H, W) in (-1, 1) (slot 0: c1 on c0; slot 1: c2 on c0;
+    slot 2: c2 on c1). The locations are read on PixelCNN++'s [-1, 1] scale (x' = 2x - 1).
+    ``log_prob`` gives (B,) in nats: the pixels' log-probabilities summed."""
+
+    arg_constraints = {}
+    has_rsample = False
+
+    def __init__(self, logits, means, log_scales, coeffs, levels: int = 256):
+        self.logits, self.means, self.log_scales, self.coeffs, self.levels = logits, means, log_scales, coeffs, levels
+        super().__init__(batch_shape=logits.shape[:1], validate_args=False)
+
+    def _locations(self, x: torch.Tensor) -> torch.Tensor:
+        """Each channel's location on [-1, 1] given the channels before it, (B, K, C, H, W)."""
+        m, c = self.means, self.coeffs
+        if m.shape[2] == 1:
+            return m
+        xs = 2.0 * x.unsqueeze(1) - 1.0                                   # (B, 1, C, H, W)
+        shifted = [m[:, :, 0], m[:, :, 1] + c[:, :, 0] * xs[:, :, 0]]
+        if m.shape[2] == 3:
+            shifted.append(m[:, :, 2] + c[:, :, 1] * xs[:, :, 0] + c[:, :, 2] * xs[:, :, 1])
+        return torch.stack(shifted, 2)
+
+    def _channel(self, loc):
+        """The discretized logistic of a location on [-1, 1], on the [0, 1] scale."""
+        return DiscretizedLogistic(0.5 * (loc + 1.0), self.log_scales - math.log(2.0), self.levels)
+
+    def log_prob(self, x):
+        per = DiscretizedLogistic(0.5 * (self._locations(x) + 1.0), self.log_scales - math.log(2.0),
+                                  self.levels).log_prob(x.unsqueeze(1)).sum(2)   # (B, K, H, W)
+        return torch.logsumexp(per + torch.log_softmax(self.logits, 1), 1).flatten(1).sum(-1)
+
+    @property
+    def mean(self):
+        """E[x]: per component, each channel's clipped logistic mean s (softplus(m/s) - softplus((m-1)/s))
+        on [0, 1] (the discretized one's, up to rounding), a channel before it read at its mean
+        (exact for one channel; for colour, the linear dependence taken at those means)."""
+        pi = torch.softmax(self.logits, 1).unsqueeze(2)                    # (B, K, 1, H, W)
+        m, c = self.means, self.coeffs
+        scale = torch.exp(self.log_scales) / 2
+        channels = []
+        for i in range(m.shape[2]):
+            loc = m[:, :, i] + sum(c[:, :, i - 1 + j] * (2 * channels[j] - 1) for j in range(i))
+            mu, s = 0.5 * (loc + 1.0), scale[:, :, i]
+            channels.append(s * (F.softplus(mu / s) - F.softplus((mu - 1) / s)))
+        return (pi * torch.stack(channels, 2)).sum(1)
+
+    def sample(self, sample_shape=torch.Size()):
+        with torch.no_grad():
+            k = torch.distributions.Categorical(logits=self.logits.movedim(1, -1)).sample()   # (B, H, W)
+            pick = k.unsqueeze(1).unsqueeze(1).expand(-1, 1, self.means.shape[2], -1, -1)
+            m, s, c = (t.gather(1, pick).squeeze(1) for t in (self.means, self.log_scales, self.coeffs))
+            xs = []
+            for i in range(m.shape[1]):
+                loc = m[:, i]
+                if i == 1:
+                    loc = loc + c[:, 0] * xs[0]
+                elif i == 2:
+                    loc = loc + c[:, 1] * xs[0] + c[:, 2] * xs[1]
+                u = torch.rand_like(loc).clamp(1e-5, 1 - 1e-5)
+                v = (loc + torch.exp(s[:, i]) * (torch.log(u) - torch.log1p(-u))).clamp(-1, 1)
+                xs.append(torch.round((v + 1) / 2 * (self.levels - 1)) / (self.levels - 1) * 2 - 1)
+            return (torch.stack(xs, 1) + 1) / 2
+
+
+class LogisticMixtureLikelihood(Likelihood):
+    """A mixture of K discretized logistics per pixel (PixelCNN++), with the linear dependence
+    between colour channels; the decoder gives, per channel, K logits (channel 0's are read),
+    K locations, K log-scales and, with more than one channel, K coefficients."""
+
+    def __init__(self, event_shape, mixtures: int = 10, levels: int = 256):
+        super().__init__(event_shape)
+        self.k, self.levels, self.colour = mixtures, levels, event_shape[0] > 1
+        self.n_params = (4 if self.colour else 3) * mixtures
+
+    def dist(self, params):
+        k = self.k
+        logits = params[:, :k, 0]
+        means, log_scales = params[:, k:2 * k], params[:, 2 * k:3 * k].clamp(min=-7.0)
+        coeffs = torch.tanh(params[:, 3 * k:4 * k]) if self.colour else torch.zeros_like(means)
+        return LogisticMixture(logits, means, log_scales, coeffs, self.levels)
+
+    @property
+    def about(self) -> str:
+        return (f"a mixture of {self.k} logistics discretized to {self.levels} levels per pixel (PixelCNN++, "
+                f"colour channels linearly dependent): logits, means and log_scales on the [-1, 1] scale, coeffs")
+
+    def parameters_of(self, params):
+        d = self.dist(params)
+        return {"logits": d.logits, "means": d.means, "log_scales": d.log_scales, "coeffs": d.coeffs}
+
+
 class CategoricalLikelihood(Likelihood):
     """p(x | z) = prod_t Categorical(x_t; softmax(logits_t)) over the tokens of a line.
 
@@ -288,6 +384,22 @@ def _gaussian(m, info):
 @LIKELIHOODS.register("logistic", "discretized logistic over the value levels", _logistic_fits)
 def _logistic(m, info):
     return LogisticLikelihood(info["shape"], info.get("levels") or 256)
+
+
+def _mixture_fits(m, info):
+    why = _logistic_fits(m, info)
+    if why:
+        return why.replace("discretized logistic likelihood", "logistic mixture")
+    if len(info["shape"]) != 3 or int(info["shape"][0]) not in (1, 2, 3):
+        return (f"the logistic mixture is for images of 1 to 3 channels, (C, H, W), not shape "
+                f"{list(info['shape'])}; use --likelihood logistic")
+    return None
+
+
+@LIKELIHOODS.register("logistic-mixture", "images: a mixture of --mixtures discretized logistics per pixel, "
+                                          "colour channels linearly dependent (PixelCNN++)", _mixture_fits)
+def _logistic_mixture(m, info):
+    return LogisticMixtureLikelihood(info["shape"], m.mixtures, info.get("levels") or 256)
 
 
 @LIKELIHOODS.register("categorical", "one categorical per token (text)",

@@ -64,6 +64,11 @@ class Registry:
     def build(self, name: str, *args, **kwargs):
         return self[name].build(*args, **kwargs)
 
+    def traits(self, name: str) -> dict:
+        """The traits of ``name`` ({} for a name not registered: the check that refuses it comes later)."""
+        entry = self.entries.get(name)
+        return entry.traits if entry else {}
+
     def misfit(self, name: str, model_cfg, info: dict) -> str | None:
         """Why the part ``name`` does not fit this model and data, or None when it does."""
         entry = self[name]

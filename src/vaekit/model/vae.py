@@ -205,12 +205,15 @@ class VAE(nn.Module):
 
         A conditional model decodes with labels ``y`` (one label for all, or one per sample);
         without them, labels are drawn uniformly. ``generate``: options of an autoregressive
-        decoder's ``generate`` (method, temperature, beam).
+        decoder's ``generate`` (method, temperature, beam); for a prior that takes one
+        (``layered_temperature``: the resnet's), ``temperature`` scales its standard deviations.
         """
         if self.classes and y is None:
             y = torch.randint(self.classes, (n,), device=self.device)
         c = self.onehot(y, n)
         steps = {"steps": generate.pop("steps")} if generate.get("steps") else {}   # a Markov prior's length
+        if getattr(self.prior, "layered_temperature", False):   # the prior's temperature, per layer (resnet)
+            steps["temperature"] = generate.pop("temperature", 1.0)
         z = self.prior.sample(n, c, **steps).to(self.device)
         return self.decode_to_data(z, mean, c, **generate)
 
@@ -321,6 +324,8 @@ def build_model(model_cfg, data_info: dict) -> VAE:
     if m.latent_paths:
         dec = PathsDecoder(dec, sizes, width, m.activation)
     prior = PRIORS.build(m.prior, m, data_info, classes)
+    if hasattr(prior, "bind"):   # a prior that is the decoder's own pass (the resnet's ladder)
+        prior.bind(enc, dec)
     head = prior.head(enc.head.in_features) if hasattr(enc, "head") and hasattr(prior, "head") else None
     if head is not None:   # a latent with its own posterior family: its head in place of the Gaussian one
         replace_module(enc, enc.head, head)

@@ -75,6 +75,8 @@ def cuda_graph_blocker(config: Config, device: torch.device, distributed: bool) 
         return "float16 mixed precision scales the loss on the host (add --amp off)"
     if config.model.net == "rnn":
         return "the recurrent network packs its sequences on the host"
+    if config.model.net == "resnet":
+        return "the resnet's prior, posterior and decoder share one top-down pass through a cache kept on the host"
     return None
 
 

@@ -10,8 +10,8 @@ The rest lives beside it: the acceleration policy (:mod:`.accel`), weight averag
 (:mod:`.averaging`), the run directory, set-up and resume (:mod:`.rundir`, :mod:`.start`).
 
 Surviving what goes wrong:
-- a step whose loss or gradient is not finite is skipped (fused Adam's ``found_inf``,
-  no host sync) and counted; ``max_bad_steps`` in a row stop training;
+- a step whose loss or gradient is not finite (or, with ``skip_grad_norm``, whose gradient norm
+  is an outlier) is skipped (fused Adam's ``found_inf``, no host sync) and counted; ``max_bad_steps`` in a row stop training;
 - ``state/last.pt`` (weights, averaged weights, optimiser, scheduler, RNG, counters) is
   written atomically at the end of every epoch, never with non-finite weights;
   ``vaekit train --resume`` continues from it and ends with the same weights as an
@@ -265,7 +265,10 @@ class Trainer:
         # fused pass over all gradients on the device, which sets the flag) a gradient
         found.copy_(torch.isfinite(stats[2]).logical_not())
         torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self.one)
-        if tc.clip_grad > 0:
+        if tc.skip_grad_norm > 0:   # an outlier update (VDVAE's skip): the norm before clipping, on the device
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad or float("inf"))
+            found.copy_(torch.maximum(found, (norm > tc.skip_grad_norm).to(found.dtype)))
+        elif tc.clip_grad > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
         if self.scaler is not None:
             self.scaler.step(self.opt)
@@ -432,7 +435,9 @@ class Trainer:
         dist.all_reduce_sum(used, d)  # one reduction per epoch: sums over ranks
         rec, kl, loss, count = used.tolist()
         if count <= 0:
-            raise Diverged(f"every step of epoch {epoch} had a non-finite loss or gradient")
+            raise Diverged(f"every step of epoch {epoch} had a non-finite loss or gradient"
+                           + (f" or a gradient norm above --skip-grad-norm {tc.skip_grad_norm:g}"
+                              if tc.skip_grad_norm else ""))
         return EpochSums(rec / count, kl / count, loss / count, count, int(skipped_now.item()), seconds)
 
     def validate(self) -> dict:
@@ -548,13 +553,14 @@ class Trainer:
     def finish(self, pictures: bool) -> Run:
         """Load the run as written; on the main process, say how it went and write the pictures
         and the report."""
-        d = self.d
+        d, tc = self.d, self.config.train
         dist.barrier(d)
         run = Run.load(self.out, device=str(self.device), data=self.bundle)
         if d.main and not self.quiet:
             print(f"best valid {self.objective.name} {self.best:.3f} nats at epoch {self.best_epoch}")
             if int(self.skipped.item()):
-                print(f"{int(self.skipped.item())} steps with a non-finite loss or gradient were skipped")
+                print(f"{int(self.skipped.item())} steps with a non-finite loss or gradient"
+                      + (f" or a gradient norm above {tc.skip_grad_norm:g}" if tc.skip_grad_norm else "") + " were skipped")
         if d.main and pictures:
             from ..report import write_report
 

@@ -71,8 +71,9 @@ class Images(Media):
         if seed is not None:
             torch.manual_seed(seed)
         out = out or run.path / "samples" / f"samples-seed{seed}.png"
-        return Written([save_png(grid(prior_draws(run.model, n or self.counts["sample"], nrow, mean, label), nrow),
-                                 out)])
+        drawn = prior_draws(run.model, n or self.counts["sample"], nrow, mean, label,
+                            temperature=options.get("temperature", 1.0))
+        return Written([save_png(grid(drawn, nrow), out)])
 
     def reconstruct(self, run, x, y, out, split="test", nrow: int = 8, **options) -> Written:
         """Rows of examples, each followed by the row of their reconstructions."""

@@ -12,6 +12,7 @@ from .conv import ConvDecoder, ConvEncoder
 from .markov import EmissionDecoder, MarkovEncoder, MarkovPosterior, MarkovPrior
 from .mlp import GaussianHead, MLPDecoder, MLPEncoder
 from .recurrent import RecurrentDecoder, RecurrentEncoder
+from .ladder import LadderDecoder, LadderEncoder, LadderPosterior, LadderPrior, layout
 from .topdown import PathsDecoder, TopDownEncoder, TopDownPosterior
 
 from ..registry import NETS, PRIORS
@@ -96,5 +97,37 @@ def _markov(m, info, classes):
     return MarkovPrior(m.latent, m.hidden[-1], int(info.get("steps") or 16), linear=m.transition == "linear")
 
 
-__all__ = ["MarkovEncoder", "EmissionDecoder", "MarkovPosterior", "MarkovPrior", "GaussianHead", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder",
+def _resnet_fits(m, info):
+    if info["value"] == "tokens" or info.get("modality") == "sequence" or len(info["shape"]) != 3:
+        return (f"the resnet network models images, (C, H, W) data, not {info.get('modality', 'image')} data of "
+                f"shape {list(info['shape'])}")
+    if m.prior not in ("ladder", "auto"):
+        return (f"the resnet network's latent is its own hierarchy of latent maps (--prior ladder, or auto), not "
+                f"the {m.prior} prior")
+    for flag, on in (("--conditional", m.conditional), ("--flow", m.flow), ("--latent-paths", m.latent_paths),
+                     ("--decoder-dropout", m.decoder_dropout), ("--refine-encoder", m.refine_encoder)):
+        if on:
+            return f"{flag} is not available with the resnet network"
+    return None
+
+
+@NETS.register("resnet", "images: a deep hierarchy of latent maps on residual blocks, VDVAE/NVAE-style "
+                         "(--resnet small|base|gpu)", _resnet_fits, prior="ladder")
+def _resnet(m, info, z_enc, z_in, classes, lik):
+    lay = layout(m.resnet, info["shape"])
+    enc, dec = LadderEncoder(info["shape"], lay, m.spectral_reg), LadderDecoder(info["shape"], lay, lik.n_params)
+    enc.bind(dec)
+    return enc, dec
+
+
+@PRIORS.register("ladder", "the resnet network's own: p(z_l | z_>l) of each latent map from its top-down pass",
+                  lambda m, info: None if m.net in ("resnet", "auto") else
+                  f"the ladder prior is the top-down pass of the resnet network, not of {m.net}",
+                  width=lambda m, info: layout(m.resnet, info["shape"]).dim,
+                  family="a hierarchy of Gaussians q(z_l | x, z_>l) that read the decoder")
+def _ladder(m, info, classes):
+    return LadderPrior(layout(m.resnet, info["shape"]))
+
+
+__all__ = ["LadderDecoder", "LadderEncoder", "LadderPosterior", "LadderPrior", "MarkovEncoder", "EmissionDecoder", "MarkovPosterior", "MarkovPrior", "GaussianHead", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "RecurrentEncoder",
            "RecurrentDecoder", "PathsDecoder", "TopDownEncoder", "TopDownPosterior"]
