@@ -179,3 +179,24 @@ def test_outlier_updates_are_skipped_and_counted(tmp_path, monkeypatch):
     run = vaekit.train(cfg, out=tmp_path / "skip", quiet=True, pictures=False)
     rows = list(csv.DictReader((run.path / "metrics.csv").open()))
     assert int(rows[-1]["skipped_steps"]) == 2
+
+
+def test_the_explorer_moves_the_top_layer_and_the_layers_below_follow(tmp_path):
+    import vaekit
+    from vaekit.serve import create_app
+
+    run = vaekit.train(vaekit.Config.from_dict({"data": {"source": "digits"}, "model": {"net": "resnet"},
+                                                "train": {"epochs": 1, "batch_size": 64}}),
+                       out=tmp_path / "r", quiet=True, pictures=False)
+    top = run.model.prior.layers[0][1]
+    client = create_app(vaekit.Run.load(run.path)).test_client()
+    info = client.get("/api/info").get_json()
+    assert info["latent"] == top == 8 and sorted(info["order"]) == list(range(8)) and len(info["ranges"]) == 8
+    a = client.post("/api/decode", json={"z": [0.0] * 8}).get_json()["image"]
+    b = client.post("/api/decode", json={"z": [3.0] * 8}).get_json()["image"]
+    assert a.startswith("data:image/png;base64,") and a != b                 # the top layer moves the picture
+    assert len(client.get("/api/example/2").get_json()["z"]) == 8
+    r = client.post("/api/traverse", json={"z": [0.0] * 8, "dim": 0, "steps": 4})
+    assert r.status_code == 200 and len(r.get_json()["values"]) == 4
+    whole = run.model.prior.completed(torch.zeros(2, 8))
+    assert whole.shape == (2, run.model.latent) and torch.equal(whole[:, :8], torch.zeros(2, 8))

@@ -63,6 +63,23 @@ def disentanglement_rows(d: dict | None) -> list[tuple[str, str]]:
             ("modularity, explicitness", f"{d['modularity']:.3f}, {d['explicitness']:.3f}")]
 
 
+def quality_rows(q: dict | None) -> list[tuple[str, str]]:
+    """The sample-quality figures of an evaluation (``Run.sample_quality``) as (name, value) rows."""
+    if not q:
+        return []
+    own = (f"its test accuracy {q['accuracy']:.3f}" if "accuracy" in q else
+           f"its test reconstruction error {q['reconstruction_mse']:.4f} per value")
+    rows = [("sample quality", f"{q['n_samples']:,} prior samples against {q['n_real']:,} test examples in the "
+                               f"features of a {q['features']} trained on this run's data ({own}); {q['note']}"),
+            ("Frechet distance", f"{q['frechet_distance']:.2f} (training against test examples: "
+                                 f"{q['frechet_distance_train_vs_test']:.2f})"),
+            ("precision, recall", f"{q['precision']:.3f}, {q['recall']:.3f}")]
+    if "confident_share" in q:
+        rows.append(("samples classified", f"{100 * q['confident_share']:.1f}% with probability >= 0.9; "
+                                           f"{q['classes_covered']} classes, entropy {q['class_entropy_bits']:.2f} bits"))
+    return rows
+
+
 def _table(rows: list[tuple[str, str]]) -> str:
     return "<table>" + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows) \
         + "</table>"
@@ -133,7 +150,7 @@ def write_report(run, out: Path | None = None, bundle=None) -> Path:
             ("ELBO", f"{ev['elbo_nats']:.3f} nats (reconstruction {ev['rec_nats']:.3f}, KL {ev['kl_nats']:.3f})"),
             ("active units", f"{ev['active_units']} of {ev['latent']}"),
             *([("stochastic layers", layers_text(ev["layers"]))] if ev.get("layers") else []),
-            *disentanglement_rows(ev.get("disentanglement"))])))
+            *disentanglement_rows(ev.get("disentanglement")), *quality_rows(ev.get("sample_quality"))])))
     else:
         sections.append(("Evaluation", "<p>Not evaluated yet: run <code>vaekit evaluate "
                                        f"{html.escape(str(run.path))}</code> and then <code>vaekit report</code>.</p>"))

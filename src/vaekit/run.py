@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from . import memory
-from .checkpoint import load_weights
+from .checkpoint import load_weights, save_weights
 from .config import Config, check_version, load_yaml, require_plugins, resolve
 from .model.objectives import draws
 from .errors import VaekitError
@@ -205,13 +205,18 @@ class Run:
 
     def evaluate(self, k: int = 5000, split: str = "test", batch_size: int | None = None,
                  quiet: bool = False, write: bool = True, factors: bool | None = None, exact_dci: bool = False,
-                 compile: str = "auto") -> dict:
+                 compile: str = "auto", sample_quality: dict | bool | None = None) -> dict:
         """The test figures (:func:`vaekit.eval.evaluate`) and the kind's own; with ``factors``
         (by default when the data carry known factors) the disentanglement metrics too
         (:meth:`disentanglement`, on the training split), written to evaluation.json.
-        ``compile``: auto, on or off, the decoder passes compiled with torch.compile."""
+        ``compile``: auto, on or off, the decoder passes compiled with torch.compile.
+        ``sample_quality``: True, or the options of :meth:`sample_quality` (n, temperature,
+        features_from), to add its figures (``sample_quality`` in the result)."""
         from .eval import evaluate
 
+        quality = (sample_quality if isinstance(sample_quality, dict) else {}) if sample_quality else None
+        if quality and quality.get("features_from") is not None:   # a wrong feature network: said before the work
+            self.feature_net(quality["features_from"], quiet)
         if factors is None:
             factors = self.data.factors("train") is not None
         elif factors and self.data.factors("train") is None:
@@ -222,6 +227,8 @@ class Run:
         result.update(self.media.metrics(self, split))
         if factors:
             result["disentanglement"] = self.disentanglement(exact=exact_dci)
+        if quality is not None:
+            result["sample_quality"] = self.sample_quality(**quality, quiet=quiet)
         if write and self.metrics:
             from .tracking import trackers
 
@@ -231,6 +238,72 @@ class Run:
         if write:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result
+
+    def feature_net(self, features_from: str | Path | None = None, quiet: bool = False):
+        """The feature network of :meth:`sample_quality`: this run's, trained on its training split
+        the first time and kept in ``quality/`` (safetensors + JSON), or the one another run
+        (``features_from``) keeps, which must have been trained on the same training data."""
+        import hashlib
+
+        from .eval.quality import FeatureNet, fit_features
+
+        train = self.data.split("train")
+        if train.dtype == torch.long:
+            raise VaekitError(f"{self.path}: sample quality is measured on numeric data (images, spectrograms, "
+                              f"frames), not on tokens.")
+        y = self.data.labels("train")
+        digest = hashlib.sha256(train.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
+        home = Path(features_from) if features_from is not None else self.path
+        weights, about = home / "quality" / "features.safetensors", home / "quality" / "features.json"
+        if about.exists() and weights.exists():
+            meta = json.loads(about.read_text())
+            if meta.get("data") != digest:
+                if features_from is not None:
+                    raise VaekitError(f"{about}: its feature network was trained on other data than this run's "
+                                      f"training split, so its distances would not compare.")
+            else:
+                net = FeatureNet(meta["shape"], meta["classes"]).to(self.model.device)
+                load_into(net, weights, str(about))
+                return net.eval(), meta
+        elif features_from is not None:
+            raise VaekitError(f"{home}: no feature network there (quality/features.safetensors); run "
+                              f"`vaekit evaluate {home} --sample-quality` first.")
+        classes = int(self.data.classes) if y is not None else 0
+        net = fit_features(train.float(), y if classes else None, classes, quiet=quiet)
+        meta = {"shape": list(train.shape[1:]), "classes": classes, "data": digest,
+                **net.score(self.data.split("test").float(), self.data.labels("test") if classes else None)}
+        about.parent.mkdir(exist_ok=True)
+        save_weights({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, weights)
+        about.write_text(json.dumps(meta, indent=2))
+        return net, meta
+
+    @torch.no_grad()
+    def sample_quality(self, n: int = 2000, temperature=1.0, features_from: str | Path | None = None,
+                       seed: int = 0, quiet: bool = False) -> dict:
+        """Sample quality offline (:mod:`vaekit.eval.quality`): n prior samples (their decoded means;
+        ``temperature``: the resnet prior's) against n test examples, in the feature space of
+        :meth:`feature_net`: the Fréchet distance, precision, recall, and the feature network's own
+        test accuracy (or reconstruction error); with labels, the share of samples classified with
+        probability >= 0.9. Not the Inception FID (see the module)."""
+        from .eval.quality import sample_quality
+
+        unsampled = getattr(self.model.prior, "sample_blocker", None)
+        if unsampled:
+            raise VaekitError(f"{self.path}: {unsampled}.")
+        net, meta = self.feature_net(features_from, quiet)
+        test, train = self.data.split("test"), self.data.split("train")
+        n = min(n, len(test), len(train))
+        gen = torch.Generator().manual_seed(seed)
+        real = test[torch.randperm(len(test), generator=gen)[:n].to(test.device)]
+        ref = train[torch.randperm(len(train), generator=gen)[:n].to(train.device)]
+        torch.manual_seed(seed)
+        options = {"temperature": temperature} if getattr(self.model.prior, "layered_temperature", False) else {}
+        fake = torch.cat([self.model.sample(min(500, n - i), mean=True, **options).float()
+                          for i in range(0, n, 500)]).view(-1, *test.shape[1:])
+        out = sample_quality(net, real.float(), fake, ref.float())
+        out.update({k: meta[k] for k in ("accuracy", "reconstruction_mse") if k in meta})
+        out["temperature"] = temperature
+        return out
 
     def forecast(self, data=None, context: int | None = None, horizon: int = 16, samples: int = 100,
                  split: str = "test", mean: bool = False):

@@ -61,10 +61,13 @@ class Explorer:
         self.label_names = bundle.label_names
         self.classes = self.model.classes
         self.y = bundle.test_labels[shown] if self.classes else None
+        # the units shown: all, or the top layer of a deep hierarchy (the layers below follow from it)
+        self.units = getattr(self.model.prior, "explored_units", None) or self.model.latent
         with torch.no_grad():
-            self.mu = self.model.prior.coordinates(self.model.encode(self.x, self.y))
-        self.xy, self.axes, self.pca = latent_points(self.model, self.x, max_points, self.y)
+            self.mu = self.model.prior.coordinates(self.model.encode(self.x, self.y))[:, :self.units]
+        self.xy, self.axes, self.pca = latent_points(self.model, self.x, max_points, self.y, units=self.units)
         activity, self.measure = kl_per_dimension(self.model, self.x, self.y)   # KL, or the means' variance
+        activity = list(activity)[:self.units]
         self.order = [int(i) for i in np.argsort(-np.asarray(activity), kind="stable")]
         self.activity = activity
         lo = (self.mu.min(0).values - 0.5).clamp(max=-3.0)
@@ -74,7 +77,11 @@ class Explorer:
 
     @property
     def latent(self) -> int:
-        return self.model.latent
+        return self.units
+
+    def whole(self, z: torch.Tensor) -> torch.Tensor:
+        """The latent to decode for points of the units shown."""
+        return self.model.prior.path(self.model.prior.completed(z) if self.units < self.model.latent else z)
 
     @property
     def variables(self) -> list[tuple[int, int]]:
@@ -103,7 +110,7 @@ class Explorer:
         with self.lock, torch.no_grad():
             t = torch.tensor([z], dtype=torch.float32, device=self.mu.device)
             y = None if not self.classes else torch.tensor([label or 0], device=self.mu.device)
-            return self.run.media.render(self.model.decode_to_data(self.model.prior.path(t), True, y))
+            return self.run.media.render(self.model.decode_to_data(self.whole(t), True, y))
 
     def traverse(self, z: list[float], dim: int, steps: int, label: int | None = None) -> dict:
         """Dimension ``dim`` of the point z run over its slider's range in ``steps`` values, decoded;
@@ -123,7 +130,7 @@ class Explorer:
                 row = vary(point, [dim], values)[0]
             y = None if not self.classes else torch.full((steps,), label or 0, device=self.mu.device)
             return {"values": values.tolist(),
-                    **self.run.media.render(self.model.decode_to_data(self.model.prior.path(row), True, y))}
+                    **self.run.media.render(self.model.decode_to_data(self.whole(row), True, y))}
 
     def point_to_z(self, x: float, y: float) -> list[float]:
         if self.pca is None:

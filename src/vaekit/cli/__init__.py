@@ -150,6 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dci-exact", action="store_true",
                    help="DCI with sklearn's exact gradient-boosted trees, as disentanglement_lib (minutes on many "
                         "factor values; default: the histogram-based trees, seconds)")
+    e.add_argument("--sample-quality", action="store_true",
+                   help="also sample quality: the Frechet distance, precision and recall between test data and prior "
+                        "samples in the features of a small network trained once on the run's training split (kept "
+                        "in <run>/quality/; not the Inception FID: it compares models on the same data)")
+    e.add_argument("--samples", type=positive_int, default=2000,
+                   help="--sample-quality: prior samples and test examples compared (default 2000)")
+    e.add_argument("--features", type=Path, metavar="RUN",
+                   help="--sample-quality: the feature network of another run on the same data, so that the two "
+                        "runs' figures compare")
+    e.add_argument("--temperature", type=temperatures, default=1.0,
+                   help="--sample-quality with --net resnet: the prior's temperature, one or one per layer")
     e.add_argument("--json", type=Path, help="also write the result here (always: <run>/evaluation.json)")
     e.add_argument("--quiet", action="store_true")
 

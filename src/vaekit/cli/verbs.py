@@ -130,7 +130,7 @@ def _gen(args, run=None) -> dict:
     if not layered and (isinstance(t, list) or t <= 0):
         raise VaekitError(f"--temperature {args.temperature}: this model takes one positive temperature (one per "
                           f"layer, or 0, is for the prior of --net resnet).")
-    return {"method": args.method, "temperature": t, "beam": args.beam}
+    return {"method": getattr(args, "method", None), "temperature": t, "beam": getattr(args, "beam", 5)}
 
 
 def cmd_sample(args) -> int:
@@ -267,8 +267,14 @@ def cmd_train_prior(args) -> int:
 
 def cmd_evaluate(args) -> int:
     run = _run(args)
+    quality = None
+    if args.sample_quality:
+        quality = {"n": args.samples, "features_from": args.features, **_gen(args, run)}
+        quality = {k: quality[k] for k in ("n", "features_from", "temperature")}
+    elif args.features is not None or args.samples != 2000:
+        raise VaekitError("--samples and --features are options of --sample-quality.")
     r = run.evaluate(k=args.k, split=args.split, batch_size=args.batch_rows, quiet=args.quiet, factors=args.factors,
-                     exact_dci=args.dci_exact, compile=args.compile)
+                     exact_dci=args.dci_exact, compile=args.compile, sample_quality=quality)
     if args.json:
         args.json.write_text(json.dumps(r, indent=2))
     print(f"{r['data']} {r['split']} set, {r['n']:,} examples, k = {r['k']}:")
@@ -284,12 +290,17 @@ def cmd_evaluate(args) -> int:
         print("  stochastic layers         " + layers_text(r["layers"]))
     if r["kl_per_dim"] is not None:
         kls = sorted(r["kl_per_dim"], reverse=True)
-        print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls))
+        more = f" ... ({len(kls)} dimensions)" if len(kls) > 32 else ""
+        print("  KL per dimension (sorted) " + " ".join(f"{v:.2f}" for v in kls[:32]) + more)
     for line in run.media.metric_lines(r):
         print(line)
     from ..report import disentanglement_rows
 
     for name, value in disentanglement_rows(r.get("disentanglement")):
+        print(f"  {name:<25} {value}")
+    from ..report import quality_rows
+
+    for name, value in quality_rows(r.get("sample_quality")):
         print(f"  {name:<25} {value}")
     print(f"  peak memory               {r['peak_memory']}")
     print(f"  decoder passes            {r['compile']}")

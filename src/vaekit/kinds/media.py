@@ -510,15 +510,16 @@ def pre(lines: list[str]) -> str:
 
 
 @torch.no_grad()
-def latent_points(model, x: torch.Tensor, max_points: int = 5000, y=None):
-    """Posterior means of x in 2-D: PCA (scikit-learn) when the latent is larger.
+def latent_points(model, x: torch.Tensor, max_points: int = 5000, y=None, units: int | None = None):
+    """Posterior means of x in 2-D: PCA (scikit-learn) when the latent is larger; ``units``: of the
+    latent's first units only (the explorer's top layer of a deep hierarchy).
 
     Returns (xy (N, 2) numpy, axis names, the fitted PCA or None).
     """
     shown = spread(x.shape[0], max_points).to(x.device)
     x, y = x[shown], None if y is None else y[shown]
     mu = torch.cat([model.prior.coordinates(model.encode(x[i:i + 2000], None if y is None else y[i:i + 2000]))
-                    for i in range(0, x.shape[0], 2000)]).cpu().numpy()
+                    for i in range(0, x.shape[0], 2000)])[:, :units].cpu().numpy()
     # a model trained to absurd weights still gets a map (of zeros where its means are not finite)
     mu = np.clip(np.nan_to_num(mu.astype(np.float64), nan=0.0, posinf=1e6, neginf=-1e6), -1e6, 1e6)
     if mu.shape[1] > 2 and mu.shape[0] >= 2:

@@ -82,6 +82,14 @@ class Prior(nn.Module):
     #: the stochastic layers, as (name, size), when there are more than one (else None)
     layers: list[tuple[str, int]] | None = None
 
+    #: how many of the latent's first units the explorer's sliders and map show (the top layer of a
+    #: deep hierarchy, whose lower layers then follow from it: :meth:`completed`); None: all
+    explored_units: int | None = None
+
+    def completed(self, part: torch.Tensor) -> torch.Tensor:
+        """The whole latent for the values of the first :attr:`explored_units` units (N, units)."""
+        return part
+
     def coordinates(self, q) -> torch.Tensor:
         """A posterior's point in the latent space the explorer, traversals and the latent map
         show, (B, dim): its mean (a Markov prior's: the first step's)."""

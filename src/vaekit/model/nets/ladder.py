@@ -239,15 +239,17 @@ class LadderDecoder(nn.Module):
         return self.lay.dim
 
     def walk(self, z: torch.Tensor | None = None, acts=None, heads=None, draw: str = "given",
-             temperature=1.0, noise: torch.Tensor | None = None, n: int | None = None) -> Walk:
+             temperature=1.0, noise: torch.Tensor | None = None, n: int | None = None,
+             top: torch.Tensor | None = None) -> Walk:
         """The top-down pass over N rows. ``draw``: "given" (the latent z (N, D)), "q" (a draw
         from the posterior, which reads ``acts``, N rows of them, through ``heads``), "q-mean" (its
         mean, layer by layer), or "p" (a draw from the prior with ``noise`` (N, D), each layer's
         standard deviation times its ``temperature``: one value, or one per layer from the top, the
-        last repeated). With ``acts``, log q and the KL of each unit are kept too."""
+        last repeated). With ``acts``, log q and the KL of each unit are kept too. ``top``: the
+        first units of the latent given (whole layers, from the top), the rest drawn as ``draw`` says."""
         lay = self.lay
         rows = z.shape[0] if z is not None else noise.shape[0] if noise is not None else \
-            acts[0].shape[0] if acts is not None else n
+            acts[0].shape[0] if acts is not None else top.shape[0] if top is not None else n
         temps = [float(temperature)] if not isinstance(temperature, (list, tuple)) else [float(t) for t in temperature]
         s = self.start.expand(rows, -1, -1, -1)
         zs, log_p, log_q, kls = [], [], [], []
@@ -261,7 +263,9 @@ class LadderDecoder(nn.Module):
                 p, feats = part.prior(s)
                 width = lay.z * size[0] * size[1]
                 q = heads[layer](torch.cat([s, acts[level]], 1))[0] if acts is not None else None
-                if draw == "given":
+                if top is not None and offset + width <= top.shape[1]:
+                    zl = top[:, offset:offset + width].view(rows, lay.z, *size).to(p.loc.dtype)
+                elif draw == "given":
                     zl = z[:, offset:offset + width].view(rows, lay.z, *size).to(p.loc.dtype)
                 elif draw == "q":
                     zl = q.rsample()
@@ -401,6 +405,17 @@ class LadderPrior(Prior):
     @torch.no_grad()
     def sample(self, n, c=None, temperature=1.0):
         return self.draw(torch.randn(n, self.dim, device=self.decoder.start.device), temperature=temperature)
+
+    @property
+    def explored_units(self) -> int:
+        """The explorer's sliders and map show the top layer."""
+        return self.layers[0][1]
+
+    def completed(self, top: torch.Tensor) -> torch.Tensor:
+        """The whole latent for the top layer's values ``top`` (N, units): each layer below at its
+        prior's mean given the layers above."""
+        return self.decoder.walk(top=top, draw="p", noise=torch.zeros(top.shape[0], self.dim, device=top.device),
+                                 temperature=0.0).z
 
     def analytic_kl(self, q, c=None):
         return q.kl() if isinstance(q, LadderPosterior) else None

@@ -1,0 +1,174 @@
+"""Sample quality without a download: a small feature network trained on the run's own training
+split, and in its feature space the Fréchet distance between test data and model samples, and
+precision and recall (Kynkäänniemi et al. 2019).
+
+This is *not* the Inception FID: the features are those of a network trained here, on these data,
+so the numbers compare models trained on the same data (with the same feature network: a run's
+is cached and can be shared, ``features_from``), and cannot be compared with papers' FID.
+
+The feature network (:class:`FeatureNet`) is a classifier when the data have labels (its own test
+accuracy says how far its features can be trusted, and the share of samples it classifies with
+probability >= 0.9 says how recognisable they are), else an autoencoder (its test reconstruction
+error stands in for the accuracy). Convolutions for (C, H, W) data, fully connected layers
+otherwise; 128 features, the penultimate layer. Trained with a fixed seed, so the same data give
+the same network on one machine.
+
+    FD(real, fake) = |mu_r - mu_f|^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2))
+    precision = share of samples inside the k-NN ball of some real example (k = 3)
+    recall    = share of real examples inside the k-NN ball of some sample
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..progress import progress
+
+FEATURES = 128
+NOTE = ("features of a network trained on this run's training split, not Inception: compares models on the "
+        "same data, not comparable with papers' FID")
+
+
+class FeatureNet(nn.Module):
+    """Features (B, 128) of images (conv) or flat data (MLP); a classifier head or a decoder."""
+
+    def __init__(self, shape, classes: int = 0):
+        super().__init__()
+        self.shape, self.classes = tuple(int(s) for s in shape), int(classes)
+        n = math.prod(self.shape)
+        if len(self.shape) == 3:
+            c = self.shape[0]
+            self.body = nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+                                      nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
+                                      nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                                      nn.Flatten(), nn.Linear(512, FEATURES), nn.ReLU())
+        else:
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(n, 256), nn.ReLU(), nn.Linear(256, FEATURES), nn.ReLU())
+        self.head = nn.Linear(FEATURES, self.classes if self.classes else n)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def loss(self, x, y) -> torch.Tensor:
+        out = self(x)
+        if self.classes:
+            return F.cross_entropy(out, y)
+        return F.mse_loss(torch.sigmoid(out), x.flatten(1).float())
+
+    @torch.no_grad()
+    def score(self, x, y) -> dict:
+        """Its own quality on real data: accuracy (a classifier) or squared error per value (an autoencoder)."""
+        self.eval()
+        if self.classes:
+            right = sum((self(x[i:i + 1000]).argmax(-1) == y[i:i + 1000]).sum().item() for i in range(0, len(x), 1000))
+            return {"accuracy": right / len(x)}
+        err = sum(F.mse_loss(torch.sigmoid(self(x[i:i + 1000])), x[i:i + 1000].flatten(1).float(),
+                             reduction="sum").item() for i in range(0, len(x), 1000))
+        return {"reconstruction_mse": err / x[0].numel() / len(x)}
+
+
+@torch.enable_grad()
+def fit_features(x: torch.Tensor, y: torch.Tensor | None, classes: int, examples: int | None = None,
+                 batch: int = 128, seed: int = 0, quiet: bool = False) -> FeatureNet:
+    """A feature network trained on x (and labels y, when ``classes``) for about ``examples``
+    examples (default: 30 epochs, between 20,000 and 150,000 examples; at least one epoch), with a
+    fixed seed."""
+    examples = examples or min(150_000, max(20_000, 30 * len(x)))
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = FeatureNet(x.shape[1:], classes if y is not None else 0).to(x.device)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    steps = max(math.ceil(len(x) / batch), math.ceil(examples / batch))
+    bar = progress(steps * batch, quiet, desc="feature network", unit="ex", leave=False)
+    net.train()
+    order = torch.randperm(len(x), generator=gen)
+    at = 0
+    for step in range(steps):
+        if at + batch > len(order):
+            order, at = torch.randperm(len(x), generator=gen), 0
+        idx = order[at:at + batch].to(x.device)
+        at += batch
+        loss = net.loss(x[idx], None if y is None else y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        bar.update(batch)
+    bar.close()
+    return net.eval()
+
+
+@torch.no_grad()
+def features_of(net: FeatureNet, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([net.features(x[i:i + 1000]) for i in range(0, len(x), 1000)]).double()
+
+
+def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    """FD between Gaussians fitted to features a (N, F) and b (M, F)."""
+    from scipy import linalg
+
+    a, b = a.double().cpu().numpy(), b.double().cpu().numpy()
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        root = linalg.sqrtm(cov_a @ cov_b)
+    if said or not np.isfinite(root).all():   # a singular product: a small ridge, as the reference FID code does
+        eps = 1e-6 * np.eye(len(mu_a))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            root = linalg.sqrtm((cov_a + eps) @ (cov_b + eps))
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(root.real))
+
+
+def precision_recall(real: torch.Tensor, fake: torch.Tensor, k: int = 3) -> tuple[float, float]:
+    """Kynkäänniemi et al.'s improved precision and recall with k-NN balls in feature space."""
+    def radii(x):
+        d = torch.cdist(x, x)
+        return d.kthvalue(k + 1, dim=1).values     # the k-th neighbour, the point itself aside
+
+    def covered(points, centres, r):
+        inside = torch.zeros(len(points), dtype=torch.bool)
+        for i in range(0, len(points), 1000):
+            inside[i:i + 1000] = (torch.cdist(points[i:i + 1000], centres) <= r.unsqueeze(0)).any(1)
+        return inside.double().mean().item()
+
+    real, fake = real.double().cpu(), fake.double().cpu()
+    return covered(fake, real, radii(real)), covered(real, fake, radii(fake))
+
+
+@torch.no_grad()
+def sample_quality(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor, train: torch.Tensor | None = None,
+                   real_labels: torch.Tensor | None = None) -> dict:
+    """The figures for model samples ``fake`` against real test data (same shape, [0, 1]); ``train``:
+    as many training examples, whose distance to the test data is the floor a perfect model would
+    reach at this sample size."""
+    net.eval()
+    fr, ff = features_of(net, real), features_of(net, fake)
+    precision, recall = precision_recall(fr, ff)
+    out = {"n_real": len(real), "n_samples": len(fake), "frechet_distance": frechet_distance(fr, ff),
+           "precision": precision, "recall": recall,
+           "features": "classifier" if net.classes else "autoencoder", "note": NOTE}
+    if train is not None:
+        out["frechet_distance_train_vs_test"] = frechet_distance(features_of(net, train), fr)
+    if net.classes:
+        probs = torch.cat([torch.softmax(net(fake[i:i + 1000]), -1) for i in range(0, len(fake), 1000)])
+        top = probs.max(-1)
+        out["confident_share"] = (top.values >= 0.9).double().mean().item()
+        counts = torch.bincount(top.indices, minlength=net.classes).double()
+        out["classes_covered"] = int((counts > 0).sum())
+        out["class_entropy_bits"] = float(-(counts / counts.sum() * torch.log2((counts / counts.sum()).clamp(min=1e-12))).sum())
+    if real_labels is not None and net.classes:
+        out.update(net.score(real, real_labels))
+    elif not net.classes:
+        out.update(net.score(real, None))
+    return out
