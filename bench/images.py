@@ -14,6 +14,8 @@ Each run's prior samples are copied to --out, to look at; the figures go to --ou
 
     python bench/images.py --data ../shared/data/binarized-mnist --budget 1800 --eval-n 500 --k 500 --threads 1
     python bench/images.py --data fashion-mnist --likelihood logistic-mixture --budget 7200 --k 1000
+    python bench/images.py --data ../shared/data/binarized-mnist --models resnet --resnet gpu --device cuda \
+        --budget 420 --eval-n 10000 --k 1000 --batch-size 128     # the GPU run: within 10 minutes in all
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from vaekit.eval import evaluate
 
 MODELS = {
     "conv": ["--net", "conv"],
-    "resnet": ["--net", "resnet", "--resnet", "small", "--clip-grad", "200", "--skip-grad-norm", "2000"],
+    "resnet": ["--net", "resnet", "--clip-grad", "200", "--skip-grad-norm", "2000"],
 }
 
 
@@ -55,16 +57,18 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--temperatures", default="1.0,0.8")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--resnet", default="small", choices=["small", "base", "gpu"])
+    p.add_argument("--device", default="cpu")
     p.add_argument("--flags", default="", help="more train flags for every model")
     p.add_argument("--out", type=Path, default=Path("bench/out/images"))
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     common = ["--data", args.data, "--likelihood", args.likelihood, "--batch-size", str(args.batch_size),
-              "--threads", str(args.threads), *args.flags.split()]
+              "--threads", str(args.threads), "--device", args.device, *args.flags.split()]
     summary, features_from = {}, None
     for name in args.models.split(","):
-        flags = [*common, *MODELS[name]]
+        flags = [*common, *MODELS[name], *(["--resnet", args.resnet] if name == "resnet" else [])]
         with tempfile.TemporaryDirectory() as tmp:
             probe = train([*flags, "--epochs", "1"], Path(tmp) / "probe", pictures=False)
             per_epoch = float(probe.metrics[-1]["seconds"])

@@ -28,6 +28,7 @@ KINDS = {
     "bottom-up": ["--prior", "hierarchical", "--prior-hidden", "64,64"],
     "iwae": ["--objective", "iwae", "--k", "5"],
     "conv": ["--net", "conv"],
+    "resnet": ["--net", "resnet"],
     "conditional": ["--conditional", "--prior", "class"],
     "flow": ["--prior", "vamp", "--prior-components", "20", "--flow", "2"],
     "dreg": ["--prior", "hierarchical", "--top-prior", "vamp", "--prior-components", "20", "--inference", "top-down",
