@@ -179,6 +179,7 @@ def test_outlier_updates_are_skipped_and_counted(tmp_path, monkeypatch):
     run = vaekit.train(cfg, out=tmp_path / "skip", quiet=True, pictures=False)
     rows = list(csv.DictReader((run.path / "metrics.csv").open()))
     assert int(rows[-1]["skipped_steps"]) == 2
+    assert float(rows[-1]["grad_norm_max"]) > 1e5            # the largest norm of the epoch, before clipping
 
 
 def test_the_explorer_moves_the_top_layer_and_the_layers_below_follow(tmp_path):

@@ -204,7 +204,7 @@ class ModelConfig:
     def latent_words(self) -> str:
         """The latent in a few words, for the run header and ``vaekit info``."""
         if self.net == "resnet":
-            return f"latent: a hierarchy of latent maps (--resnet {self.resnet})"
+            return "latent: a hierarchy of latent maps"
         if self.prior == "vq":
             where = "a code map" if self.code_map else f"{self.latent} positions"
             return f"latent {where} of {self.codebook} codes of {self.code_dim}"

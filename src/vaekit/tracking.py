@@ -46,7 +46,7 @@ SCALARS = {"train_elbo": "train/elbo", "train_rec": "train/rec", "train_kl": "tr
            "valid_rec": "valid/rec", "valid_kl": "valid/kl", "valid_iwae": "valid/iwae", "beta": "beta", "lr": "lr",
            "valid_active_units": "valid/active_units", "examples_per_s": "examples_per_s",
            "skipped_steps": "skipped_steps", "valid_objective": "valid/objective", "codes_used": "codes_used",
-           "code_perplexity": "code_perplexity"}
+           "code_perplexity": "code_perplexity", "grad_norm_max": "train/grad_norm_max"}
 #: evaluation.json's figures that are logged
 EVALUATION = {"nll_nats": "test/nll", "elbo_nats": "test/elbo", "rec_nats": "test/rec", "kl_nats": "test/kl",
               "bits_per_dim": "test/bits_per_dim", "active_units": "test/active_units", "perplexity": "test/perplexity"}

@@ -411,6 +411,10 @@ def cmd_info(args) -> int:
     arch = {"mlp": f"hidden {m.hidden}{dropout}", "conv": f"channels {m.channels}",
             "rnn": f"{m.cell}, embedding {m.embedding}, state {m.rnn_hidden}, word dropout {m.word_dropout}"
                    + (", inputless" if m.inputless else "")}.get(m.net, m.net)
+    layers = run.model.prior.layers if m.net == "resnet" else None
+    if layers:   # the deep hierarchy: its preset and its latent maps, top first
+        arch = f"--resnet {m.resnet}, {len(layers)} latent maps: " + ", ".join(n.split(" ", 1)[1] for n, _ in layers)
+        arch += f", spectral regulariser {m.spectral_reg:g}" if m.spectral_reg else ""
     if run.media.summary():
         print(f"         {run.media.summary()}")
     kind = f"conditional ({run.model.classes} classes) " if run.model.classes else ""

@@ -149,6 +149,7 @@ class Trainer:
         # counters kept on the device; the host reads them only to decide whether to stop
         self.skipped = torch.zeros((), device=device)
         self.streak = torch.zeros((), device=device)
+        self.norm_max = torch.zeros((), device=device)   # the epoch's largest gradient norm (with --clip-grad/--skip-grad-norm)
         # the step's non-finite flag and the unit scale of its gradient check: made once, so that a
         # step captured in a CUDA graph and the ordinary step share them
         self.found, self.one = torch.zeros((), device=device), torch.ones((), device=device)
@@ -265,11 +266,11 @@ class Trainer:
         # fused pass over all gradients on the device, which sets the flag) a gradient
         found.copy_(torch.isfinite(stats[2]).logical_not())
         torch._amp_foreach_non_finite_check_and_unscale_(grads, found, self.one)
-        if tc.skip_grad_norm > 0:   # an outlier update (VDVAE's skip): the norm before clipping, on the device
+        if tc.skip_grad_norm > 0 or tc.clip_grad > 0:   # the norm before clipping, on the device
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad or float("inf"))
-            found.copy_(torch.maximum(found, (norm > tc.skip_grad_norm).to(found.dtype)))
-        elif tc.clip_grad > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad)
+            self.norm_max.copy_(torch.maximum(self.norm_max, torch.where(torch.isfinite(norm), norm, 0.0)))
+            if tc.skip_grad_norm > 0:   # an outlier update (VDVAE's skip)
+                found.copy_(torch.maximum(found, (norm > tc.skip_grad_norm).to(found.dtype)))
         if self.scaler is not None:
             self.scaler.step(self.opt)
             self.scaler.update()
@@ -422,8 +423,9 @@ class Trainer:
                 self._update_average()
             self.step += 1
             if self.step % check_every == 0 and self.streak.item() >= tc.max_bad_steps:
-                raise Diverged(f"{tc.max_bad_steps} steps in a row had a non-finite loss or gradient, in epoch "
-                               f"{epoch} at step {self.step}")
+                raise Diverged(f"{tc.max_bad_steps} steps in a row had a non-finite loss or gradient"
+                               + (f" or a gradient norm above --skip-grad-norm {tc.skip_grad_norm:g}"
+                                  if tc.skip_grad_norm else "") + f", in epoch {epoch} at step {self.step}")
             bar.update(local_batch * d.world)
         skipped_now = self.skipped - skipped_before
         used = torch.stack([totals[0], totals[1], totals[2],
@@ -482,6 +484,8 @@ class Trainer:
                "skipped_steps": sums.skipped, "valid_iwae": valid["iwae"] if iwae else "",
                "recoveries": self.recoveries, "valid_active_units": valid["active_units"],
                "valid_objective": "" if valid["objective"] is None else valid["objective"]}
+        row["grad_norm_max"] = float(self.norm_max) if tc.clip_grad > 0 or tc.skip_grad_norm > 0 else ""
+        self.norm_max.zero_()
         codebook = getattr(self.model.prior, "take_stats", dict)()   # a VQ-VAE's codes used this epoch
         row.update({"codes_used": codebook.get("codes_used", ""), "code_perplexity": codebook.get("code_perplexity", "")})
         if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
@@ -511,6 +515,7 @@ class Trainer:
                       f"(rec {valid['rec']:.3f}, KL {valid['kl']:.3f}){shown.replace(',', ' ')}  "
                       f"{sums.count / sums.seconds:,.0f} ex/s"
                       + (f"  {row['skipped_steps']} steps skipped" if row["skipped_steps"] else "")
+                      + (f"  max grad norm {row['grad_norm_max']:.3g}" if row["grad_norm_max"] != "" else "")
                       + (f"  discriminator accuracy {own['disc_accuracy']:.3f}" if "disc_accuracy" in own else "")
                       + (f"  codes used {codebook['codes_used']}, perplexity {codebook['code_perplexity']:.1f}"
                          if codebook else ""))

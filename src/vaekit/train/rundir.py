@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 METRIC_FIELDS = ["epoch", "train_loss", "train_elbo", "train_rec", "train_kl", "valid_elbo", "valid_rec",
                  "valid_kl", "beta", "lr", "seconds", "examples_per_s", "skipped_steps", "valid_iwae", "recoveries",
-                 "valid_active_units", "valid_objective", "codes_used", "code_perplexity"]
+                 "valid_active_units", "valid_objective", "codes_used", "code_perplexity", "grad_norm_max"]
 STATE_FILE = Path("state") / "last.pt"
 
 
