@@ -201,3 +201,20 @@ def test_the_explorer_moves_the_top_layer_and_the_layers_below_follow(tmp_path):
     assert r.status_code == 200 and len(r.get_json()["values"]) == 4
     whole = run.model.prior.completed(torch.zeros(2, 8))
     assert whole.shape == (2, run.model.latent) and torch.equal(whole[:, :8], torch.zeros(2, 8))
+
+
+def test_resnet_composes_with_the_iwae_bound_and_resumes_bit_for_bit(tmp_path):
+    import vaekit
+    from vaekit.checkpoint import load_weights
+
+    def config(epochs, **train):
+        return vaekit.Config.from_dict({"data": {"source": "digits"}, "model": {"net": "resnet"},
+                                        "train": {"epochs": epochs, "batch_size": 128, "threads": 1, **train}})
+
+    run = vaekit.train(config(1, objective="iwae", k=2), out=tmp_path / "iwae", quiet=True, pictures=False)
+    assert math.isfinite(float(run.metrics[-1]["valid_iwae"]))
+    straight = vaekit.train(config(2), out=tmp_path / "a", quiet=True, pictures=False)
+    vaekit.train(config(1), out=tmp_path / "b", quiet=True, pictures=False)
+    resumed = vaekit.resume(tmp_path / "b", epochs=2, quiet=True, pictures=False)
+    a, b = load_weights(straight.path / "model.safetensors"), load_weights(resumed.path / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
