@@ -3,7 +3,8 @@
 For each model: a one-epoch probe measures the seconds an epoch takes (validation included) under
 the same threads, then a run trains as many epochs as fit in --budget seconds (a cosine learning
 rate over exactly those), then:
-- the test NLL by importance sampling (k = --k) on the first --eval-n test examples, in nats and
+- the test NLL by importance sampling (k = --k) on --eval-n test examples (spread evenly over the
+  test set, or the first ones with --eval-subset first), in nats and
   bits/dim (a discrete likelihood on the data's levels: -log2 P(x) / D, which is the bits/dim of
   the continuous density of uniformly dequantised data on [0, levels)^D scaled to a unit bin);
 - sample quality (``Run.sample_quality``) for --samples prior samples at each --temperatures, in
@@ -12,7 +13,8 @@ rate over exactly those), then:
   of samples classified with probability >= 0.9.
 Each run's prior samples are copied to --out, to look at; the figures go to --out/summary.json.
 
-    python bench/images.py --data ../shared/data/binarized-mnist --budget 1800 --eval-n 500 --k 500 --threads 1
+    python bench/images.py --data ../shared/data/binarized-mnist --budget 1800 --eval-n 500 --k 500 --threads 1 \
+        --eval-subset first
     python bench/images.py --data fashion-mnist --likelihood logistic-mixture --budget 7200 --k 1000
     python bench/images.py --data ../shared/data/binarized-mnist --models resnet --resnet gpu --device cuda \
         --budget 420 --eval-n 10000 --k 1000 --batch-size 128     # the GPU run: within 10 minutes in all
@@ -33,6 +35,7 @@ import torch
 import vaekit
 from vaekit.cli import apply_flags, build_parser
 from vaekit.eval import evaluate
+from vaekit.kinds.media import spread
 
 MODELS = {
     "conv": ["--net", "conv"],
@@ -53,6 +56,7 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=7200, help="training seconds for each model")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--eval-n", type=int, default=1000)
+    p.add_argument("--eval-subset", choices=["spread", "first"], default="spread")
     p.add_argument("--k", type=int, default=1000)
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--temperatures", default="1.0,0.8")
@@ -77,7 +81,8 @@ def main() -> None:
         start = time.perf_counter()
         run = train([*flags, "--epochs", str(epochs), "--lr-schedule", "cosine"], args.out / name)
         seconds = time.perf_counter() - start
-        test = run.data.split("test")[:args.eval_n]
+        test = run.data.split("test")
+        test = test[:args.eval_n] if args.eval_subset == "first" else test[spread(len(test), args.eval_n).to(test.device)]
         ev = evaluate(run.model, test, k=args.k, quiet=True)
         dims = math.prod(test.shape[1:])
         row = {"epochs": epochs, "train_seconds": seconds, "parameters": sum(p.numel() for p in run.model.parameters()),

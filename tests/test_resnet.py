@@ -218,3 +218,14 @@ def test_resnet_composes_with_the_iwae_bound_and_resumes_bit_for_bit(tmp_path):
     resumed = vaekit.resume(tmp_path / "b", epochs=2, quiet=True, pictures=False)
     a, b = load_weights(straight.path / "model.safetensors"), load_weights(resumed.path / "model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_options_of_the_resnet_and_the_mixture_are_said_to_have_no_effect_elsewhere():
+    from vaekit.config import Config, without_effect
+
+    cfg = Config()
+    cfg.model.net, cfg.model.likelihood, cfg.model.resnet, cfg.model.mixtures = "mlp", "logistic", "base", 3
+    said = " ".join(without_effect(cfg))
+    assert "--resnet and --spectral-reg shape the resnet network" in said and "--mixtures is the logistic" in said
+    cfg.model.net, cfg.model.latent = "resnet", 32
+    assert any("--resnet small|base|gpu does" in w for w in without_effect(cfg))

@@ -527,6 +527,12 @@ def without_effect(config: Config) -> list[str]:
         out.append("--flow-hidden sizes the flow's steps, and there are none (--flow 0)")
     if m.net != "conv" and m.channels != defaults.channels:
         out.append(f"--channels sizes the conv network; this model's is {m.net}")
+    if m.net != "resnet" and (m.resnet, m.spectral_reg) != (defaults.resnet, defaults.spectral_reg):
+        out.append(f"--resnet and --spectral-reg shape the resnet network; this model's is {m.net}")
+    if m.net == "resnet" and (m.latent, m.hidden) != (defaults.latent, defaults.hidden):
+        out.append("--latent and --hidden do not size the resnet network: --resnet small|base|gpu does")
+    if m.mixtures != defaults.mixtures and m.likelihood != "logistic-mixture":
+        out.append(f"--mixtures is the logistic mixture's; this model's likelihood is {m.likelihood}")
     if m.net == "dmm" and any(getattr(m, k) != getattr(defaults, k) for k in ("embedding", "word_dropout", "inputless")):
         out.append("--embedding, --word-dropout and --inputless shape the text network; this model's is dmm")
     if m.net != "dmm" and (m.dmm_inference, m.transition, m.emission) != (defaults.dmm_inference, defaults.transition,
