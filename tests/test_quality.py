@@ -64,3 +64,14 @@ def test_a_feature_network_of_other_data_is_refused(cli, digits_run, tmp_path):
     assert rc != 0 and "no feature network there" in err
     rc, _, err = cli("evaluate", other, "--k", "2", "--features", digits_run)
     assert rc != 0 and "options of --sample-quality" in err
+
+
+def test_text_runs_are_refused_in_one_sentence(cli, tmp_path):
+    lines = tmp_path / "names.txt"
+    lines.write_text("\n".join(["anna", "bert", "carl", "dora", "emil", "fritz", "greta", "hans"] * 10))
+    out = tmp_path / "text"
+    rc, _, err = cli("train", "--data", lines, "--epochs", "1", "--latent", "2", "--quiet", "--out", out)
+    assert rc == 0, err
+    rc, _, err = cli("evaluate", out, "--k", "2", "--sample-quality", "--quiet")
+    assert rc != 0 and "not lines of text or sequences" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "evaluation.json").exists()                        # refused before any work

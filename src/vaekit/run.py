@@ -215,8 +215,10 @@ class Run:
         from .eval import evaluate
 
         quality = (sample_quality if isinstance(sample_quality, dict) else {}) if sample_quality else None
-        if quality and quality.get("features_from") is not None:   # a wrong feature network: said before the work
-            self.feature_net(quality["features_from"], quiet)
+        if quality is not None:   # what sample quality refuses, said before the work
+            self._quality_fits()
+            if quality.get("features_from") is not None:
+                self.feature_net(quality["features_from"], quiet)
         if factors is None:
             factors = self.data.factors("train") is not None
         elif factors and self.data.factors("train") is None:
@@ -239,6 +241,15 @@ class Run:
             (self.path / "evaluation.json").write_text(json.dumps(result, indent=2))
         return result
 
+    def _quality_fits(self) -> None:
+        """Refuse, in one sentence, a run whose samples :meth:`sample_quality` cannot measure."""
+        if self.info["value"] == "tokens" or "frame" in self.info:
+            raise VaekitError(f"{self.path}: sample quality compares examples of one fixed shape (images, "
+                              f"spectrograms), not lines of text or sequences.")
+        unsampled = getattr(self.model.prior, "sample_blocker", None)
+        if unsampled:
+            raise VaekitError(f"{self.path}: {unsampled}.")
+
     def feature_net(self, features_from: str | Path | None = None, quiet: bool = False):
         """The feature network of :meth:`sample_quality`: this run's, trained on its training split
         the first time and kept in ``quality/`` (safetensors + JSON), or the one another run
@@ -247,10 +258,8 @@ class Run:
 
         from .eval.quality import FeatureNet, fit_features
 
+        self._quality_fits()
         train = self.data.split("train")
-        if train.dtype == torch.long:
-            raise VaekitError(f"{self.path}: sample quality is measured on numeric data (images, spectrograms, "
-                              f"frames), not on tokens.")
         y = self.data.labels("train")
         digest = hashlib.sha256(train.detach().cpu().contiguous().numpy().tobytes()).hexdigest()[:16]
         home = Path(features_from) if features_from is not None else self.path
@@ -287,9 +296,6 @@ class Run:
         probability >= 0.9. Not the Inception FID (see the module)."""
         from .eval.quality import sample_quality
 
-        unsampled = getattr(self.model.prior, "sample_blocker", None)
-        if unsampled:
-            raise VaekitError(f"{self.path}: {unsampled}.")
         net, meta = self.feature_net(features_from, quiet)
         test, train = self.data.split("test"), self.data.split("train")
         n = min(n, len(test), len(train))

@@ -62,7 +62,7 @@ class FeatureNet(nn.Module):
         out = self(x)
         if self.classes:
             return F.cross_entropy(out, y)
-        return F.mse_loss(torch.sigmoid(out), x.flatten(1).float())
+        return F.mse_loss(out, x.flatten(1).float())
 
     @torch.no_grad()
     def score(self, x, y) -> dict:
@@ -71,8 +71,8 @@ class FeatureNet(nn.Module):
         if self.classes:
             right = sum((self(x[i:i + 1000]).argmax(-1) == y[i:i + 1000]).sum().item() for i in range(0, len(x), 1000))
             return {"accuracy": right / len(x)}
-        err = sum(F.mse_loss(torch.sigmoid(self(x[i:i + 1000])), x[i:i + 1000].flatten(1).float(),
-                             reduction="sum").item() for i in range(0, len(x), 1000))
+        err = sum(F.mse_loss(self(x[i:i + 1000]), x[i:i + 1000].flatten(1).float(), reduction="sum").item()
+                  for i in range(0, len(x), 1000))
         return {"reconstruction_mse": err / x[0].numel() / len(x)}
 
 
