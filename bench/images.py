@@ -100,8 +100,7 @@ def main() -> None:
                   f"{q['frechet_distance_train_vs_test']:.2f}), precision {q['precision']:.3f}, recall "
                   f"{q['recall']:.3f}" + (f", {100 * q['confident_share']:.1f}% confident" if "confident_share" in q
                                           else ""), flush=True)
-            vaekit.Run.load(run.path).media.sample(run, args.out / f"{name}-T{t}.png", 64, 0, None, nrow=8,
-                                                    temperature=t)
+            run.media.sample(run, args.out / f"{name}-T{t}.png", 64, 0, None, nrow=8, temperature=t)
         features_from = features_from or run.path
         summary[name] = row
         (args.out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -303,8 +303,7 @@ class Run:
         real = test[torch.randperm(len(test), generator=gen)[:n].to(test.device)]
         ref = train[torch.randperm(len(train), generator=gen)[:n].to(train.device)]
         torch.manual_seed(seed)
-        options = {"temperature": temperature} if getattr(self.model.prior, "layered_temperature", False) else {}
-        fake = torch.cat([self.model.sample(min(500, n - i), mean=True, **options).float()
+        fake = torch.cat([self.model.sample(min(500, n - i), mean=True, temperature=temperature).float()
                           for i in range(0, n, 500)]).view(-1, *test.shape[1:])
         out = sample_quality(net, real.float(), fake, ref.float())
         out.update({k: meta[k] for k in ("accuracy", "reconstruction_mse") if k in meta})

@@ -68,21 +68,19 @@ class FeatureNet(nn.Module):
     def score(self, x, y) -> dict:
         """Its own quality on real data: accuracy (a classifier) or squared error per value (an autoencoder)."""
         self.eval()
+        out = batched(self, x)
         if self.classes:
-            right = sum((self(x[i:i + 1000]).argmax(-1) == y[i:i + 1000]).sum().item() for i in range(0, len(x), 1000))
-            return {"accuracy": right / len(x)}
-        err = sum(F.mse_loss(self(x[i:i + 1000]), x[i:i + 1000].flatten(1).float(), reduction="sum").item()
-                  for i in range(0, len(x), 1000))
-        return {"reconstruction_mse": err / x[0].numel() / len(x)}
+            return {"accuracy": (out.argmax(-1) == y).double().mean().item()}
+        return {"reconstruction_mse": (out - x.flatten(1).float()).square().mean().item()}
 
 
 @torch.enable_grad()
 def fit_features(x: torch.Tensor, y: torch.Tensor | None, classes: int, examples: int | None = None,
                  batch: int = 128, seed: int = 0, quiet: bool = False) -> FeatureNet:
     """A feature network trained on x (and labels y, when ``classes``) for about ``examples``
-    examples (default: 30 epochs, between 20,000 and 150,000 examples; at least one epoch), with a
-    fixed seed."""
-    examples = examples or min(150_000, max(20_000, 30 * len(x)))
+    examples (default: 10 epochs, between 20,000 and 60,000 examples; at least one epoch), with a
+    fixed seed. 20,000 28x28 images took 29 s on 2 CPU cores."""
+    examples = examples or min(60_000, max(20_000, 10 * len(x)))
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -107,9 +105,14 @@ def fit_features(x: torch.Tensor, y: torch.Tensor | None, classes: int, examples
     return net.eval()
 
 
+def batched(fn, x: torch.Tensor, size: int = 1000) -> torch.Tensor:
+    """fn over x in batches of ``size`` rows, joined."""
+    return torch.cat([fn(x[i:i + size]) for i in range(0, len(x), size)])
+
+
 @torch.no_grad()
 def features_of(net: FeatureNet, x: torch.Tensor) -> torch.Tensor:
-    return torch.cat([net.features(x[i:i + 1000]) for i in range(0, len(x), 1000)]).double()
+    return batched(net.features, x).double()
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -161,7 +164,7 @@ def sample_quality(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor, trai
     if train is not None:
         out["frechet_distance_train_vs_test"] = frechet_distance(features_of(net, train), fr)
     if net.classes:
-        probs = torch.cat([torch.softmax(net(fake[i:i + 1000]), -1) for i in range(0, len(fake), 1000)])
+        probs = torch.softmax(batched(net, fake), -1)
         top = probs.max(-1)
         out["confident_share"] = (top.values >= 0.9).double().mean().item()
         counts = torch.bincount(top.indices, minlength=net.classes).double()

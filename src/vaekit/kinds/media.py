@@ -465,8 +465,6 @@ def pick_pairs(n: int, pairs: int, seed: int = 0, allow_one: bool = False) -> tu
 def prior_draws(model, n: int = 64, nrow: int = 8, mean: bool = True, label=None, **options):
     """Decoded prior samples; a conditional model without a label gives ``nrow`` per class.
     ``options``: of :meth:`~vaekit.model.VAE.sample` (a resnet prior's ``temperature``)."""
-    if not getattr(model.prior, "layered_temperature", False):
-        options = {}
     if model.classes and label is None:
         rows = min(model.classes, 20)
         y = torch.arange(rows, device=model.device).repeat_interleave(nrow)

@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.distributions import Normal
 
-from ..priors import Prior
+from ..priors import Prior, bounded
 
 #: the soft bound of every log-variance: BOUND * tanh(logvar / BOUND)
 BOUND = 7.0
@@ -119,11 +119,6 @@ class Block(nn.Module):
         return x + h if self.residual else h
 
 
-def bounded(logvar: torch.Tensor, hard: tuple[float, float] | None) -> torch.Tensor:
-    out = BOUND * torch.tanh(logvar / BOUND)
-    return out if hard is None else F.hardtanh(out, *hard)
-
-
 class GaussianMap(nn.Module):
     """A head giving a Gaussian over a latent map: mean and bounded log-variance, in float32
     (and, for the prior, ``extra`` channels of features for the state)."""
@@ -138,7 +133,7 @@ class GaussianMap(nn.Module):
         out = self.net(h)
         mu, logvar = out[:, :self.z].float(), out[:, self.z:2 * self.z].float()
         feats = out[:, 2 * self.z:] if self.extra else None
-        return Normal(mu, torch.exp(0.5 * bounded(logvar, self.logvar_range)), validate_args=False), feats
+        return Normal(mu, torch.exp(0.5 * bounded(BOUND * torch.tanh(logvar / BOUND), self.logvar_range)), validate_args=False), feats
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
