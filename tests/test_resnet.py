@@ -182,6 +182,29 @@ def test_outlier_updates_are_skipped_and_counted(tmp_path, monkeypatch):
     assert float(rows[-1]["grad_norm_max"]) > 1e5            # the largest norm of the epoch, before clipping
 
 
+def test_a_recovery_forgets_the_gradient_norms_of_the_attempt_it_abandons(tmp_path, monkeypatch):
+    import csv
+
+    import vaekit
+    from vaekit.model.objectives import Objective
+
+    original, calls = Objective.__call__, [0]
+
+    def call(self, model, x, step, y=None, beta=None):   # the first attempt at epoch 1: outlier after outlier
+        loss, stats = original(self, model, x, step, y, beta)
+        calls[0] += 1
+        return (loss * 1e6, stats) if calls[0] <= 5 else (loss, stats)
+
+    monkeypatch.setattr(Objective, "__call__", call)
+    cfg = vaekit.Config()
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.skip_grad_norm, cfg.train.max_bad_steps = 1, 64, 1e5, 5
+    cfg.model.hidden, cfg.model.latent = [32], 2
+    run = vaekit.train(cfg, out=tmp_path / "r", quiet=True, pictures=False)
+    rows = list(csv.DictReader((run.path / "metrics.csv").open()))
+    assert rows[-1]["recoveries"] == "1" and rows[-1]["skipped_steps"] == "0"
+    assert 0 < float(rows[-1]["grad_norm_max"]) < 1e5       # not the outliers of the abandoned attempt
+
+
 def test_the_explorer_moves_the_top_layer_and_the_layers_below_follow(tmp_path):
     import vaekit
     from vaekit.serve import create_app

@@ -363,6 +363,7 @@ class Trainer:
         base = [lr * 0.5 for lr in self.sched.base_lrs] if hasattr(self.sched, "base_lrs") else None
         self.restore(load_state(self.out / STATE_FILE), self.out / STATE_FILE)
         self.recoveries = count
+        self.norm_max.zero_()   # the epoch's row gives the largest norm of the attempt that completes it
         for g, lr in zip(self.opt.param_groups, lrs):
             g["lr"] = lr
         if base is not None:
