@@ -69,7 +69,7 @@ def main() -> None:
     p.add_argument("--clip-grad", default="200", help="the resnet's gradient clipping")
     p.add_argument("--skip-grad-norm", default="2000",
                    help="the resnet's threshold for skipping an update; gradient norms grow with the data's size "
-                        "(about 100 on binarized MNIST; 20,000 to 40,000 in the first epochs on 8-bit Fashion-MNIST, "
+                        "(about 100 on binarized MNIST; 20,000 to 43,000 in the first epochs on 8-bit Fashion-MNIST, "
                         "where 25,000 made runs recover: 0 there, clipping alone)")
     p.add_argument("--flags", default="", help="more train flags for every model")
     p.add_argument("--out", type=Path, default=Path("bench/out/images"))
