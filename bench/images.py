@@ -110,7 +110,8 @@ def main() -> None:
             row["quality"][str(t)] = q
             print(f"{name} T={t}: Frechet distance {q['frechet_distance']:.2f} (train vs test "
                   f"{q['frechet_distance_train_vs_test']:.2f}), precision {q['precision']:.3f}, recall "
-                  f"{q['recall']:.3f}" + (f", {100 * q['confident_share']:.1f}% confident" if "confident_share" in q
+                  f"{q['recall']:.3f}" + (f", {100 * q['confident_share']:.1f}% confident (test images "
+                                          f"{100 * q['confident_share_real']:.1f}%)" if "confident_share" in q
                                           else ""), flush=True)
             run.media.sample(run, args.out / f"{name}-T{t}.png", 64, 0, None, nrow=8, temperature=t)
         features_from = features_from or run.path

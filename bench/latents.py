@@ -223,7 +223,8 @@ def main() -> int:
                 features_from = features_from or run.path
                 print(f"{'':>9} sample quality: Frechet distance {q['frechet_distance']:.2f} (train vs test "
                       f"{q['frechet_distance_train_vs_test']:.2f}), precision {q['precision']:.3f}, recall "
-                      f"{q['recall']:.3f}" + (f", {100 * q['confident_share']:.1f}% classified with p >= 0.9"
+                      f"{q['recall']:.3f}" + (f", {100 * q['confident_share']:.1f}% classified with p >= 0.9 (test "
+                                              f"images {100 * q['confident_share_real']:.1f}%)"
                                               if "confident_share" in q else ""), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

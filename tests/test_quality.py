@@ -2,12 +2,13 @@
 the feature network trained once per run and shared between runs on the same data."""
 
 import json
+import shutil
 
 import pytest
 import torch
 
 import vaekit
-from vaekit.eval.quality import frechet_distance, precision_recall
+from vaekit.eval.quality import VERSION, frechet_distance, precision_recall
 
 
 def test_the_frechet_distance_of_diagonal_gaussians_has_its_closed_form():
@@ -38,6 +39,7 @@ def test_sample_quality_trains_its_feature_network_once_and_reports_it(cli, digi
     q = run.sample_quality(n=200, quiet=True)
     assert q["features"] == "classifier" and q["accuracy"] > 0.8       # a classifier of the digits' labels
     assert 0 <= q["precision"] <= 1 and 0 <= q["recall"] <= 1 and 0 <= q["confident_share"] <= 1
+    assert q["confident_share_real"] > 0.5                               # the share real test images get
     assert q["frechet_distance"] > q["frechet_distance_train_vs_test"] >= 0
     assert "not Inception" in q["note"] or "not comparable" in q["note"]
     weights = digits_run / "quality" / "features.safetensors"
@@ -64,6 +66,22 @@ def test_a_feature_network_of_other_data_is_refused(cli, digits_run, tmp_path):
     assert rc != 0 and "no feature network there" in err
     rc, _, err = cli("evaluate", other, "--k", "2", "--features", digits_run)
     assert rc != 0 and "options of --sample-quality" in err
+
+
+def test_a_feature_network_of_an_older_design_is_trained_again_or_refused(cli, digits_run, tmp_path):
+    vaekit.Run.load(digits_run).feature_net(quiet=True)
+    run_dir = tmp_path / "copy"
+    shutil.copytree(digits_run, run_dir)
+    about = run_dir / "quality" / "features.json"
+    meta = json.loads(about.read_text())
+    del meta["version"]                                                 # as an older vaekit wrote it
+    about.write_text(json.dumps(meta))
+    rc, _, err = cli("evaluate", digits_run, "--k", "2", "--sample-quality", "--samples", "50",
+                     "--features", run_dir, "--quiet")
+    assert rc != 0 and "older vaekit" in err and len(err.strip().splitlines()) == 1
+    net, again = vaekit.Run.load(run_dir).feature_net(quiet=True)       # its own: trained again and kept
+    assert again["version"] == json.loads(about.read_text())["version"] == VERSION
+    assert not net.training
 
 
 def test_text_runs_are_refused_in_one_sentence(cli, tmp_path):

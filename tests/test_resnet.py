@@ -160,29 +160,9 @@ def test_resnet_refusals_are_one_sentence(cli, tmp_path, digits_run):
     assert rc != 0 and "one positive temperature" in err
 
 
-def test_outlier_updates_are_skipped_and_counted(tmp_path, monkeypatch):
-    import csv
-
-    import vaekit
-    from vaekit.model.objectives import Objective
-
-    original = Objective.__call__
-
-    def call(self, model, x, step, y=None, beta=None):   # steps 2 and 3: gradients a million times larger
-        loss, stats = original(self, model, x, step, y, beta)
-        return (loss * 1e6, stats) if step in (2, 3) else (loss, stats)
-
-    monkeypatch.setattr(Objective, "__call__", call)
-    cfg = vaekit.Config()
-    cfg.train.epochs, cfg.train.batch_size, cfg.train.skip_grad_norm = 1, 64, 1e5
-    cfg.model.hidden, cfg.model.latent = [32], 2
-    run = vaekit.train(cfg, out=tmp_path / "skip", quiet=True, pictures=False)
-    rows = list(csv.DictReader((run.path / "metrics.csv").open()))
-    assert int(rows[-1]["skipped_steps"]) == 2
-    assert float(rows[-1]["grad_norm_max"]) > 1e5            # the largest norm of the epoch, before clipping
-
-
-def test_a_recovery_forgets_the_gradient_norms_of_the_attempt_it_abandons(tmp_path, monkeypatch):
+def metrics_with_outliers(tmp_path, monkeypatch, outlier, **train) -> list[dict]:
+    """metrics.csv of one epoch on the digits whose objective is a million times larger (its
+    gradients too) where ``outlier(step, calls)`` says so; ``train``: TrainConfig fields."""
     import csv
 
     import vaekit
@@ -190,17 +170,30 @@ def test_a_recovery_forgets_the_gradient_norms_of_the_attempt_it_abandons(tmp_pa
 
     original, calls = Objective.__call__, [0]
 
-    def call(self, model, x, step, y=None, beta=None):   # the first attempt at epoch 1: outlier after outlier
+    def call(self, model, x, step, y=None, beta=None):
         loss, stats = original(self, model, x, step, y, beta)
         calls[0] += 1
-        return (loss * 1e6, stats) if calls[0] <= 5 else (loss, stats)
+        return (loss * 1e6, stats) if outlier(step, calls[0]) else (loss, stats)
 
     monkeypatch.setattr(Objective, "__call__", call)
     cfg = vaekit.Config()
-    cfg.train.epochs, cfg.train.batch_size, cfg.train.skip_grad_norm, cfg.train.max_bad_steps = 1, 64, 1e5, 5
+    cfg.train.epochs, cfg.train.batch_size, cfg.train.skip_grad_norm = 1, 64, 1e5
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
     cfg.model.hidden, cfg.model.latent = [32], 2
-    run = vaekit.train(cfg, out=tmp_path / "r", quiet=True, pictures=False)
-    rows = list(csv.DictReader((run.path / "metrics.csv").open()))
+    run = vaekit.train(cfg, out=tmp_path / "run", quiet=True, pictures=False)
+    return list(csv.DictReader((run.path / "metrics.csv").open()))
+
+
+def test_outlier_updates_are_skipped_and_counted(tmp_path, monkeypatch):
+    rows = metrics_with_outliers(tmp_path, monkeypatch, lambda step, calls: step in (2, 3))
+    assert int(rows[-1]["skipped_steps"]) == 2
+    assert float(rows[-1]["grad_norm_max"]) > 1e5            # the largest norm of the epoch, before clipping
+
+
+def test_a_recovery_forgets_the_gradient_norms_of_the_attempt_it_abandons(tmp_path, monkeypatch):
+    # the first attempt at epoch 1: outlier after outlier, until it is abandoned
+    rows = metrics_with_outliers(tmp_path, monkeypatch, lambda step, calls: calls <= 5, max_bad_steps=5)
     assert rows[-1]["recoveries"] == "1" and rows[-1]["skipped_steps"] == "0"
     assert 0 < float(rows[-1]["grad_norm_max"]) < 1e5       # not the outliers of the abandoned attempt
 

@@ -75,7 +75,8 @@ def quality_rows(q: dict | None) -> list[tuple[str, str]]:
                                  f"{q['frechet_distance_train_vs_test']:.2f})"),
             ("precision, recall", f"{q['precision']:.3f}, {q['recall']:.3f}")]
     if "confident_share" in q:
-        rows.append(("samples classified", f"{100 * q['confident_share']:.1f}% with probability >= 0.9; "
+        real = (f" (test examples: {100 * q['confident_share_real']:.1f}%)" if "confident_share_real" in q else "")
+        rows.append(("samples classified", f"{100 * q['confident_share']:.1f}% with probability >= 0.9{real}; "
                                            f"{q['classes_covered']} classes, entropy {q['class_entropy_bits']:.2f} bits"))
     return rows
 

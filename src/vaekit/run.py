@@ -256,7 +256,7 @@ class Run:
         (``features_from``) keeps, which must have been trained on the same training data."""
         import hashlib
 
-        from .eval.quality import FeatureNet, fit_features
+        from .eval.quality import VERSION, FeatureNet, fit_features
 
         self._quality_fits()
         train = self.data.split("train")
@@ -270,6 +270,10 @@ class Run:
                 if features_from is not None:
                     raise VaekitError(f"{about}: its feature network was trained on other data than this run's "
                                       f"training split, so its distances would not compare.")
+            elif meta.get("version") != VERSION:    # an older network: retrained (here) or refused (another run's)
+                if features_from is not None:
+                    raise VaekitError(f"{about}: its feature network is of an older vaekit's design; run "
+                                      f"`vaekit evaluate {home} --sample-quality` once to train it again.")
             else:
                 net = FeatureNet(meta["shape"], meta["classes"]).to(self.model.device)
                 load_into(net, weights, str(about))
@@ -279,7 +283,7 @@ class Run:
                               f"`vaekit evaluate {home} --sample-quality` first.")
         classes = int(self.data.classes) if y is not None else 0
         net = fit_features(train.float(), y if classes else None, classes, quiet=quiet)
-        meta = {"shape": list(train.shape[1:]), "classes": classes, "data": digest,
+        meta = {"shape": list(train.shape[1:]), "classes": classes, "data": digest, "version": VERSION,
                 **net.score(self.data.split("test").float(), self.data.labels("test") if classes else None)}
         about.parent.mkdir(exist_ok=True)
         save_weights({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, weights)

@@ -8,10 +8,11 @@ is cached and can be shared, ``features_from``), and cannot be compared with pap
 
 The feature network (:class:`FeatureNet`) is a classifier when the data have labels (its own test
 accuracy says how far its features can be trusted, and the share of samples it classifies with
-probability >= 0.9 says how recognisable they are), else an autoencoder (its test reconstruction
-error stands in for the accuracy). Convolutions for (C, H, W) data, fully connected layers
-otherwise; 128 features, the penultimate layer. Trained with a fixed seed, so the same data give
-the same network on one machine.
+probability >= 0.9, beside the share of real test examples it so classifies, says how
+recognisable they are), else an autoencoder (its test reconstruction error stands in for the
+accuracy). Three 3x3 convolutions with batch normalisation for (C, H, W) data, fully connected
+layers otherwise; 128 features, the penultimate layer. Trained with a fixed seed, so the same data
+give the same network on one machine.
 
     FD(real, fake) = |mu_r - mu_f|^2 + tr(S_r + S_f - 2 (S_r S_f)^(1/2))
     precision = share of samples inside the k-NN ball of some real example (k = 3)
@@ -31,8 +32,13 @@ import torch.nn.functional as F
 from ..progress import progress
 
 FEATURES = 128
+VERSION = 2          # of FeatureNet's layers and training; a cached network of another version is retrained
 NOTE = ("features of a network trained on this run's training split, not Inception: compares models on the "
         "same data, not comparable with papers' FID")
+
+
+def conv(c_in: int, c_out: int) -> list[nn.Module]:
+    return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU()]
 
 
 class FeatureNet(nn.Module):
@@ -44,12 +50,12 @@ class FeatureNet(nn.Module):
         n = math.prod(self.shape)
         if len(self.shape) == 3:
             c = self.shape[0]
-            self.body = nn.Sequential(nn.Conv2d(c, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-                                      nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2, ceil_mode=True),
-                                      nn.Conv2d(64, 128, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+            self.body = nn.Sequential(*conv(c, 32), nn.MaxPool2d(2, ceil_mode=True), *conv(32, 64),
+                                      nn.MaxPool2d(2, ceil_mode=True), *conv(64, 128), nn.AdaptiveAvgPool2d(2),
                                       nn.Flatten(), nn.Linear(512, FEATURES), nn.ReLU())
         else:
-            self.body = nn.Sequential(nn.Flatten(), nn.Linear(n, 256), nn.ReLU(), nn.Linear(256, FEATURES), nn.ReLU())
+            self.body = nn.Sequential(nn.Flatten(), nn.Linear(n, 256), nn.BatchNorm1d(256), nn.ReLU(),
+                                      nn.Linear(256, FEATURES), nn.ReLU())
         self.head = nn.Linear(FEATURES, self.classes if self.classes else n)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -78,15 +84,17 @@ class FeatureNet(nn.Module):
 def fit_features(x: torch.Tensor, y: torch.Tensor | None, classes: int, examples: int | None = None,
                  batch: int = 128, seed: int = 0, quiet: bool = False) -> FeatureNet:
     """A feature network trained on x (and labels y, when ``classes``) for about ``examples``
-    examples (default: 10 epochs, between 20,000 and 60,000 examples; at least one epoch), with a
-    fixed seed. 20,000 28x28 images took 29 s on 2 CPU cores."""
-    examples = examples or min(60_000, max(20_000, 10 * len(x)))
+    examples (default: 5 epochs, between 20,000 and 300,000 examples; at least one epoch), by Adam
+    with a one-cycle learning rate (peak 3e-3) and a fixed seed. On Fashion-MNIST the default
+    (300,000 examples) took about 135 s on 2 CPU cores and reached 92.3% test accuracy."""
+    examples = examples or min(300_000, max(20_000, 5 * len(x)))
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = FeatureNet(x.shape[1:], classes if y is not None else 0).to(x.device)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     steps = max(math.ceil(len(x) / batch), math.ceil(examples / batch))
+    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
     bar = progress(steps * batch, quiet, desc="feature network", unit="ex", leave=False)
     net.train()
     order = torch.randperm(len(x), generator=gen)
@@ -100,6 +108,7 @@ def fit_features(x: torch.Tensor, y: torch.Tensor | None, classes: int, examples
         opt.zero_grad()
         loss.backward()
         opt.step()
+        schedule.step()
         bar.update(batch)
     bar.close()
     return net.eval()
@@ -167,6 +176,7 @@ def sample_quality(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor, trai
         probs = torch.softmax(batched(net, fake), -1)
         top = probs.max(-1)
         out["confident_share"] = (top.values >= 0.9).double().mean().item()
+        out["confident_share_real"] = (torch.softmax(batched(net, real), -1).max(-1).values >= 0.9).double().mean().item()
         counts = torch.bincount(top.indices, minlength=net.classes).double()
         out["classes_covered"] = int((counts > 0).sum())
         out["class_entropy_bits"] = float(-(counts / counts.sum() * torch.log2((counts / counts.sum()).clamp(min=1e-12))).sum())
