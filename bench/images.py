@@ -37,6 +37,7 @@ import vaekit
 from vaekit.cli import apply_flags, build_parser
 from vaekit.eval import evaluate
 from vaekit.kinds.media import spread
+from vaekit.report import quality_rows
 
 MODELS = {
     "conv": ["--net", "conv"],
@@ -108,11 +109,7 @@ def main() -> None:
         for t in temps:
             q = run.sample_quality(n=args.samples, temperature=t, features_from=features_from, quiet=True)
             row["quality"][str(t)] = q
-            print(f"{name} T={t}: Frechet distance {q['frechet_distance']:.2f} (train vs test "
-                  f"{q['frechet_distance_train_vs_test']:.2f}), precision {q['precision']:.3f}, recall "
-                  f"{q['recall']:.3f}" + (f", {100 * q['confident_share']:.1f}% confident (test images "
-                                          f"{100 * q['confident_share_real']:.1f}%)" if "confident_share" in q
-                                          else ""), flush=True)
+            print(f"{name} T={t}: " + "; ".join(f"{k} {v}" for k, v in quality_rows(q)[1:]), flush=True)
             run.media.sample(run, args.out / f"{name}-T{t}.png", 64, 0, None, nrow=8, temperature=t)
         features_from = features_from or run.path
         summary[name] = row

@@ -52,6 +52,7 @@ import torch
 
 import vaekit
 from vaekit.cli import apply_flags, build_parser
+from vaekit.report import quality_rows
 
 NETWORK = "--likelihood bernoulli --hidden 300,300 --latent 40 --activation elu --batch-size 100 --lr 1e-3"
 
@@ -221,11 +222,7 @@ def main() -> int:
             if args.quality:
                 q = r["quality"] = run.sample_quality(features_from=features_from, quiet=True)
                 features_from = features_from or run.path
-                print(f"{'':>9} sample quality: Frechet distance {q['frechet_distance']:.2f} (train vs test "
-                      f"{q['frechet_distance_train_vs_test']:.2f}), precision {q['precision']:.3f}, recall "
-                      f"{q['recall']:.3f}" + (f", {100 * q['confident_share']:.1f}% classified with p >= 0.9 (test "
-                                              f"images {100 * q['confident_share_real']:.1f}%)"
-                                              if "confident_share" in q else ""), flush=True)
+                print(f"{'':>9} " + "; ".join(f"{k} {v}" for k, v in quality_rows(q)[1:]), flush=True)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     return 0

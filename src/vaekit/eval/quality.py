@@ -93,7 +93,7 @@ def fit_features(x: torch.Tensor, y: torch.Tensor | None, classes: int, examples
         torch.manual_seed(seed)
         net = FeatureNet(x.shape[1:], classes if y is not None else 0).to(x.device)
     steps = max(math.ceil(len(x) / batch), math.ceil(examples / batch))
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(net.parameters())          # its learning rate set by the schedule
     schedule = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=steps)
     bar = progress(steps * batch, quiet, desc="feature network", unit="ex", leave=False)
     net.train()
@@ -172,11 +172,10 @@ def sample_quality(net: FeatureNet, real: torch.Tensor, fake: torch.Tensor, trai
            "features": "classifier" if net.classes else "autoencoder", "note": NOTE}
     if train is not None:
         out["frechet_distance_train_vs_test"] = frechet_distance(features_of(net, train), fr)
-    if net.classes:
-        probs = torch.softmax(batched(net, fake), -1)
-        top = probs.max(-1)
+    if net.classes:                                    # the head on the features already computed
+        top = torch.softmax(net.head(ff.float()), -1).max(-1)
         out["confident_share"] = (top.values >= 0.9).double().mean().item()
-        out["confident_share_real"] = (torch.softmax(batched(net, real), -1).max(-1).values >= 0.9).double().mean().item()
+        out["confident_share_real"] = (torch.softmax(net.head(fr.float()), -1).max(-1).values >= 0.9).double().mean().item()
         counts = torch.bincount(top.indices, minlength=net.classes).double()
         out["classes_covered"] = int((counts > 0).sum())
         out["class_entropy_bits"] = float(-(counts / counts.sum() * torch.log2((counts / counts.sum()).clamp(min=1e-12))).sum())
