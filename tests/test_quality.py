@@ -4,6 +4,7 @@ the feature network trained once per run and shared between runs on the same dat
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -82,6 +83,23 @@ def test_a_feature_network_of_an_older_design_is_trained_again_or_refused(cli, d
     net, again = vaekit.Run.load(run_dir).feature_net(quiet=True)       # its own: trained again and kept
     assert again["version"] == json.loads(about.read_text())["version"] == VERSION
     assert not net.training
+
+
+def test_unlabelled_images_get_an_autoencoder_for_features(cli, tmp_path):
+    from sklearn.datasets import load_digits
+
+    from vaekit.report import quality_rows
+
+    images = tmp_path / "images.npy"
+    np.save(images, (load_digits().images * 15).astype(np.uint8))        # 8x8 grey levels, no labels
+    out = tmp_path / "unlabelled"
+    rc, _, err = cli("train", "--data", images, "--epochs", "1", "--hidden", "16", "--latent", "2", "--quiet",
+                     "--out", out)
+    assert rc == 0, err
+    q = vaekit.Run.load(out).sample_quality(n=100, quiet=True)
+    assert q["features"] == "autoencoder" and 0 < q["reconstruction_mse"] < 0.1 and "confident_share" not in q
+    assert q["frechet_distance"] > q["frechet_distance_train_vs_test"] >= 0
+    assert "features of an autoencoder" in quality_rows(q)[0][1]
 
 
 def test_text_runs_are_refused_in_one_sentence(cli, tmp_path):

@@ -70,7 +70,7 @@ def quality_rows(q: dict | None) -> list[tuple[str, str]]:
     own = (f"its test accuracy {q['accuracy']:.3f}" if "accuracy" in q else
            f"its test reconstruction error {q['reconstruction_mse']:.4f} per value")
     rows = [("sample quality", f"{q['n_samples']:,} prior samples against {q['n_real']:,} test examples in the "
-                               f"features of a {q['features']} trained on this run's data ({own}); {q['note']}"),
+                               f"features of {'an' if q['features'][0] in 'aeiou' else 'a'} {q['features']} trained on this run's data ({own}); {q['note']}"),
             ("Frechet distance", f"{q['frechet_distance']:.2f} (training against test examples: "
                                  f"{q['frechet_distance_train_vs_test']:.2f})"),
             ("precision, recall", f"{q['precision']:.3f}, {q['recall']:.3f}")]
